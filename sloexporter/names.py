@@ -1,0 +1,48 @@
+"""Metric names and label conventions shared by the exporter and the SLO presets.
+
+These names are the public contract in CONTRACT.md: the sources export them and the
+presets in `sloexporter.sli` query them, so both import them from here.
+"""
+
+from __future__ import annotations
+
+PREFIX = "sloexporter_"
+
+# ArgoCD
+ARGOCD_APP_INFO = "sloexporter_argocd_app_info"
+ARGOCD_APP_SYNCED = "sloexporter_argocd_app_synced"
+ARGOCD_APP_HEALTHY = "sloexporter_argocd_app_healthy"
+ARGOCD_APP_SYNC_OPERATIONS = "sloexporter_argocd_app_sync_operations_total"
+ARGOCD_APP_LAST_SYNCED = "sloexporter_argocd_app_last_synced_timestamp_seconds"
+# Completed operation phases; the exporter initialises each to 0 so increase() sees the first.
+ARGOCD_SYNC_PHASES = ("Succeeded", "Failed", "Error")
+ARGOCD_SYNC_FAILED_PHASES = ("Failed", "Error")
+
+# Backups
+BACKUP_LAST_SUCCESS = "sloexporter_backup_last_success_timestamp_seconds"
+BACKUP_LAST_ATTEMPT = "sloexporter_backup_last_attempt_timestamp_seconds"
+BACKUP_EXPECTED_INTERVAL = "sloexporter_backup_expected_interval_seconds"
+BACKUP_LAST_DURATION = "sloexporter_backup_last_duration_seconds"
+BACKUP_RUNS = "sloexporter_backup_runs_total"
+BACKUP_LABEL = "sloexporter.dev/backup"
+
+# Certificates
+CERT_NOT_AFTER = "sloexporter_certificate_not_after_timestamp_seconds"
+CERT_NOT_BEFORE = "sloexporter_certificate_not_before_timestamp_seconds"
+CERT_READY = "sloexporter_certificate_ready"
+TLS_PROBE_SUCCESS = "sloexporter_tls_probe_success"
+TLS_PROBE_DURATION = "sloexporter_tls_probe_duration_seconds"
+
+# HTTP probes (golden signals). `code` is the HTTP status, or "error" when no response came.
+PROBE_REQUESTS = "sloexporter_probe_requests_total"
+PROBE_DURATION = "sloexporter_probe_duration_seconds"
+PROBE_ERROR_CODE = "error"
+PROBE_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
+)
+
+# Self-monitoring
+SOURCE_UP = "sloexporter_source_up"
+WATCH_EVENTS = "sloexporter_watch_events_total"
+WATCH_RESTARTS = "sloexporter_watch_restarts_total"
+SOURCE_LAST_EVENT = "sloexporter_source_last_event_timestamp_seconds"
