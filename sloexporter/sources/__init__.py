@@ -1,0 +1,1 @@
+"""Sources: one module per watched kind, plus the shared informer machinery."""
