@@ -1,0 +1,265 @@
+"""The normalised SLO that every input format becomes, and the burn-rate math.
+
+This module is the one place where windows, burn factors and detection times are
+computed. Rules, dashboards, reports and generated tests all call it, so they can never
+disagree. Arithmetic is done in Decimal so factors print as `14.4`, not
+`14.399999999999999`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Literal
+
+Severity = Literal["page", "ticket"]
+
+_DURATION_RE = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_UNITS = (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+
+MIN_PERIOD = 86400
+MAX_PERIOD = 90 * 86400
+#: Periods shorter than this scale the workbook windows down with the period.
+WINDOW_REFERENCE_PERIOD = 28 * 86400
+MIN_WINDOW = 300
+FACTOR_QUANTUM = Decimal("0.001")
+
+
+def parse_duration(text: str) -> int:
+    """Parse a Prometheus-style duration such as `30d`, `1h30m` or `90s` into seconds."""
+    match = _DURATION_RE.match(text.strip()) if isinstance(text, str) else None
+    if not match or not text.strip():
+        raise ValueError(f"invalid duration {text!r}: use units w, d, h, m, s as in 30d or 1h30m")
+    seconds = sum(int(n) * mult for n, (_, mult) in zip(match.groups(), _UNITS, strict=True) if n)
+    if seconds <= 0:
+        raise ValueError(f"duration {text!r} must be positive")
+    return seconds
+
+
+def format_duration(seconds: int) -> str:
+    """The shortest Prometheus duration for `seconds`: 2592000 -> `30d`, 5400 -> `1h30m`."""
+    out = ""
+    rest = seconds
+    for unit, mult in _UNITS:
+        if unit == "w":
+            continue  # `28d` reads better than `4w` and both parse everywhere
+        if rest >= mult:
+            out += f"{rest // mult}{unit}"
+            rest %= mult
+    return out or "0s"
+
+
+def decimal_str(value: Decimal) -> str:
+    """An exact, short decimal: 14.40 -> `14.4`, 6.0 -> `6`, 0.001 -> `0.001`."""
+    return format(value.normalize(), "f")
+
+
+@dataclass(frozen=True)
+class TierSpec:
+    """One multiwindow tier: alert when `budget_percent` of the budget burns in `long_window`."""
+
+    severity: Severity
+    long_window: int
+    short_window: int
+    budget_percent: Decimal
+
+
+#: The SRE workbook's tiers for a 30-day period (chapter 5, table 5-8).
+WORKBOOK_TIERS: tuple[TierSpec, ...] = (
+    TierSpec("page", 3600, 300, Decimal(2)),
+    TierSpec("page", 6 * 3600, 1800, Decimal(5)),
+    TierSpec("ticket", 86400, 2 * 3600, Decimal(10)),
+    TierSpec("ticket", 3 * 86400, 6 * 3600, Decimal(10)),
+)
+
+
+@dataclass(frozen=True)
+class Tier:
+    """A tier resolved for one period: concrete windows and the burn factor."""
+
+    severity: Severity
+    long_window: int
+    short_window: int
+    budget_percent: Decimal
+    factor: Decimal
+
+    @property
+    def long(self) -> str:
+        return format_duration(self.long_window)
+
+    @property
+    def short(self) -> str:
+        return format_duration(self.short_window)
+
+
+def burn_factor(budget_percent: Decimal, period: int, long_window: int) -> Decimal:
+    """The workbook formula: budget % consumed x period / 100 / long window.
+
+    Rounded to three decimals (28d gives 0.933 for the 3d tier), which is what a human
+    would write into a rule and what the tests compare against.
+    """
+    raw = budget_percent * Decimal(period) / Decimal(100) / Decimal(long_window)
+    return raw.quantize(FACTOR_QUANTUM, rounding=ROUND_HALF_EVEN).normalize()
+
+
+def _scale_window(seconds: int, period: int) -> int:
+    if period >= WINDOW_REFERENCE_PERIOD:
+        return seconds
+    scaled = seconds * period // WINDOW_REFERENCE_PERIOD
+    return max(MIN_WINDOW, scaled // 60 * 60)
+
+
+def resolve_tiers(period: int, custom: tuple[TierSpec, ...] | None = None) -> tuple[Tier, ...]:
+    """Tiers for `period`.
+
+    Periods of 28 days or more keep the workbook windows, so the factors scale with the
+    period (30d: 14.4/6/3/1; 28d: 13.44/5.6/2.8/0.933). Shorter periods scale the windows
+    down by period/28d instead, so a 7d SLO keeps the 28d factors: a 3d window on a 7d
+    period would otherwise need a factor below 1 and fire while the budget is still safe.
+    Custom tiers are used as written.
+    """
+    specs = custom if custom is not None else WORKBOOK_TIERS
+    tiers = []
+    for spec in specs:
+        long_w, short_w = spec.long_window, spec.short_window
+        if custom is None:
+            long_w, short_w = _scale_window(long_w, period), _scale_window(short_w, period)
+            short_w = min(short_w, long_w)
+        tiers.append(Tier(spec.severity, long_w, short_w, spec.budget_percent,
+                          burn_factor(spec.budget_percent, period, long_w)))
+    return tuple(tiers)
+
+
+def error_budget(objective_percent: Decimal) -> Decimal:
+    """The allowed error ratio: 99.9 -> 0.001."""
+    return (Decimal(100) - objective_percent) / Decimal(100)
+
+
+def detection_seconds(tier: Tier, objective_percent: Decimal, error_ratio: Decimal,
+                      period: int) -> Decimal | None:
+    """Time from the start of errors at `error_ratio` until `tier` trips, in theory.
+
+    The long window's ratio reaches factor x budget after factor x budget / ratio of the
+    window; the short window, being shorter, trips earlier. None if it never trips.
+    """
+    threshold = tier.factor * error_budget(objective_percent)
+    if error_ratio <= threshold:
+        return None
+    return threshold / error_ratio * Decimal(tier.long_window)
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    disabled: bool = False
+    labels: tuple[tuple[str, str], ...] = ()
+    annotations: tuple[tuple[str, str], ...] = ()
+    for_: int = 0
+
+
+@dataclass(frozen=True)
+class Alerting:
+    name: str = "ErrorBudgetBurn"
+    page: AlertSettings = AlertSettings()
+    ticket: AlertSettings = AlertSettings()
+    labels: tuple[tuple[str, str], ...] = ()
+    annotations: tuple[tuple[str, str], ...] = ()
+    runbook_url: str | None = None
+    dashboard_url: str | None = None
+    custom_tiers: tuple[TierSpec, ...] | None = None
+
+    def settings(self, severity: Severity) -> AlertSettings:
+        return self.page if severity == "page" else self.ticket
+
+
+@dataclass(frozen=True)
+class SynthSeries:
+    """A series a generated promtool test feeds, as a function of the error share r.
+
+    Counters grow per second by (1 - r) x rate for `good`, r x rate for `bad` and rate
+    for `total`. Gauges take the value a + b x t + c x r at time t (seconds).
+    `selector` is the user's matcher list; the test generator picks concrete labels
+    that satisfy it.
+    """
+
+    metric: str
+    role: Literal["good", "bad", "total", "gauge"]
+    selector: str = "{}"
+    labels: tuple[tuple[str, str], ...] = ()
+    a: Decimal = Decimal(0)
+    b: Decimal = Decimal(0)
+    c: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True)
+class SLI:
+    """An SLI compiled to PromQL templates with a `{{window}}` placeholder.
+
+    Either `errors` and `total` (events; the ratio is errors/total) or `ratio` (a raw
+    error-ratio query) is set. `records` are extra recording rules the templates read,
+    used by time-share SLIs over gauges. `synth` describes the series a generated
+    promtool test must feed; None means it is derived from the queries.
+    """
+
+    kind: str
+    errors: str | None = None
+    total: str | None = None
+    ratio: str | None = None
+    #: for SLIs written as good/total: the good query (errors is total - good)
+    good: str | None = None
+    records: tuple[tuple[str, str], ...] = ()
+    synth: tuple[SynthSeries, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.ratio is None) == (self.errors is None or self.total is None):
+            raise ValueError("an SLI has either errors and total, or ratio")
+
+
+@dataclass(frozen=True)
+class SLO:
+    service: str
+    name: str
+    objective: Decimal
+    period: int
+    sli: SLI
+    description: str = ""
+    labels: tuple[tuple[str, str], ...] = ()
+    alerting: Alerting = field(default_factory=Alerting)
+    #: where the SLO was written, for error messages from later stages
+    origin: str = ""
+
+    @property
+    def budget(self) -> Decimal:
+        return error_budget(self.objective)
+
+    @property
+    def period_str(self) -> str:
+        return format_duration(self.period)
+
+    @property
+    def tiers(self) -> tuple[Tier, ...]:
+        return tuple(t for t in resolve_tiers(self.period, self.alerting.custom_tiers)
+                     if not self.alerting.settings(t.severity).disabled)
+
+    @property
+    def windows(self) -> tuple[int, ...]:
+        """Every window an alert needs, plus 5m, shortest first."""
+        wins = {300}
+        for tier in self.tiers:
+            wins.update((tier.long_window, tier.short_window))
+        return tuple(sorted(wins))
+
+    @property
+    def identity(self) -> tuple[tuple[str, str], ...]:
+        """The labels every series and alert of this SLO carries."""
+        merged = dict(self.labels)
+        merged.update(service=self.service, slo=self.name)
+        return tuple(sorted(merged.items()))
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    slos: tuple[SLO, ...]
+    labels: tuple[tuple[str, str], ...] = ()
+    origin: str = ""

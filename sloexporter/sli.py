@@ -1,0 +1,180 @@
+"""Compile every SLI kind of the native spec into PromQL templates.
+
+Presets (`http`, `argocd`, `backup`, `certificate`, `probe`) know their metrics, so they
+also describe the series a generated test must feed (`SynthSeries`).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from sloexporter import names
+from sloexporter.model import SLI, SynthSeries, parse_duration
+from sloexporter.promql import (
+    STATE_BAD,
+    STATE_TOTAL,
+    le_matcher,
+    merge_selector,
+    quote,
+    selector,
+)
+from sloexporter.spec.native import (
+    HTTPSLI,
+    ArgoCDSLI,
+    BackupSLI,
+    CertificateSLI,
+    EventsSLI,
+    LatencySLI,
+    ProbeSLI,
+    RatioSLI,
+    SLISpec,
+)
+
+W = "{{window}}"
+SERVER_ERRORS = '"5.."'
+
+#: (metric base name, status label) of each HTTP convention.
+HTTP_CONVENTIONS: dict[str, tuple[str, str]] = {
+    # OpenTelemetry semantic conventions, as exported to Prometheus
+    "otel": ("http_server_request_duration_seconds", "http_response_status_code"),
+    # prom-client / express-prom-bundle
+    "prometheus": ("http_request_duration_seconds", "status_code"),
+    # Go promhttp and most client libraries; FastAPI instrumentator uses `status`
+    "requests_total": ("http_requests_total", "code"),
+}
+
+
+def rate_sum(metric: str, sel: str, extra: str = "") -> str:
+    return f"sum(rate({metric}{merge_selector(sel, extra)}[{W}]))"
+
+
+def _counter_synth(metric: str, sel: str, label: str, good: str,
+                   bad: str) -> tuple[SynthSeries, ...]:
+    return (SynthSeries(metric, "good", sel, ((label, good),)),
+            SynthSeries(metric, "bad", sel, ((label, bad),)))
+
+
+def _status_sli(kind: str, metric: str, sel: str, label: str, errors_regex: str,
+                bad_value: str) -> SLI:
+    return SLI(kind, errors=rate_sum(metric, sel, f"{label}=~{errors_regex}"),
+               total=rate_sum(metric, sel),
+               synth=_counter_synth(metric, sel, label, "200", bad_value))
+
+
+def _latency_sli(kind: str, base: str, sel: str, threshold: Decimal) -> SLI:
+    good = rate_sum(f"{base}_bucket", sel, le_matcher(threshold))
+    total = rate_sum(f"{base}_count", sel)
+    le = format(threshold.normalize(), "f")
+    return SLI(kind, errors=f"{total} - {good}", total=total,
+               synth=(SynthSeries(f"{base}_bucket", "good", sel, (("le", le),)),
+                      SynthSeries(f"{base}_count", "total", sel)))
+
+
+def _state_sli(kind: str, bad: str, total: str, ident: tuple[tuple[str, str], ...],
+               synth: tuple[SynthSeries, ...]) -> SLI:
+    """A time-share SLI: the share of (object x time) that is bad.
+
+    The per-instant bad count and object count are recorded, and each window sums them,
+    so `share of time` needs no subquery.
+    """
+    errors = f"sum(sum_over_time({selector(STATE_BAD, ident)}[{W}]))"
+    totals = f"sum(sum_over_time({selector(STATE_TOTAL, ident)}[{W}]))"
+    return SLI(kind, errors=errors, total=totals, records=((STATE_BAD, bad), (STATE_TOTAL, total)),
+               synth=synth)
+
+
+def compile_sli(spec: SLISpec, service: str, slo: str) -> SLI:
+    """Turn the one SLI kind set in `spec` into queries."""
+    ident = (("service", service), ("slo", slo))
+    kind = spec.kind
+    body = getattr(spec, kind)
+    if isinstance(body, EventsSLI):
+        if body.errors is not None:
+            return SLI(kind, errors=body.errors, total=body.total)
+        return SLI(kind, errors=f"({body.total}) - ({body.good})", total=body.total,
+                   good=body.good)
+    if isinstance(body, RatioSLI):
+        return SLI(kind, ratio=body.query)
+    if isinstance(body, LatencySLI):
+        return _latency_sli(kind, body.metric, body.selector, body.threshold)
+    if isinstance(body, HTTPSLI):
+        metric, label = HTTP_CONVENTIONS[body.convention]
+        label = body.status_label or label
+        if body.signal == "latency":
+            assert body.threshold is not None
+            return _latency_sli(kind, metric, body.selector, body.threshold)
+        counted = metric if body.convention == "requests_total" else f"{metric}_count"
+        return _status_sli(kind, counted, body.selector, label, SERVER_ERRORS, "500")
+    if isinstance(body, ProbeSLI):
+        if body.signal == "latency":
+            assert body.threshold is not None
+            return _latency_sli(kind, names.PROBE_DURATION, body.selector, body.threshold)
+        errors = quote(f"5..|{names.PROBE_ERROR_CODE}")
+        return _status_sli(kind, names.PROBE_REQUESTS, body.selector, "code", errors,
+                           names.PROBE_ERROR_CODE)
+    if isinstance(body, ArgoCDSLI):
+        return _argocd(body, ident)
+    if isinstance(body, BackupSLI):
+        return _backup(body, ident)
+    if isinstance(body, CertificateSLI):
+        return _certificate(body, ident)
+    raise AssertionError(f"unhandled SLI kind {kind}")
+
+
+def _argocd(body: ArgoCDSLI, ident: tuple[tuple[str, str], ...]) -> SLI:
+    sel = body.selector
+    if body.signal == "sync_success":
+        failed = quote("|".join(names.ARGOCD_SYNC_FAILED_PHASES))
+        return SLI("argocd", errors=rate_sum(names.ARGOCD_APP_SYNC_OPERATIONS, sel,
+                                             f"phase=~{failed}"),
+                   total=rate_sum(names.ARGOCD_APP_SYNC_OPERATIONS, sel),
+                   synth=_counter_synth(names.ARGOCD_APP_SYNC_OPERATIONS, sel, "phase",
+                                        "Succeeded", "Failed"))
+    ready = f"{names.ARGOCD_APP_SYNCED}{sel} * {names.ARGOCD_APP_HEALTHY}{sel}"
+    app = (("namespace", "argocd"), ("name", "demo"), ("project", "default"))
+    return _state_sli("argocd", f"sum(1 - ({ready}))", f"count({ready})", ident, (
+        SynthSeries(names.ARGOCD_APP_SYNCED, "gauge", sel, app, a=Decimal(1), c=Decimal(-1)),
+        SynthSeries(names.ARGOCD_APP_HEALTHY, "gauge", sel, app, a=Decimal(1)),
+    ))
+
+
+def _backup(body: BackupSLI, ident: tuple[tuple[str, str], ...]) -> SLI:
+    sel, grace = body.selector, parse_duration(body.grace)
+    last = f"{names.BACKUP_LAST_SUCCESS}{sel}"
+    expected = f"{names.BACKUP_EXPECTED_INTERVAL}{sel}"
+    # clamp keeps the indicator 0..1 yet continuous in its first second of lateness, so a
+    # steady fractional share is representable in tests; a never-succeeded backup is bad.
+    late = f"clamp((time() - {last}) - ({expected} + {grace}), 0, 1)"
+    obj = (("kind", "cronjob"), ("namespace", "db"), ("name", "backup"))
+    interval = Decimal(86400)
+    return _state_sli("backup", f"sum({late} or ({expected} * 0 + 1))", f"count({expected})",
+                      ident, (
+                          SynthSeries(names.BACKUP_LAST_SUCCESS, "gauge", sel, obj,
+                                      a=-(interval + grace), b=Decimal(1), c=Decimal(-1)),
+                          SynthSeries(names.BACKUP_EXPECTED_INTERVAL, "gauge", sel, obj,
+                                      a=interval),
+                      ))
+
+
+def _certificate(body: CertificateSLI, ident: tuple[tuple[str, str], ...]) -> SLI:
+    sel = body.selector
+    need = body.min_days_left * 86400
+    not_after = f"{names.CERT_NOT_AFTER}{sel}"
+    cert = (("source", "certificate"), ("namespace", "web"), ("name", "site"),
+            ("subject_cn", "example.org"), ("issuer_cn", "R11"), ("serial", "01"))
+    # "every certificate has more than N days left": bad while the worst one has fewer
+    return _state_sli("certificate", f"max(clamp({need} - ({not_after} - time()), 0, 1))",
+                      f"max({not_after} * 0 + 1)", ident, (
+                          SynthSeries(names.CERT_NOT_AFTER, "gauge", sel, cert,
+                                      a=Decimal(need), b=Decimal(1), c=Decimal(-1)),
+                      ))
+
+
+def known_buckets(spec: SLISpec) -> tuple[Decimal, ...] | None:
+    """The histogram's bucket boundaries when the spec or the preset knows them."""
+    body = getattr(spec, spec.kind)
+    if isinstance(body, ProbeSLI):
+        return tuple(Decimal(str(b)) for b in names.PROBE_BUCKETS)
+    if isinstance(body, LatencySLI | HTTPSLI) and body.buckets:
+        return tuple(body.buckets)
+    return None

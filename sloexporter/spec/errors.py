@@ -1,0 +1,125 @@
+"""Spec errors that point at a file and line, and YAML loading that remembers lines.
+
+Every input format reports problems as `FILE:LINE: field.path: message`, so the loaders
+keep a map from each value's path to the line it was written on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+Path = tuple[str | int, ...]
+
+
+@dataclass(frozen=True, order=True)
+class SpecError:
+    file: str
+    line: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}: " if self.path else ""
+        return f"{self.file}:{self.line}: {where}{self.message}"
+
+
+class SpecErrors(Exception):
+    """Raised by a loader with every error it found, not only the first."""
+
+    def __init__(self, errors: list[SpecError]) -> None:
+        super().__init__("\n".join(str(e) for e in errors))
+        self.errors = errors
+
+
+def format_path(path: Path) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+@dataclass
+class Document:
+    """One YAML document with the line of every value in it."""
+
+    file: str
+    data: Any
+    lines: dict[Path, int] = field(default_factory=dict)
+    start_line: int = 1
+
+    def line_of(self, path: Path) -> int:
+        """The line of `path`, or of its nearest ancestor that has one."""
+        for n in range(len(path), -1, -1):
+            line = self.lines.get(tuple(path[:n]))
+            if line is not None:
+                return line
+        return self.start_line
+
+    def error(self, path: Path, message: str) -> SpecError:
+        return SpecError(self.file, self.line_of(path), format_path(path), message)
+
+    def errors_from_validation(self, exc: ValidationError, prefix: Path = ()) -> list[SpecError]:
+        out = []
+        for err in exc.errors(include_url=False):
+            loc = prefix + tuple(p for p in err["loc"] if not _is_internal(p))
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                msg = f"unknown field {loc[-1]!r}" if loc else "unknown field"
+            elif err["type"] == "missing":
+                msg = f"missing required field {loc[-1]!r}" if loc else "missing field"
+            elif msg.startswith("Value error, "):
+                msg = msg[len("Value error, "):]
+            elif msg.startswith("Assertion failed, "):
+                msg = msg[len("Assertion failed, "):]
+            out.append(self.error(loc, msg))
+        return out
+
+
+def _is_internal(part: str | int) -> bool:
+    # pydantic adds the tag of a function validator or union member to the location
+    return isinstance(part, str) and (part.startswith("function-") or "[" in part)
+
+
+class _LineLoader(yaml.SafeLoader):
+    pass
+
+
+def _walk(node: yaml.Node, path: Path, lines: dict[Path, int]) -> None:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                _walk(value_node, path + (key_node.value,), lines)
+                lines[path + (key_node.value,)] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _walk(item, path + (i,), lines)
+
+
+def load_documents(text: str, file: str) -> Iterator[Document]:
+    """Parse every YAML document in `text`; a syntax error raises SpecErrors."""
+    loader = _LineLoader(text)
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                continue
+            data = loader.construct_document(node)
+            lines: dict[Path, int] = {}
+            _walk(node, (), lines)
+            yield Document(file, data, lines, node.start_mark.line + 1)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecErrors([SpecError(file, line, "", f"invalid YAML: {problem}")]) from None
+    finally:
+        loader.dispose()

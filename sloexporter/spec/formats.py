@@ -1,0 +1,15 @@
+"""The registry of built-in input formats, in detection order."""
+
+from __future__ import annotations
+
+from sloexporter.spec import Format, register
+from sloexporter.spec.build import load_native
+from sloexporter.spec.native import API_VERSION, KIND
+
+
+def _is_native(data: object) -> bool:
+    return isinstance(data, dict) and data.get("apiVersion") == API_VERSION \
+        and data.get("kind") == KIND
+
+
+register(Format("native", _is_native, load_native))

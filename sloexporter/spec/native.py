@@ -1,0 +1,237 @@
+"""The native spec, `apiVersion: sloexporter.dev/v1`, `kind: ServiceLevels`."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from sloexporter.model import MAX_PERIOD, MIN_PERIOD, format_duration, parse_duration
+
+API_VERSION = "sloexporter.dev/v1"
+KIND = "ServiceLevels"
+
+LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+SLO_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
+RESERVED_LABELS = {"service", "slo", "severity", "long_window", "short_window", "alertname",
+                   "__name__"}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_labels(labels: dict[str, str], reserved: set[str] = RESERVED_LABELS) -> dict[str, str]:
+    for name in labels:
+        if not LABEL_NAME.match(name):
+            raise ValueError(f"invalid label name {name!r}")
+        if name in reserved:
+            raise ValueError(f"label {name!r} is set by sloexporter and cannot be overridden")
+    return labels
+
+
+def _check_alert_labels(labels: dict[str, str]) -> dict[str, str]:
+    return _check_labels(labels, RESERVED_LABELS - {"severity"})
+
+
+def _duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+Labels = Annotated[dict[str, str], AfterValidator(_check_labels), Field(default_factory=dict)]
+AlertLabels = Annotated[dict[str, str], AfterValidator(_check_alert_labels),
+                        Field(default_factory=dict)]
+Annotations = Annotated[dict[str, str], Field(default_factory=dict)]
+Duration = Annotated[str, AfterValidator(_duration)]
+
+
+class EventsSLI(Strict):
+    errors: str | None = None
+    good: str | None = None
+    total: str
+
+    @model_validator(mode="after")
+    def _one_of(self) -> EventsSLI:
+        if (self.errors is None) == (self.good is None):
+            raise ValueError("events needs exactly one of 'errors' or 'good', plus 'total'")
+        return self
+
+
+class RatioSLI(Strict):
+    query: str
+
+
+class LatencySLI(Strict):
+    metric: str = Field(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+    selector: str = "{}"
+    threshold: Decimal = Field(gt=0)
+    #: the histogram's bucket boundaries, when known; the threshold must be one of them
+    buckets: list[Decimal] | None = None
+
+    @field_validator("metric")
+    @classmethod
+    def _no_suffix(cls, v: str) -> str:
+        for suffix in ("_bucket", "_count", "_sum"):
+            if v.endswith(suffix):
+                raise ValueError(f"give the histogram's base name, without {suffix!r}")
+        return v
+
+
+class HTTPSLI(Strict):
+    convention: Literal["otel", "prometheus", "requests_total"]
+    selector: str = "{}"
+    signal: Literal["availability", "latency"] = "availability"
+    threshold: Decimal | None = Field(default=None, gt=0)
+    #: the status label of `requests_total`: `code` (Go, express) or `status` (FastAPI)
+    status_label: str | None = None
+    buckets: list[Decimal] | None = None
+
+    @model_validator(mode="after")
+    def _latency_needs(self) -> HTTPSLI:
+        if self.signal == "latency":
+            if self.threshold is None:
+                raise ValueError("signal latency needs 'threshold' in seconds")
+            if self.convention == "requests_total":
+                raise ValueError("the requests_total convention has no latency histogram; "
+                                 "use convention otel or prometheus")
+        elif self.threshold is not None:
+            raise ValueError("'threshold' applies only to signal latency")
+        return self
+
+
+class ArgoCDSLI(Strict):
+    selector: str = "{}"
+    signal: Literal["availability", "sync_success"] = "availability"
+
+
+class BackupSLI(Strict):
+    selector: str = "{}"
+    #: extra time past the expected interval before a backup counts as late
+    grace: Duration = "15m"
+
+
+class CertificateSLI(Strict):
+    selector: str = "{}"
+    min_days_left: int = Field(default=14, ge=1, le=365)
+
+
+class ProbeSLI(Strict):
+    selector: str = "{}"
+    signal: Literal["availability", "latency"] = "availability"
+    threshold: Decimal | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _latency_needs(self) -> ProbeSLI:
+        if self.signal == "latency" and self.threshold is None:
+            raise ValueError("signal latency needs 'threshold' in seconds")
+        if self.signal == "availability" and self.threshold is not None:
+            raise ValueError("'threshold' applies only to signal latency")
+        return self
+
+
+SLI_KINDS = ("events", "ratio", "latency", "http", "argocd", "backup", "certificate", "probe")
+
+
+class SLISpec(Strict):
+    events: EventsSLI | None = None
+    ratio: RatioSLI | None = None
+    latency: LatencySLI | None = None
+    http: HTTPSLI | None = None
+    argocd: ArgoCDSLI | None = None
+    backup: BackupSLI | None = None
+    certificate: CertificateSLI | None = None
+    probe: ProbeSLI | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SLISpec:
+        chosen = [k for k in SLI_KINDS if getattr(self, k) is not None]
+        if len(chosen) != 1:
+            raise ValueError(f"sli needs exactly one of {', '.join(SLI_KINDS)}; "
+                             f"got {', '.join(chosen) or 'none'}")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in SLI_KINDS if getattr(self, k) is not None)
+
+
+class SeverityAlert(Strict):
+    disabled: bool = False
+    labels: AlertLabels
+    annotations: Annotations
+    for_: Duration | None = Field(default=None, alias="for")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class CustomTier(Strict):
+    severity: Literal["page", "ticket"]
+    long_window: Duration
+    short_window: Duration
+    budget_consumed: Decimal = Field(gt=0, le=100, description="percent of the budget")
+
+    @model_validator(mode="after")
+    def _short_shorter(self) -> CustomTier:
+        if parse_duration(self.short_window) > parse_duration(self.long_window):
+            raise ValueError("short_window must not be longer than long_window")
+        return self
+
+
+class AlertingSpec(Strict):
+    name: str = Field(default="ErrorBudgetBurn", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+    labels: Labels
+    annotations: Annotations
+    page: SeverityAlert = SeverityAlert()
+    ticket: SeverityAlert = SeverityAlert()
+    runbook_url: str | None = None
+    dashboard_url: str | None = None
+    tiers: list[CustomTier] | None = Field(default=None, min_length=1)
+
+
+class SLOSpec(Strict):
+    name: str
+    objective: Decimal
+    period: str = "30d"
+    description: str = ""
+    labels: Labels
+    sli: SLISpec
+    alerting: AlertingSpec = AlertingSpec()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not SLO_NAME.match(v):
+            raise ValueError("SLO name must be 1-63 characters of letters, digits, '_', '.' "
+                             "or '-', starting with a letter or digit")
+        return v
+
+    @field_validator("objective")
+    @classmethod
+    def _objective(cls, v: Decimal) -> Decimal:
+        if not Decimal(0) < v < Decimal(100):
+            raise ValueError(f"objective {v} must be a percentage greater than 0 and less "
+                             "than 100, e.g. 99.9")
+        return v
+
+    @field_validator("period")
+    @classmethod
+    def _period(cls, v: str) -> str:
+        if not re.fullmatch(r"\d+[dw]", v):
+            raise ValueError(f"period {v!r} must be whole days or weeks, like 7d, 28d, 30d or 4w")
+        seconds = parse_duration(v)
+        if not MIN_PERIOD <= seconds <= MAX_PERIOD:
+            raise ValueError(f"period {v!r} must be between 1d and 90d")
+        return format_duration(seconds)
+
+
+class ServiceLevels(Strict):
+    api_version: Literal["sloexporter.dev/v1"] = Field(alias="apiVersion")
+    kind: Literal["ServiceLevels"]
+    service: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
+    labels: Labels
+    slos: list[SLOSpec] = Field(min_length=1)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

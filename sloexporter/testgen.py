@@ -1,0 +1,320 @@
+"""Generate `promtool test rules` files that prove each SLO's alerts behave.
+
+For every SLO: a total outage pages within the theoretical detection time plus two
+evaluation intervals (and nothing fires before it starts), and steady errors at half
+the budget rate never alert. Inputs come from the SLI's own metrics: presets describe
+them, and for hand-written queries they are derived from the queries' selectors.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import promql_parser
+
+from sloexporter import promql
+from sloexporter.model import SLO, Service, SynthSeries, decimal_str, detection_seconds
+from sloexporter.output import header, service_source, to_yaml
+from sloexporter.rules import severity_label
+
+EVAL_INTERVAL = 60
+#: requests per second fed to counters; large enough that tiny budgets stay exact
+RATE = Decimal(100)
+_POOL = ("500", "503", "200", "204", "404", "0", "1", "error", "ok", "true", "false",
+         "success", "failure", "5xx", "2xx", "GET", "x")
+
+
+class TestGenError(Exception):
+    """The test inputs for an SLO cannot be derived from its queries."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    steps: int
+    ratio: Decimal
+
+
+# ---- label values that satisfy a selector -------------------------------------------
+
+Matcher = tuple[str, str, str]  # (label, op, value), op in = != =~ !~
+
+
+def _matches(op: str, pattern: str, value: str) -> bool:
+    if op == "=":
+        return value == pattern
+    if op == "!=":
+        return value != pattern
+    try:
+        hit = re.fullmatch(pattern, value) is not None
+    except re.error:
+        return False
+    return hit if op == "=~" else not hit
+
+
+def _candidates(matchers: list[Matcher]) -> list[str]:
+    """Equality values first, then common label values, then literal regex alternatives."""
+    values = [m[2] for m in matchers if m[1] == "="] + list(_POOL)
+    for _, op, pattern in matchers:
+        if op in ("=~", "!~"):
+            values += [p.strip("^$()") for p in pattern.split("|")]
+    return values
+
+
+def _pick(matchers: list[Matcher]) -> str | None:
+    return next((v for v in _candidates(matchers) if all(_matches(op, p, v)
+                                                         for _, op, p in matchers)), None)
+
+
+def _parse_matchers(text: str) -> tuple[str | None, list[Matcher]]:
+    expr = promql_parser.parse(text)
+    if isinstance(expr, promql_parser.MatrixSelector):
+        expr = expr.vector_selector
+    if not isinstance(expr, promql_parser.VectorSelector):
+        raise TestGenError(f"not a selector: {text}")
+    return _selector_parts(expr)
+
+
+def _selector_parts(sel: Any) -> tuple[str | None, list[Matcher]]:
+    ops = {"Equal": "=", "NotEqual": "!=", "Re": "=~", "NotRe": "!~"}
+    matchers = [(m.name, ops[str(m.op).rpartition(".")[2]], m.value) for m in sel.matchers.matchers]
+    name = sel.name or next((v for n, op, v in matchers if n == "__name__" and op == "="), None)
+    return name, [m for m in matchers if m[0] != "__name__"]
+
+
+def _labels_for(must: list[Matcher], must_not: list[Matcher] = ()) -> dict[str, str] | None:
+    """Labels satisfying every matcher in `must` and failing at least one of `must_not`."""
+    by_label: dict[str, list[Matcher]] = {}
+    for m in must:
+        by_label.setdefault(m[0], []).append(m)
+    chosen: dict[str, str] = {}
+    for label, ms in by_label.items():
+        value = _pick(ms)
+        if value is None:
+            return None
+        if value:  # an empty value means "label absent" in PromQL
+            chosen[label] = value
+    if not must_not:
+        return chosen
+    for lbl, op, p in must_not:  # flip one label so the series escapes `must_not`
+        inverse = {"=": "!=", "!=": "=", "=~": "!~", "!~": "=~"}[op]
+        value = _pick(by_label.get(lbl, []) + [(lbl, inverse, p)])
+        if value is not None:
+            return {**chosen, lbl: value} if value else {k: v for k, v in chosen.items()
+                                                          if k != lbl}
+    if not all(_matches(op, p, chosen.get(lbl, "")) for lbl, op, p in must_not):
+        return chosen
+    return None
+
+
+# ---- series for hand-written queries --------------------------------------------------
+
+def _selectors(query: str) -> list[tuple[str | None, list[Matcher]]]:
+    found: list[tuple[str | None, list[Matcher]]] = []
+
+    def visit(node: Any) -> None:
+        if isinstance(node, promql_parser.VectorSelector):
+            found.append(_selector_parts(node))
+
+    promql_parser.walk(promql_parser.parse(promql.substitute_window(query, 300)), visit)
+    return found
+
+
+def _derived_synth(slo: SLO) -> tuple[SynthSeries, ...]:
+    sli = slo.sli
+    if sli.ratio is not None:
+        expr = promql_parser.parse(promql.substitute_window(sli.ratio, 300))
+        while isinstance(expr, promql_parser.ParenExpr):
+            expr = expr.expr
+        if not (isinstance(expr, promql_parser.BinaryExpr) and str(expr.op) == "/"):
+            raise TestGenError("a ratio query that is not `errors / total`")
+        bad_q, total_q, good_q = str(expr.lhs), str(expr.rhs), None
+    elif sli.good is not None:
+        bad_q, total_q, good_q = None, sli.total, sli.good
+    else:
+        bad_q, total_q, good_q = sli.errors, sli.total, None
+    assert total_q is not None
+    totals = _selectors(total_q)
+    special = _selectors(good_q if good_q is not None else bad_q or "")
+    if not totals or not special:
+        raise TestGenError("queries without a metric selector")
+    role, other = ("good", "bad") if good_q is not None else ("bad", "good")
+    out: list[SynthSeries] = []
+    for name, ms in special:
+        if name is None:
+            raise TestGenError("a selector without a metric name")
+        labels = _labels_for(ms + [m for tn, tms in totals if tn == name for m in tms])
+        if labels is None:
+            raise TestGenError(f"no label values satisfy the selector of {name}")
+        out.append(SynthSeries(name, role, labels=tuple(sorted(labels.items()))))
+    for name, ms in totals:
+        if name is None:
+            raise TestGenError("a selector without a metric name")
+        same = [sms for sn, sms in special if sn == name]
+        if not same:
+            labels = _labels_for(ms)
+            kind = "total"
+        else:
+            labels = _labels_for(ms, same[0])
+            kind = other
+        if labels is None:
+            raise TestGenError(f"cannot find series of {name} outside the error selector")
+        out.append(SynthSeries(name, kind, labels=tuple(sorted(labels.items()))))
+    return tuple(dict.fromkeys(out))
+
+
+def synth(slo: SLO) -> tuple[SynthSeries, ...]:
+    if slo.sli.synth is not None:
+        return slo.sli.synth
+    try:
+        return _derived_synth(slo)
+    except ValueError as exc:
+        raise TestGenError(str(exc)) from None
+
+
+# ---- scenario -> input series ---------------------------------------------------------
+
+def _num(value: Decimal) -> str:
+    return decimal_str(value.quantize(Decimal("1e-9")) if value.as_tuple().exponent < -9
+                       else value)
+
+
+def _series_name(s: SynthSeries) -> str:
+    labels = dict(s.labels)
+    if s.selector.strip() not in ("", "{}"):
+        _, ms = _parse_matchers("m" + s.selector)
+        labels = {**(_labels_for(ms) or {}), **labels}
+    return promql.selector(s.metric, sorted(labels.items()))
+
+
+def _values(s: SynthSeries, segments: list[Segment], interval: int) -> str:
+    parts = []
+    step = 0
+    value = Decimal(0)
+    for seg in segments:
+        r = seg.ratio
+        if s.role == "gauge":
+            start = s.a + s.b * step * interval + s.c * r
+            parts.append(f"{_num(start)}+{_num(s.b * interval)}x{seg.steps - 1}")
+            step += seg.steps
+            continue
+        share = {"good": 1 - r, "bad": r, "total": Decimal(1)}[s.role]
+        inc = RATE * share * interval
+        if step == 0:
+            parts.append(f"{_num(value)}+{_num(inc)}x{seg.steps - 1}")
+            value += inc * (seg.steps - 1)
+        else:
+            parts.append(f"{_num(value + inc)}+{_num(inc)}x{seg.steps - 1}")
+            value += inc * seg.steps
+        step += seg.steps
+    return " ".join(parts)
+
+
+def input_series(slo: SLO, segments: list[Segment], interval: int) -> list[dict[str, str]]:
+    return [{"series": _series_name(s), "values": _values(s, segments, interval)}
+            for s in synth(slo)]
+
+
+# ---- assertions -----------------------------------------------------------------------
+
+def _count_alerts(slo: SLO, over: int | None, severity: str | None = None) -> str:
+    """1 if an alert of `slo` is firing now (over=None), or was active at all in `over`."""
+    if over is None:
+        sel = promql.alerts_selector(slo, severity, "firing")
+    else:
+        sel = f"max_over_time({promql.alerts_selector(slo, severity, None)}[{over}s])"
+    return f"clamp_max(count({sel}), 1) or vector(0)"
+
+
+def expect(expr: str, at: int, value: int | str) -> dict[str, Any]:
+    return {"expr": expr, "eval_time": f"{at}s",
+            "exp_samples": [{"labels": "{}", "value": value}]}
+
+
+def _minutes(seconds: Decimal | float) -> int:
+    return int(math.ceil(float(seconds) / 60)) * 60
+
+
+def detection_budget(slo: SLO, severity: str) -> tuple[int, int]:
+    """(lead-in, seconds until `severity` must fire) for a total outage."""
+    tiers = [t for t in slo.tiers if t.severity == severity]
+    times = [(detection_seconds(t, slo.objective, Decimal(1), slo.period), t) for t in tiers]
+    theory, tier = min(((d, t) for d, t in times if d is not None), key=lambda x: x[0])
+    settings = slo.alerting.settings(severity)
+    return tier.long_window, _minutes(theory) + settings.for_ + 2 * EVAL_INTERVAL
+
+
+def outage_test(slo: SLO) -> dict[str, Any] | None:
+    severities = [s for s in ("page", "ticket") if any(t.severity == s for t in slo.tiers)]
+    if not severities:
+        return None
+    severity = severities[0]
+    lead, within = detection_budget(slo, severity)
+    steps_lead = lead // EVAL_INTERVAL
+    steps_out = within // EVAL_INTERVAL + 5
+    segments = [Segment(steps_lead + 1, Decimal(0)), Segment(steps_out, Decimal(1))]
+    label = severity_label(slo, severity)
+    return {
+        "name": f"{slo.name}: a total outage fires {label} within {within // 60}m",
+        "interval": f"{EVAL_INTERVAL}s",
+        "input_series": input_series(slo, segments, EVAL_INTERVAL),
+        "promql_expr_test": [
+            expect(_count_alerts(slo, lead), lead, 0),
+            expect(_count_alerts(slo, None, label), lead + within, 1),
+        ],
+    }
+
+
+def steady_test(slo: SLO, burn: Decimal, duration: int | None = None,
+                interval: int = EVAL_INTERVAL) -> tuple[dict[str, Any], int]:
+    """Errors at `burn` x the budget rate from t=0; returns the test and its end time."""
+    ratio = slo.budget * burn
+    if duration is None:
+        # The ratio of a steady rate is the same in every window, so the page windows plus
+        # an hour show it; longer runs only make users' CI slower (3d of data: ~1 min).
+        pages = [t.long_window for t in slo.tiers if t.severity == "page"]
+        duration = max(pages or [3600]) + 3600
+    steps = duration // interval + 1
+    return {
+        "name": f"{slo.name}: steady errors at {_num(burn)}x the budget rate",
+        "interval": f"{interval}s",
+        "input_series": input_series(slo, [Segment(steps, ratio)], interval),
+    }, duration
+
+
+def half_budget_test(slo: SLO) -> dict[str, Any]:
+    test, end = steady_test(slo, Decimal("0.5"))
+    ratio = slo.budget / 2
+    check_window = max(w for w in slo.windows if w <= end)
+    seen = (f"{promql.slo_selector(promql.error_ratio_name(check_window), slo)} "
+            f"> {_num(ratio * Decimal('0.9'))} < {_num(ratio * Decimal('1.1'))}")
+    test["name"] = f"{slo.name}: steady errors at half the budget rate never alert"
+    test["promql_expr_test"] = [
+        # the errors really flow, so "no alert" is not vacuous
+        expect(f"clamp_max(count({seen}), 1) or vector(0)", end, 1),
+        expect(_count_alerts(slo, end), end, 0),
+    ]
+    return test
+
+
+def service_tests(service: Service) -> list[dict[str, Any]]:
+    tests = []
+    for slo in service.slos:
+        outage = outage_test(slo)
+        if outage is not None:
+            tests.append(outage)
+        tests.append(half_budget_test(slo))
+    return tests
+
+
+def test_document(rules_file: str, tests: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"rule_files": [rules_file], "evaluation_interval": f"{EVAL_INTERVAL}s",
+            "tests": tests}
+
+
+def render_tests(service: Service, rules_file: str) -> str:
+    return header([service_source(service)]) + to_yaml(
+        test_document(rules_file, service_tests(service)))
