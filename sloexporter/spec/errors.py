@@ -6,6 +6,7 @@ keep a map from each value's path to the line it was written on.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,13 +68,27 @@ class Document:
         return SpecError(self.file, self.line_of(path), format_path(path), message)
 
     def errors_from_validation(self, exc: ValidationError, prefix: Path = ()) -> list[SpecError]:
+        raw = [(prefix + tuple(p for p in e["loc"] if not _is_internal(p)), e)
+               for e in exc.errors(include_url=False)]
+        missing = {loc for loc, e in raw if e["type"] == "missing" and loc}
+        typos: dict[Path, str] = {}
+        for loc, e in raw:
+            if e["type"] == "extra_forbidden" and loc:
+                siblings = [str(m[-1]) for m in missing if m[:-1] == loc[:-1]]
+                close = difflib.get_close_matches(str(loc[-1]), siblings, n=1)
+                if close:
+                    typos[loc] = close[0]
+                    missing.discard(loc[:-1] + (close[0],))
         out = []
-        for err in exc.errors(include_url=False):
-            loc = prefix + tuple(p for p in err["loc"] if not _is_internal(p))
+        for loc, err in raw:
             msg = err["msg"]
             if err["type"] == "extra_forbidden":
                 msg = f"unknown field {loc[-1]!r}" if loc else "unknown field"
+                if loc in typos:
+                    msg += f"; did you mean {typos[loc]!r}?"
             elif err["type"] == "missing":
+                if loc and loc not in missing:
+                    continue  # reported as the typo that caused it
                 msg = f"missing required field {loc[-1]!r}" if loc else "missing field"
             elif msg.startswith("Value error, "):
                 msg = msg[len("Value error, "):]

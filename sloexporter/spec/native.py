@@ -32,6 +32,13 @@ def _check_labels(labels: dict[str, str], reserved: set[str] = RESERVED_LABELS) 
     return labels
 
 
+def _check_name(value: str, what: str) -> str:
+    if not SLO_NAME.match(value):
+        raise ValueError(f"{what} must be 1-63 characters of letters, digits, '_', '.' or '-', "
+                         "starting with a letter or digit")
+    return value
+
+
 def _check_alert_labels(labels: dict[str, str]) -> dict[str, str]:
     return _check_labels(labels, RESERVED_LABELS - {"severity"})
 
@@ -192,7 +199,7 @@ class AlertingSpec(Strict):
 
 
 class SLOSpec(Strict):
-    name: str
+    name: Annotated[str, AfterValidator(lambda v: _check_name(v, "SLO name"))]
     objective: Decimal
     period: str = "30d"
     description: str = ""
@@ -200,13 +207,6 @@ class SLOSpec(Strict):
     sli: SLISpec
     alerting: AlertingSpec = AlertingSpec()
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not SLO_NAME.match(v):
-            raise ValueError("SLO name must be 1-63 characters of letters, digits, '_', '.' "
-                             "or '-', starting with a letter or digit")
-        return v
 
     @field_validator("objective")
     @classmethod
@@ -230,7 +230,7 @@ class SLOSpec(Strict):
 class ServiceLevels(Strict):
     api_version: Literal["sloexporter.dev/v1"] = Field(alias="apiVersion")
     kind: Literal["ServiceLevels"]
-    service: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
+    service: Annotated[str, AfterValidator(lambda v: _check_name(v, "service"))]
     labels: Labels
     slos: list[SLOSpec] = Field(min_length=1)
 

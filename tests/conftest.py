@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.tools import ROOT, require_tool
+
+
+@pytest.fixture
+def promtool() -> str:
+    return require_tool("promtool")
+
+
+def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """Run the real `sloexporter` command line in a child process."""
+    return subprocess.run([sys.executable, "-m", "sloexporter.cli", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
