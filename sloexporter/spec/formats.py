@@ -5,6 +5,7 @@ from __future__ import annotations
 from sloexporter.spec import Format, register
 from sloexporter.spec.build import load_native
 from sloexporter.spec.native import API_VERSION, KIND
+from sloexporter.spec.sloth import is_sloth, load_sloth
 
 
 def _is_native(data: object) -> bool:
@@ -13,3 +14,4 @@ def _is_native(data: object) -> bool:
 
 
 register(Format("native", _is_native, load_native))
+register(Format("sloth", is_sloth, load_sloth))

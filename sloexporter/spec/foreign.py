@@ -1,0 +1,143 @@
+"""Shared machinery for foreign formats (Sloth, OpenSLO, Pyrra).
+
+Each foreign loader validates its own schema, then writes a native `ServiceLevels`
+mapping with `NativeBuilder`, remembering for every value it sets the path it came from.
+`build_native` then runs the same validation and semantic checks as the native format,
+and any error is reported at the ORIGINAL file's path and line.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.alias_generators import to_camel
+
+from sloexporter.model import Service
+from sloexporter.spec.build import build_service
+from sloexporter.spec.errors import Document, Path, SpecError, SpecErrors, format_path
+from sloexporter.spec.native import API_VERSION, KIND, ServiceLevels
+
+
+class Foreign(BaseModel):
+    """A strict foreign-schema model: unknown fields are errors, with typo hints."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Lenient(BaseModel):
+    """Kubernetes metadata and the like: fields we do not use are accepted."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+
+
+class MappedDocument(Document):
+    """A document that reports errors about a native spec at the original paths."""
+
+    def __init__(self, doc: Document, origins: dict[Path, Path], prefix: Path = ()) -> None:
+        super().__init__(doc.file, doc.data, doc.lines, doc.start_line)
+        self.origins = origins
+        self.prefix = prefix
+
+    def translate(self, path: Path) -> Path:
+        for n in range(len(path), -1, -1):
+            origin = self.origins.get(tuple(path[:n]))
+            if origin is not None:
+                # loaders map every renamed value, so what is below keeps its name
+                return origin + tuple(path[n:])
+        return self.prefix
+
+    def line_of(self, path: Path) -> int:
+        return super().line_of(self.translate(path))
+
+    def error(self, path: Path, message: str) -> SpecError:
+        where = self.translate(path)
+        return SpecError(self.file, super().line_of(where), format_path(where), message)
+
+
+class NativeBuilder:
+    """Builds a native spec mapping and records where each value came from."""
+
+    def __init__(self, service: str, origin: Path) -> None:
+        self.data: dict[str, Any] = {"apiVersion": API_VERSION, "kind": KIND,
+                                     "service": service, "slos": []}
+        self.origins: dict[Path, Path] = {(): origin[:-1] if origin else (), ("service",): origin}
+
+    def set(self, path: Path, value: Any, origin: Path) -> None:
+        """Set `value` at native `path`, creating parents; `origin` is its foreign path."""
+        node: Any = self.data
+        for i, part in enumerate(path[:-1]):
+            nxt = path[i + 1]
+            if isinstance(node, list):
+                while len(node) <= int(part):
+                    node.append({})
+                node = node[int(part)]
+            else:
+                node = node.setdefault(part, [] if isinstance(nxt, int) else {})
+        node[path[-1]] = value
+        self.origins[path] = origin
+
+    def add_slo(self, origin: Path) -> int:
+        self.data["slos"].append({})
+        index = len(self.data["slos"]) - 1
+        self.origins[("slos", index)] = origin
+        return index
+
+    def build(self, doc: Document, prefix: Path = ()) -> Service:
+        mapped = MappedDocument(doc, self.origins, prefix)
+        try:
+            spec = ServiceLevels.model_validate(self.data)
+        except ValidationError as exc:
+            raise SpecErrors(mapped.errors_from_validation(exc)) from None
+        return build_service(mapped, spec)
+
+
+def validate(doc: Document, model: type[BaseModel], data: Any, prefix: Path = (),
+             by_alias: bool = True) -> Any:
+    """`model` validated from `data`; schema errors point at the original paths.
+
+    Field names are the snake_case spelling and aliases the camelCase one: a format
+    accepts exactly one of them, so error messages use the user's spelling.
+    """
+    try:
+        return model.model_validate(data, by_alias=by_alias, by_name=not by_alias)
+    except ValidationError as exc:
+        errors = doc.errors_from_validation(exc, prefix)
+        raise SpecErrors([_spelling_hint(e, by_alias) for e in errors]) from None
+
+
+def _spelling_hint(err: SpecError, camel: bool) -> SpecError:
+    """Point out `page_alert` in a camelCase format and `pageAlert` in a snake_case one."""
+    match = re.fullmatch(r"unknown field '(\w+)'", err.message)
+    if not match:
+        return err
+    name = match.group(1)
+    other = to_camel(name) if camel else re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
+    if other == name:
+        return err
+    return replace(err, message=f"{err.message}; this format spells it {other!r}")
+
+
+def percent(ratio: Decimal) -> Decimal:
+    """A 0-1 target as a percentage, exactly: 0.999 -> 99.9."""
+    return (ratio * 100).normalize()
+
+
+def to_decimal(value: object) -> Decimal | None:
+    try:
+        return Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def label_values(labels: dict[str, Any] | None) -> dict[str, str]:
+    """Labels as strings; OpenSLO v1 label values may be lists, joined with commas."""
+    out = {}
+    for key, value in (labels or {}).items():
+        if isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        out[str(key)] = "true" if value is True else "false" if value is False else str(value)
+    return out
