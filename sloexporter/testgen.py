@@ -185,8 +185,12 @@ def _num(value: Decimal) -> str:
 def _series_name(s: SynthSeries) -> str:
     labels = dict(s.labels)
     if s.selector.strip() not in ("", "{}"):
+        # the user's selector wins over a preset's example labels (e.g. namespace)
         _, ms = _parse_matchers("m" + s.selector)
-        labels = {**(_labels_for(ms) or {}), **labels}
+        chosen = _labels_for(ms)
+        if chosen is None:
+            raise TestGenError(f"no label values satisfy the selector {s.selector}")
+        labels.update(chosen)
     return promql.selector(s.metric, sorted(labels.items()))
 
 
@@ -220,7 +224,7 @@ def input_series(slo: SLO, segments: list[Segment], interval: int) -> list[dict[
 
 # ---- assertions -----------------------------------------------------------------------
 
-def _count_alerts(slo: SLO, over: int | None, severity: str | None = None) -> str:
+def count_alerts(slo: SLO, over: int | None, severity: str | None = None) -> str:
     """1 if an alert of `slo` is firing now (over=None), or was active at all in `over`."""
     if over is None:
         sel = promql.alerts_selector(slo, severity, "firing")
@@ -262,8 +266,8 @@ def outage_test(slo: SLO) -> dict[str, Any] | None:
         "interval": f"{EVAL_INTERVAL}s",
         "input_series": input_series(slo, segments, EVAL_INTERVAL),
         "promql_expr_test": [
-            expect(_count_alerts(slo, lead), lead, 0),
-            expect(_count_alerts(slo, None, label), lead + within, 1),
+            expect(count_alerts(slo, lead), lead, 0),
+            expect(count_alerts(slo, None, label), lead + within, 1),
         ],
     }
 
@@ -295,7 +299,7 @@ def half_budget_test(slo: SLO) -> dict[str, Any]:
     test["promql_expr_test"] = [
         # the errors really flow, so "no alert" is not vacuous
         expect(f"clamp_max(count({seen}), 1) or vector(0)", end, 1),
-        expect(_count_alerts(slo, end), end, 0),
+        expect(count_alerts(slo, end), end, 0),
     ]
     return test
 
