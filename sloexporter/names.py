@@ -32,11 +32,22 @@ CERT_NOT_BEFORE = "sloexporter_certificate_not_before_timestamp_seconds"
 CERT_READY = "sloexporter_certificate_ready"
 TLS_PROBE_SUCCESS = "sloexporter_tls_probe_success"
 TLS_PROBE_DURATION = "sloexporter_tls_probe_duration_seconds"
+# 1 per failing target, reason: hostname_mismatch, self_signed, unknown_ca, expired,
+# expired_intermediate, not_yet_valid, verify_failed, timeout, connection_refused,
+# dns_error, connection_error, handshake_error.
+TLS_PROBE_FAILURE_INFO = "sloexporter_tls_probe_failure_info"
 
 # HTTP probes (golden signals). `code` is the HTTP status, or "error" when no response came.
 PROBE_REQUESTS = "sloexporter_probe_requests_total"
 PROBE_DURATION = "sloexporter_probe_duration_seconds"
 PROBE_ERROR_CODE = "error"
+# 1 when the last probe got one of the target's expected status codes (default 2xx/3xx).
+PROBE_SUCCESS = "sloexporter_probe_success"
+# Annotations that opt a Service into HTTP probing (values are strings).
+PROBE_ANNOTATION = "sloexporter.dev/probe"  # "true" to probe
+PROBE_PATH_ANNOTATION = "sloexporter.dev/probe-path"  # default "/"
+PROBE_PORT_ANNOTATION = "sloexporter.dev/probe-port"  # number or port name; default 1st
+PROBE_SCHEME_ANNOTATION = "sloexporter.dev/probe-scheme"  # http (default) or https
 PROBE_BUCKETS: tuple[float, ...] = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
 )
