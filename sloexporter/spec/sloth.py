@@ -178,6 +178,14 @@ def load_alert_windows(doc: Document, _all: list[Document]) -> list[Service]:
     return []
 
 
+def _period(windows: dict[int, tuple[Document, WindowsSpec]]) -> int | None:
+    """Sloth's default period (30d), or the one period that AlertWindows define."""
+    default = parse_duration(DEFAULT_PERIOD)
+    if default in windows or not windows:
+        return default
+    return next(iter(windows)) if len(windows) == 1 else None
+
+
 def _plugin_errors(doc: Document, chain: PluginChain | None, path: Path) -> list[SpecError]:
     if chain is None:
         return []
@@ -224,10 +232,14 @@ def load_sloth(doc: Document, all_docs: list[Document]) -> list[Service]:
         _alerting(out, dst, src, slo.alerting, names)
         # Sloth has one period per run (--default-slo-period); with an AlertWindows file
         # for it, its windows replace the workbook ones exactly as Sloth would use them
-        period = parse_duration(DEFAULT_PERIOD)
-        if len(windows) == 1:
-            period, (_, custom) = next(iter(windows.items()))
-            out.set(dst + ("alerting", "tiers"), _tiers(custom), src)
+        period = _period(windows)
+        if period is None:
+            errors.append(doc.error(src, "several AlertWindows periods in this run ("
+                                    + ", ".join(format_duration(p) for p in sorted(windows))
+                                    + "); Sloth uses one period per run, so pass only its file"))
+            continue
+        if period in windows:
+            out.set(dst + ("alerting", "tiers"), _tiers(windows[period][1]), src)
         out.set(dst + ("period",), format_duration(period), src)
     try:
         service = out.build(doc, base)
