@@ -33,7 +33,7 @@ CERT_READY = "sloexporter_certificate_ready"
 TLS_PROBE_SUCCESS = "sloexporter_tls_probe_success"
 TLS_PROBE_DURATION = "sloexporter_tls_probe_duration_seconds"
 # 1 per failing target, reason: hostname_mismatch, self_signed, unknown_ca, expired,
-# expired_intermediate, not_yet_valid, verify_failed, timeout, connection_refused,
+# expired_intermediate, expired_root, not_yet_valid, verify_failed, timeout, connection_refused,
 # dns_error, connection_error, handshake_error.
 TLS_PROBE_FAILURE_INFO = "sloexporter_tls_probe_failure_info"
 

@@ -1,0 +1,140 @@
+"""The loop both active probers share: targets, rounds, a concurrency bound, bytes.
+
+A prober probes its static targets plus those handed in by `set_discovered_targets`,
+one round per interval, at most `concurrency` at a time. After each round it renders its
+exposition once, so a scrape only returns bytes. Subclasses say how to probe one target
+(bounded by their own timeout, never raising) and how to render a round's results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from typing import Annotated, Generic, Protocol, TypeVar
+
+from pydantic import BeforeValidator, Field
+
+from sloexporter.model import parse_duration
+
+log = logging.getLogger(__name__)
+
+
+def _seconds(value: object) -> object:
+    # Config accepts 30 or 0.5 (seconds) as well as Prometheus-style strings like "1m".
+    return parse_duration(value) if isinstance(value, str) else value
+
+
+#: A positive number of seconds; "30s", "1m" and "1h30m" are accepted as well.
+Seconds = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
+
+
+class Target(Protocol):
+    @property
+    def label(self) -> str:
+        """The value of the `target` label; unique among a prober's targets."""
+
+
+T = TypeVar("T", bound=Target)
+R = TypeVar("R")
+
+
+class ProbeLoop(ABC, Generic[T, R]):
+    """Rounds over static + discovered targets; implements the `Prober` protocol."""
+
+    name: str
+
+    def __init__(self, *, static: Sequence[T], interval: float, concurrency: int) -> None:
+        self._static = list(static)
+        self._interval = interval
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self._discovered: dict[str, list[T]] = {}
+        self._ready = False
+        self._up = True
+        self._rendered = self._render_round([])
+
+    # --- Prober protocol -------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Probe forever at a fixed rate until cancelled; a failed round never ends it."""
+        while True:
+            started = time.monotonic()
+            await self.probe_round()
+            await asyncio.sleep(max(0.0, self._interval - (time.monotonic() - started)))
+
+    def ready(self) -> bool:
+        return self._ready
+
+    def up(self) -> bool:
+        return self._up
+
+    def render(self) -> bytes:
+        return self._rendered
+
+    def set_discovered_targets(self, origin: str, targets: Iterable[str]) -> None:
+        """Replace the targets found through `origin`; unusable entries are dropped."""
+        parsed: list[T] = []
+        for raw in targets:
+            target = self._discovered_target(raw)
+            if target is None:
+                log.debug("%s: ignoring unusable target %r from %s", self.name, raw, origin)
+            else:
+                parsed.append(target)
+        if parsed:
+            self._discovered[origin] = parsed
+        else:
+            self._discovered.pop(origin, None)
+
+    # --- one round -------------------------------------------------------------------
+
+    def targets(self) -> list[T]:
+        """Static targets first; a discovered target with an already-used label is skipped."""
+        seen: set[str] = set()
+        out: list[T] = []
+        for target in [*self._static, *(t for ts in self._discovered.values() for t in ts)]:
+            if target.label not in seen:
+                seen.add(target.label)
+                out.append(target)
+        return out
+
+    async def probe_round(self) -> None:
+        """Probe every current target once and re-render; never raises."""
+        try:
+            self._prepare_round()
+        except Exception as exc:  # e.g. an unreadable ca_file: the prober cannot work
+            log.error("%s: cannot start a probe round: %s", self.name, exc)
+            self._up = False
+            return
+        targets = self.targets()
+        outcomes = await asyncio.gather(*(self._bounded(t) for t in targets))
+        results = [(t, r) for t, r in zip(targets, outcomes, strict=True) if r is not None]
+        self._rendered = self._render_round(results)
+        self._up = True
+        self._ready = True
+
+    async def _bounded(self, target: T) -> R | None:
+        async with self._semaphore:
+            try:
+                return await self._probe(target)
+            except Exception:  # a bug in one probe must not stop the others
+                log.exception("%s: probe of %s failed unexpectedly", self.name, target.label)
+                return None
+
+    # --- subclass hooks --------------------------------------------------------------
+
+    def _prepare_round(self) -> None:
+        """Build per-round state (e.g. TLS contexts); raising marks the prober down."""
+
+    @abstractmethod
+    def _discovered_target(self, raw: str) -> T | None:
+        """A target from a discovered string, or None when it is unusable."""
+
+    @abstractmethod
+    async def _probe(self, target: T) -> R:
+        """Probe one target, bounded by a timeout; failures are results, not exceptions."""
+
+    @abstractmethod
+    def _render_round(self, results: list[tuple[T, R]]) -> bytes:
+        """The full exposition for this round's results (HELP/TYPE included)."""
