@@ -8,6 +8,7 @@ disagree. Arithmetic is done in Decimal so factors print as `14.4`, not
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -236,12 +237,12 @@ class SLO:
     def period_str(self) -> str:
         return format_duration(self.period)
 
-    @property
+    @functools.cached_property
     def tiers(self) -> tuple[Tier, ...]:
         return tuple(t for t in resolve_tiers(self.period, self.alerting.custom_tiers)
                      if not self.alerting.settings(t.severity).disabled)
 
-    @property
+    @functools.cached_property
     def windows(self) -> tuple[int, ...]:
         """Every window an alert needs, plus 5m, shortest first."""
         wins = {300}

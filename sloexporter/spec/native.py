@@ -191,8 +191,8 @@ class AlertingSpec(Strict):
     name: str = Field(default="ErrorBudgetBurn", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")
     labels: Labels
     annotations: Annotations
-    page: SeverityAlert = SeverityAlert()
-    ticket: SeverityAlert = SeverityAlert()
+    page: SeverityAlert = Field(default_factory=SeverityAlert)
+    ticket: SeverityAlert = Field(default_factory=SeverityAlert)
     runbook_url: str | None = None
     dashboard_url: str | None = None
     tiers: list[CustomTier] | None = Field(default=None, min_length=1)
@@ -205,7 +205,7 @@ class SLOSpec(Strict):
     description: str = ""
     labels: Labels
     sli: SLISpec
-    alerting: AlertingSpec = AlertingSpec()
+    alerting: AlertingSpec = Field(default_factory=AlertingSpec)
 
 
     @field_validator("objective")
