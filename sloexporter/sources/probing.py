@@ -38,6 +38,14 @@ class Target(Protocol):
 
 
 T = TypeVar("T", bound=Target)
+
+
+def check_unique_labels(targets: Iterable[Target], kind: str) -> None:
+    """Config validation: two static targets must not share a `target` label."""
+    labels = [t.label for t in targets]
+    dupes = sorted({label for label in labels if labels.count(label) > 1})
+    if dupes:
+        raise ValueError(f"duplicate {kind} targets {dupes}; give each a distinct `name`")
 R = TypeVar("R")
 
 
@@ -59,10 +67,16 @@ class ProbeLoop(ABC, Generic[T, R]):
 
     async def run(self) -> None:
         """Probe forever at a fixed rate until cancelled; a failed round never ends it."""
-        while True:
-            started = time.monotonic()
-            await self.probe_round()
-            await asyncio.sleep(max(0.0, self._interval - (time.monotonic() - started)))
+        try:
+            while True:
+                started = time.monotonic()
+                await self.probe_round()
+                await asyncio.sleep(max(0.0, self._interval - (time.monotonic() - started)))
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Release what the rounds hold open (e.g. an HTTP session); run() calls it."""
 
     def ready(self) -> bool:
         return self._ready

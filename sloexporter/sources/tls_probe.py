@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, FilePath, model_validator
 
 from sloexporter import names
 from sloexporter.exposition import family_header, sample_line
-from sloexporter.sources.probing import ProbeLoop, Seconds
+from sloexporter.sources.probing import ProbeLoop, Seconds, check_unique_labels
 from sloexporter.x509 import CertInfo, X509Error, parse_der
 
 log = logging.getLogger(__name__)
@@ -132,10 +132,7 @@ class TLSProbeConfig(BaseModel):
 
     @model_validator(mode="after")
     def _unique_labels(self) -> Self:
-        labels = [t.label for t in self.targets]
-        dupes = sorted({label for label in labels if labels.count(label) > 1})
-        if dupes:
-            raise ValueError(f"duplicate TLS targets {dupes}; give each a distinct `name`")
+        check_unique_labels(self.targets, "TLS")
         return self
 
 
