@@ -205,6 +205,8 @@ def test_service_probe_urls_from_annotations(annotations, expected):
     _service({"sloexporter.dev/probe": "true"}, ports=[{"port": "80"}]),
     _service({"sloexporter.dev/probe": "true"}, name="Bad_Name"),
     _service({"sloexporter.dev/probe": "true"}, namespace="a.b"),
+    _service({"sloexporter.dev/probe": "true"}, name="web\n"),
+    _service({"sloexporter.dev/probe": "true", "sloexporter.dev/probe-path": "/" + "a" * 600}),
 ])
 def test_service_probe_urls_ignore_odd_objects(obj):
     assert service_probe_urls(obj) == []
@@ -234,6 +236,8 @@ def test_config_accepts_strings_mappings_and_durations():
     {"targets": [{"url": "http://a/", "expected_codes": []}]},
     {"targets": ["http://a/", {"url": "http://a/"}]},
     {"targets": [{"url": "http://a/", "headers": {}}]},
+    {"targets": ["http://a.example/" + "x" * 1000]},
+    {"targets": [{"url": "http://a/", "name": "n" * 201}]},
     {"timeout": -1},
 ])
 def test_config_rejects_bad_input(bad):

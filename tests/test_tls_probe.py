@@ -317,6 +317,8 @@ def test_config_accepts_strings_mappings_and_durations():
     {"targets": ["*.example.com"]},
     {"targets": ["host:99999"]},
     {"targets": ["bad host"]},
+    {"targets": ["host\n.example"]},
+    {"targets": [{"address": "a.example", "server_name": "b.example\n"}]},
     {"targets": [{"address": "a.example", "sni": "x"}]},
     {"interval": 0},
     {"warn": "30d"},
@@ -328,3 +330,4 @@ def test_config_rejects_bad_input(bad):
 
 def test_target_label_defaults_to_host_and_port():
     assert TLSTarget.model_validate("example.com").label == "example.com:443"
+    assert TLSTarget.model_validate(" example.com:8443\n").label == "example.com:8443"

@@ -22,14 +22,21 @@ from yarl import URL
 
 from sloexporter import __version__, names
 from sloexporter.exposition import family_header, sample_line
-from sloexporter.sources.probing import ProbeLoop, Seconds, check_unique_labels
+from sloexporter.sources.probing import (
+    LabelName,
+    ProbeLoop,
+    Seconds,
+    check_unique_labels,
+    string_shorthand,
+)
 
 log = logging.getLogger(__name__)
 
 SOURCE = "http_probe"
 MAX_BODY_BYTES = 1 << 20  # read (and discard) at most this much of a response body
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_PATH = re.compile(r"^/[\x21-\x7e]*$")  # printable ASCII, no spaces or control characters
+# Printable ASCII, no spaces or control characters, bounded length.
+_PATH = re.compile(r"^/[\x21-\x7e]{0,511}$")
 
 
 def _check_url(url: str) -> str:
@@ -44,8 +51,9 @@ class HTTPTarget(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    url: str
-    name: str | None = Field(None, description="the `target` label; default: the URL")
+    # Capped below the exposition's label cap, so two long URLs never collide.
+    url: str = Field(max_length=1000)
+    name: LabelName | None = Field(None, description="the `target` label; default: the URL")
     method: Literal["GET", "HEAD"] = "GET"
     expected_codes: tuple[int, ...] | None = Field(
         None, description="status codes that count as success; default 200-399")
@@ -54,7 +62,7 @@ class HTTPTarget(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _from_string(cls, value: Any) -> Any:
-        return {"url": value} if isinstance(value, str) else value
+        return string_shorthand(value, "url")
 
     @field_validator("url")
     @classmethod
@@ -228,12 +236,12 @@ def service_probe_urls(service_obj: dict, *, cluster_domain: str | None = None) 
     if str(annotations.get(names.PROBE_ANNOTATION, "")).strip().lower() != "true":
         return []
     name, namespace = meta.get("name"), meta.get("namespace")
-    if not all(isinstance(v, str) and _DNS_LABEL.match(v) for v in (name, namespace)):
+    if not all(isinstance(v, str) and _DNS_LABEL.fullmatch(v) for v in (name, namespace)):
         return []
     scheme = str(annotations.get(names.PROBE_SCHEME_ANNOTATION, "http")).strip().lower()
     path = str(annotations.get(names.PROBE_PATH_ANNOTATION, "/")).strip()
     port = _service_port(service_obj.get("spec"), annotations.get(names.PROBE_PORT_ANNOTATION))
-    if scheme not in ("http", "https") or not _PATH.match(path) or port is None:
+    if scheme not in ("http", "https") or not _PATH.fullmatch(path) or port is None:
         return []
     host = f"{name}.{namespace}.svc" + (f".{cluster_domain}" if cluster_domain else "")
     return [f"{scheme}://{host}:{port}{path}"]

@@ -13,7 +13,7 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
-from typing import Annotated, Generic, Protocol, TypeVar
+from typing import Annotated, Any, Generic, Protocol, TypeVar
 
 from pydantic import BeforeValidator, Field
 
@@ -29,6 +29,13 @@ def _seconds(value: object) -> object:
 
 #: A positive number of seconds; "30s", "1m" and "1h30m" are accepted as well.
 Seconds = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
+#: A `target` label set by the user; short enough never to be truncated on exposition.
+LabelName = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+def string_shorthand(value: Any, key: str) -> Any:
+    """Config shorthand: a bare string in a target list stands for `{key: string}`."""
+    return {key: value} if isinstance(value, str) else value
 
 
 class Target(Protocol):

@@ -32,7 +32,13 @@ from pydantic import BaseModel, ConfigDict, Field, FilePath, model_validator
 
 from sloexporter import names
 from sloexporter.exposition import family_header, sample_line
-from sloexporter.sources.probing import ProbeLoop, Seconds, check_unique_labels
+from sloexporter.sources.probing import (
+    LabelName,
+    ProbeLoop,
+    Seconds,
+    check_unique_labels,
+    string_shorthand,
+)
 from sloexporter.x509 import CertInfo, X509Error, parse_der
 
 log = logging.getLogger(__name__)
@@ -71,7 +77,7 @@ def parse_host_port(address: str, default_port: int = DEFAULT_PORT) -> tuple[str
         ipaddress.IPv6Address(host)  # raises ValueError
     else:
         host, _, port_text = text.partition(":") if text.count(":") == 1 else (text, "", "")
-        if not _HOSTNAME.match(host):
+        if not _HOSTNAME.fullmatch(host):
             raise ValueError(f"invalid host in {address!r} (wildcards cannot be probed)")
     if port_text:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
@@ -87,17 +93,17 @@ class TLSTarget(BaseModel):
 
     address: str = Field(description="host[:port]; the port defaults to 443")
     server_name: str | None = Field(None, description="SNI and verified name; default: host")
-    name: str | None = Field(None, description="the `target` label; default: host:port")
+    name: LabelName | None = Field(None, description="the `target` label; default: host:port")
 
     @model_validator(mode="before")
     @classmethod
     def _from_string(cls, value: Any) -> Any:
-        return {"address": value} if isinstance(value, str) else value
+        return string_shorthand(value, "address")
 
     @model_validator(mode="after")
     def _check(self) -> Self:
         parse_host_port(self.address)
-        if self.server_name is not None and not _HOSTNAME.match(self.server_name):
+        if self.server_name is not None and not _HOSTNAME.fullmatch(self.server_name):
             raise ValueError(f"invalid server_name {self.server_name!r}")
         return self
 
@@ -187,12 +193,14 @@ class TLSProber(ProbeLoop[TLSTarget, TLSResult]):
         try:
             async with asyncio.timeout(self.config.timeout):
                 try:
-                    presented = await _handshake(target, self._verify_ctx, self.config.timeout)
+                    presented = await _handshake(target, self._verify_ctx, self.config.timeout,
+                                                 chain=False)
                     return TLSResult(True, time.monotonic() - start, None, presented.leaf)
                 except ssl.SSLCertVerificationError as exc:
                     duration = time.monotonic() - start
                     reason = _VERIFY_REASONS.get(exc.verify_code, VERIFY_FAILED)
-                    presented = await _handshake(target, self._fetch_ctx, self.config.timeout)
+                    presented = await _handshake(target, self._fetch_ctx, self.config.timeout,
+                                                 chain=True)
                     leaf = presented.leaf
                     reason = _refine(reason, presented, time.time())
         except TimeoutError:
@@ -229,7 +237,8 @@ class TLSProber(ProbeLoop[TLSTarget, TLSResult]):
         return dict(self._cert_samples)
 
 
-async def _handshake(target: TLSTarget, ctx: ssl.SSLContext, timeout: float) -> _Presented:
+async def _handshake(target: TLSTarget, ctx: ssl.SSLContext, timeout: float, *,
+                     chain: bool) -> _Presented:
     """Connect, handshake with SNI, read the presented certificates, drop the connection."""
     # The caller's asyncio.timeout bounds this; the handshake timeout is a second guard.
     _, writer = await asyncio.open_connection(
@@ -237,18 +246,19 @@ async def _handshake(target: TLSTarget, ctx: ssl.SSLContext, timeout: float) -> 
         ssl_handshake_timeout=timeout)
     try:
         sslobj = writer.get_extra_info("ssl_object")
-        return _presented(sslobj)
+        return _presented(sslobj, chain)
     finally:
         # abort(): no close_notify round trip, which a silent server could stall.
         writer.transport.abort()
 
 
-def _presented(sslobj: ssl.SSLObject | None) -> _Presented:
+def _presented(sslobj: ssl.SSLObject | None, chain: bool) -> _Presented:
+    """The leaf and, when `chain` is asked for and readable, the presented intermediates."""
     if sslobj is None:
         return _Presented(None, [], chain_visible=False)
     leaf = _parse_or_none(sslobj.getpeercert(binary_form=True))
     chain_fn = getattr(getattr(sslobj, "_sslobj", None), "get_unverified_chain", None)
-    if chain_fn is None:
+    if not chain or chain_fn is None:
         return _Presented(leaf, [], chain_visible=False)
     try:
         ders = [c.public_bytes(_DER) for c in (chain_fn() or [])]
@@ -275,7 +285,7 @@ def _refine(reason: str, presented: _Presented, now: float) -> str:
     if reason != "expired" or leaf is None or leaf.expired(now):
         return reason  # an expired leaf is reported as such even if more has expired
     if presented.chain_visible and not any(c.expired(now) for c in presented.intermediates):
-        return "expired_root"  # nothing presented has expired: the trust anchor has
+        return "expired_root"  # nothing presented has expired: a CA from the trust store has
     # The leaf is valid, so the expired certificate is above it: an intermediate, seen in
     # the presented chain or (without the chain API) inferred by elimination.
     return "expired_intermediate"
