@@ -77,6 +77,9 @@ class NativeBuilder:
                 node = node[int(part)]
             else:
                 node = node.setdefault(part, [] if isinstance(nxt, int) else {})
+        if isinstance(node, list):
+            while len(node) <= int(path[-1]):
+                node.append(None)
         node[path[-1]] = value
         self.origins[path] = origin
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sloexporter.spec import Format, register
 from sloexporter.spec.build import load_native
 from sloexporter.spec.native import API_VERSION, KIND
+from sloexporter.spec.openslo import is_openslo, load_openslo
 from sloexporter.spec.pyrra import is_pyrra, load_pyrra
 from sloexporter.spec.sloth import is_sloth, load_sloth
 
@@ -17,3 +18,4 @@ def _is_native(data: object) -> bool:
 register(Format("native", _is_native, load_native))
 register(Format("sloth", is_sloth, load_sloth))
 register(Format("pyrra", is_pyrra, load_pyrra))
+register(Format("openslo", is_openslo, load_openslo))
