@@ -307,10 +307,13 @@ def half_budget_test(slo: SLO) -> dict[str, Any]:
 def service_tests(service: Service) -> list[dict[str, Any]]:
     tests = []
     for slo in service.slos:
-        outage = outage_test(slo)
-        if outage is not None:
-            tests.append(outage)
-        tests.append(half_budget_test(slo))
+        try:
+            outage = outage_test(slo)
+            if outage is not None:
+                tests.append(outage)
+            tests.append(half_budget_test(slo))
+        except TestGenError as exc:
+            raise TestGenError(f"{slo.origin}: SLO {slo.name!r}: {exc}") from None
     return tests
 
 
