@@ -151,6 +151,14 @@ async def test_verification_failure_reports_reason_and_still_exports_leaf(
     assert value(text, names.CERT_NOT_AFTER, **labels) == leaf.not_after
 
 
+async def test_other_verification_errors_are_verify_failed(tls_server, root, ca_file):
+    not_a_ca = make_leaf(root, cn="not a CA")
+    async with tls_server(make_leaf(not_a_ca), not_a_ca) as port:
+        text = await probe_once(port, ca_file)
+    assert failure_reasons(text) == ["verify_failed"]
+    assert len(leaf_series(text)) == 1
+
+
 async def test_expired_intermediate_is_reported_as_such(tls_server, root, ca_file):
     inter = make_ca("Old Intermediate", issuer=root, not_before=now() - 400 * DAY,
                     not_after=now() - DAY)
@@ -222,6 +230,12 @@ async def test_closed_port_is_connection_refused():
         pass
     text = await probe_once(port, None)
     assert failure_reasons(text) == ["connection_refused"]
+
+
+async def test_unresolvable_host_is_dns_error():
+    prober = TLSProber(TLSProbeConfig(targets=["no-such-host.invalid:443"], timeout=5))
+    await prober.probe_round()
+    assert failure_reasons(prober.render()) == ["dns_error"]
 
 
 async def test_plain_tcp_server_that_closes_is_a_handshake_error():
