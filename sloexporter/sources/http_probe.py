@@ -53,11 +53,11 @@ class HTTPTarget(BaseModel):
 
     # Capped below the exposition's label cap, so two long URLs never collide.
     url: str = Field(max_length=1000)
-    name: LabelName | None = Field(None, description="the `target` label; default: the URL")
+    name: LabelName | None = Field(default=None, description="the `target` label; default: the URL")
     method: Literal["GET", "HEAD"] = "GET"
     expected_codes: tuple[int, ...] | None = Field(
-        None, description="status codes that count as success; default 200-399")
-    timeout: Seconds | None = Field(None, description="default: the prober's timeout")
+        default=None, description="status codes that count as success; default 200-399")
+    timeout: Seconds | None = Field(default=None, description="default: the prober's timeout")
 
     @model_validator(mode="before")
     @classmethod
@@ -91,8 +91,8 @@ class HTTPProbeConfig(BaseModel):
 
     targets: list[HTTPTarget] = Field(default_factory=list)
     interval: Seconds = 30.0
-    timeout: Seconds = Field(5.0, description="per request, for targets without their own")
-    concurrency: int = Field(10, ge=1, le=1000)
+    timeout: Seconds = Field(default=5.0, description="per request, for targets without their own")
+    concurrency: int = Field(default=10, ge=1, le=1000)
 
     @model_validator(mode="after")
     def _unique_labels(self) -> Self:

@@ -45,6 +45,7 @@ class Target(Protocol):
 
 
 T = TypeVar("T", bound=Target)
+R = TypeVar("R")
 
 
 def check_unique_labels(targets: Iterable[Target], kind: str) -> None:
@@ -53,7 +54,6 @@ def check_unique_labels(targets: Iterable[Target], kind: str) -> None:
     dupes = sorted({label for label in labels if labels.count(label) > 1})
     if dupes:
         raise ValueError(f"duplicate {kind} targets {dupes}; give each a distinct `name`")
-R = TypeVar("R")
 
 
 class ProbeLoop(ABC, Generic[T, R]):

@@ -92,8 +92,10 @@ class TLSTarget(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     address: str = Field(description="host[:port]; the port defaults to 443")
-    server_name: str | None = Field(None, description="SNI and verified name; default: host")
-    name: LabelName | None = Field(None, description="the `target` label; default: host:port")
+    server_name: str | None = Field(
+        default=None, description="SNI and verified name; default: host")
+    name: LabelName | None = Field(
+        default=None, description="the `target` label; default: host:port")
 
     @model_validator(mode="before")
     @classmethod
@@ -132,9 +134,9 @@ class TLSProbeConfig(BaseModel):
 
     targets: list[TLSTarget] = Field(default_factory=list)
     interval: Seconds = 60.0
-    timeout: Seconds = Field(10.0, description="bounds connect + handshake(s) of one probe")
-    concurrency: int = Field(10, ge=1, le=1000)
-    ca_file: FilePath | None = Field(None, description="PEM CAs; replaces the system store")
+    timeout: Seconds = Field(default=10.0, description="bounds connect + handshake(s) of one probe")
+    concurrency: int = Field(default=10, ge=1, le=1000)
+    ca_file: FilePath | None = Field(default=None, description="PEM CAs; replaces the system store")
 
     @model_validator(mode="after")
     def _unique_labels(self) -> Self:
