@@ -345,3 +345,19 @@ def test_config_rejects_bad_input(bad):
 def test_target_label_defaults_to_host_and_port():
     assert TLSTarget.model_validate("example.com").label == "example.com:443"
     assert TLSTarget.model_validate(" example.com:8443\n").label == "example.com:8443"
+
+
+def test_without_a_chain_api_a_valid_leaf_means_an_expired_intermediate():
+    # Pure reasoning step used when the interpreter cannot show the presented chain.
+    from sloexporter.sources.tls_probe import _Presented, _refine
+    from sloexporter.x509 import parse_der
+
+    valid = parse_der(make_leaf(None).cert_der)
+    expired = parse_der(make_leaf(None, not_before=now() - 9 * DAY,
+                                  not_after=now() - DAY).cert_der)
+    t = time.time()
+    assert _refine("expired", _Presented(valid, [], chain_visible=False), t) == \
+        "expired_intermediate"
+    assert _refine("expired", _Presented(expired, [], chain_visible=False), t) == "expired"
+    assert _refine("expired", _Presented(None, [], chain_visible=False), t) == "expired"
+    assert _refine("unknown_ca", _Presented(valid, [], chain_visible=True), t) == "unknown_ca"

@@ -259,16 +259,25 @@ def _presented(sslobj: ssl.SSLObject | None, chain: bool) -> _Presented:
     if sslobj is None:
         return _Presented(None, [], chain_visible=False)
     leaf = _parse_or_none(sslobj.getpeercert(binary_form=True))
-    chain_fn = getattr(getattr(sslobj, "_sslobj", None), "get_unverified_chain", None)
-    if not chain or chain_fn is None:
-        return _Presented(leaf, [], chain_visible=False)
-    try:
-        ders = [c.public_bytes(_DER) for c in (chain_fn() or [])]
-    except (AttributeError, TypeError, ValueError, ssl.SSLError):
-        # The private API changed shape: fall back to reasoning from the leaf alone.
+    ders = _presented_chain_der(sslobj) if chain else None
+    if ders is None:
         return _Presented(leaf, [], chain_visible=False)
     intermediates = [i for d in ders[1:] if (i := _parse_or_none(d)) is not None]
     return _Presented(leaf, intermediates, chain_visible=True)
+
+
+def _presented_chain_der(sslobj: ssl.SSLObject) -> list[bytes] | None:
+    """DER of every certificate the peer presented, leaf first; None if unreadable."""
+    public = getattr(sslobj, "get_unverified_chain", None)  # Python >= 3.13: DER bytes
+    private = getattr(getattr(sslobj, "_sslobj", None), "get_unverified_chain", None)
+    try:
+        if public is not None:
+            return [bytes(d) for d in public() or []]
+        if private is not None:  # Python 3.10-3.12: _ssl.Certificate objects
+            return [c.public_bytes(_DER) for c in private() or []]
+    except (AttributeError, TypeError, ValueError, ssl.SSLError):
+        pass  # the API changed shape: fall back to reasoning from the leaf alone
+    return None
 
 
 def _parse_or_none(der: bytes | None) -> CertInfo | None:
