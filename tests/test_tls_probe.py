@@ -14,7 +14,14 @@ from pydantic import ValidationError
 
 from sloexporter import names
 from sloexporter.sources.prober import Prober
-from sloexporter.sources.tls_probe import TLSProbeConfig, TLSProber, TLSTarget
+from sloexporter.sources.tls_probe import (
+    TLSProbeConfig,
+    TLSProber,
+    TLSTarget,
+    _Presented,
+    _refine,
+)
+from sloexporter.x509 import parse_der
 from tests.certs import DAY, Issued, make_ca, make_leaf, now, write_chain
 from tests.promtext import samples, series, value
 
@@ -349,9 +356,6 @@ def test_target_label_defaults_to_host_and_port():
 
 def test_without_a_chain_api_a_valid_leaf_means_an_expired_intermediate():
     # Pure reasoning step used when the interpreter cannot show the presented chain.
-    from sloexporter.sources.tls_probe import _Presented, _refine
-    from sloexporter.x509 import parse_der
-
     valid = parse_der(make_leaf(None).cert_der)
     expired = parse_der(make_leaf(None, not_before=now() - 9 * DAY,
                                   not_after=now() - DAY).cert_der)
