@@ -33,7 +33,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     from sloexporter.output import write_all
     from sloexporter.spec import load_paths
-    from sloexporter.testgen import TestGenError
+    from sloexporter.testgen import SynthesisError
 
     services, errors = load_paths(args.paths)
     if errors:
@@ -41,7 +41,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     try:
         written = write_all(services, Path(args.output), args.format, args.with_tests)
-    except TestGenError as exc:
+    except SynthesisError as exc:
         print(f"error: cannot generate promtool tests: {exc}", file=sys.stderr)
         return EXIT_INVALID
     except OSError as exc:

@@ -28,7 +28,7 @@ _POOL = ("500", "503", "200", "204", "404", "0", "1", "error", "ok", "true", "fa
          "success", "failure", "5xx", "2xx", "GET", "x")
 
 
-class TestGenError(Exception):
+class SynthesisError(Exception):
     """The test inputs for an SLO cannot be derived from its queries."""
 
 
@@ -74,7 +74,7 @@ def _parse_matchers(text: str) -> tuple[str | None, list[Matcher]]:
     if isinstance(expr, promql_parser.MatrixSelector):
         expr = expr.vector_selector
     if not isinstance(expr, promql_parser.VectorSelector):
-        raise TestGenError(f"not a selector: {text}")
+        raise SynthesisError(f"not a selector: {text}")
     return _selector_parts(expr)
 
 
@@ -130,7 +130,7 @@ def _derived_synth(slo: SLO) -> tuple[SynthSeries, ...]:
         while isinstance(expr, promql_parser.ParenExpr):
             expr = expr.expr
         if not (isinstance(expr, promql_parser.BinaryExpr) and str(expr.op) == "/"):
-            raise TestGenError("a ratio query that is not `errors / total`")
+            raise SynthesisError("a ratio query that is not `errors / total`")
         bad_q, total_q, good_q = str(expr.lhs), str(expr.rhs), None
     elif sli.good is not None:
         bad_q, total_q, good_q = None, sli.total, sli.good
@@ -140,19 +140,19 @@ def _derived_synth(slo: SLO) -> tuple[SynthSeries, ...]:
     totals = _selectors(total_q)
     special = _selectors(good_q if good_q is not None else bad_q or "")
     if not totals or not special:
-        raise TestGenError("queries without a metric selector")
+        raise SynthesisError("queries without a metric selector")
     role, other = ("good", "bad") if good_q is not None else ("bad", "good")
     out: list[SynthSeries] = []
     for name, ms in special:
         if name is None:
-            raise TestGenError("a selector without a metric name")
+            raise SynthesisError("a selector without a metric name")
         labels = _labels_for(ms + [m for tn, tms in totals if tn == name for m in tms])
         if labels is None:
-            raise TestGenError(f"no label values satisfy the selector of {name}")
+            raise SynthesisError(f"no label values satisfy the selector of {name}")
         out.append(SynthSeries(name, role, labels=tuple(sorted(labels.items()))))
     for name, ms in totals:
         if name is None:
-            raise TestGenError("a selector without a metric name")
+            raise SynthesisError("a selector without a metric name")
         same = [sms for sn, sms in special if sn == name]
         if not same:
             labels = _labels_for(ms)
@@ -161,7 +161,7 @@ def _derived_synth(slo: SLO) -> tuple[SynthSeries, ...]:
             labels = _labels_for(ms, same[0])
             kind = other
         if labels is None:
-            raise TestGenError(f"cannot find series of {name} outside the error selector")
+            raise SynthesisError(f"cannot find series of {name} outside the error selector")
         out.append(SynthSeries(name, kind, labels=tuple(sorted(labels.items()))))
     return tuple(dict.fromkeys(out))
 
@@ -172,7 +172,7 @@ def synth(slo: SLO) -> tuple[SynthSeries, ...]:
     try:
         return _derived_synth(slo)
     except ValueError as exc:
-        raise TestGenError(str(exc)) from None
+        raise SynthesisError(str(exc)) from None
 
 
 # ---- scenario -> input series ---------------------------------------------------------
@@ -189,7 +189,7 @@ def _series_name(s: SynthSeries) -> str:
         _, ms = _parse_matchers("m" + s.selector)
         chosen = _labels_for(ms)
         if chosen is None:
-            raise TestGenError(f"no label values satisfy the selector {s.selector}")
+            raise SynthesisError(f"no label values satisfy the selector {s.selector}")
         labels.update(chosen)
     return promql.selector(s.metric, sorted(labels.items()))
 
@@ -312,16 +312,16 @@ def service_tests(service: Service) -> list[dict[str, Any]]:
             if outage is not None:
                 tests.append(outage)
             tests.append(half_budget_test(slo))
-        except TestGenError as exc:
-            raise TestGenError(f"{slo.origin}: SLO {slo.name!r}: {exc}") from None
+        except SynthesisError as exc:
+            raise SynthesisError(f"{slo.origin}: SLO {slo.name!r}: {exc}") from None
     return tests
 
 
-def test_document(rules_file: str, tests: list[dict[str, Any]]) -> dict[str, Any]:
+def promtool_test_file(rules_file: str, tests: list[dict[str, Any]]) -> dict[str, Any]:
     return {"rule_files": [rules_file], "evaluation_interval": f"{EVAL_INTERVAL}s",
             "tests": tests}
 
 
 def render_tests(service: Service, rules_file: str) -> str:
     return header([service_source(service)]) + to_yaml(
-        test_document(rules_file, service_tests(service)))
+        promtool_test_file(rules_file, service_tests(service)))

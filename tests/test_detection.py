@@ -27,7 +27,7 @@ from sloexporter.testgen import (
     expect,
     input_series,
     outage_test,
-    test_document,
+    promtool_test_file,
 )
 
 DAY = 86400
@@ -70,7 +70,7 @@ def test_total_outage_pages_within_theory_plus_two_evaluations(tmp_path, promtoo
     lead = test["promql_expr_test"][0]["eval_time"]
     fires_by = test["promql_expr_test"][1]["eval_time"]
     assert int(fires_by[:-1]) - int(lead[:-1]) == math.ceil(theory / 60) * 60 + 2 * 60
-    run_promtool(promtool, tmp_path, service, test_document("rules.yaml", [test]))
+    run_promtool(promtool, tmp_path, service, promtool_test_file("rules.yaml", [test]))
 
 
 @pytest.mark.parametrize("objective,period", CASES)
@@ -98,7 +98,7 @@ def test_2x_burn_tickets_without_paging_and_half_burn_is_silent(tmp_path, promto
                                      SLOW_INTERVAL),
         "promql_expr_test": [expect(count_alerts(slo, end), end, 0)],
     }
-    doc = test_document("rules.yaml", [double, half])
+    doc = promtool_test_file("rules.yaml", [double, half])
     doc["evaluation_interval"] = f"{SLOW_EVAL}s"
     run_promtool(promtool, tmp_path, service, doc)
 
@@ -112,7 +112,7 @@ def test_half_burn_check_can_fail(tmp_path, promtool):
             "input_series": input_series(slo, [Segment(steps + 1, slo.budget * 20)],
                                          SLOW_INTERVAL),
             "promql_expr_test": [expect(count_alerts(slo, DAY), DAY, 0)]}
-    doc = test_document("rules.yaml", [loud])
+    doc = promtool_test_file("rules.yaml", [loud])
     doc["evaluation_interval"] = f"{SLOW_EVAL}s"
     with pytest.raises(AssertionError, match="got"):
         run_promtool(promtool, tmp_path, service, doc)
