@@ -79,3 +79,23 @@ def test_paging_disabled_tests_the_ticket(tmp_path, promtool):
     run = subprocess.run([promtool, "test", "rules", "quiet.test.yaml"], cwd=out / "tests",
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_custom_tiers_replace_the_workbook_tiers(tmp_path, promtool):
+    doc = yaml.safe_load(spec("custom", SHAPES["errors-same-metric"], 99.9, "30d"))
+    doc["slos"][0]["alerting"] = {"tiers": [
+        {"severity": "page", "long_window": "30m", "short_window": "5m", "budget_consumed": 1},
+        {"severity": "ticket", "long_window": "12h", "short_window": "1h",
+         "budget_consumed": 5}]}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(doc))
+    out = tmp_path / "out"
+    assert run_cli("generate", str(tmp_path / "spec.yaml"), "-o", str(out),
+                   "--with-tests").returncode == 0
+    rules = yaml.safe_load((out / "rules" / "custom.yaml").read_text())
+    alerts = [r for g in rules["groups"] for r in g["rules"] if "alert" in r]
+    assert [(a["labels"]["long_window"], a["labels"]["short_window"],
+             a["annotations"]["burn_rate_threshold"]) for a in alerts] == [
+        ("30m", "5m", "14.4"), ("12h", "1h", "3")]
+    run = subprocess.run([promtool, "test", "rules", "custom.test.yaml"], cwd=out / "tests",
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
