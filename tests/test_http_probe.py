@@ -130,6 +130,13 @@ async def test_redirects_are_not_followed(base_url):
     assert value(text, names.PROBE_SUCCESS, target=url) == 1
 
 
+async def test_credentials_in_a_url_stay_out_of_the_target_label(base_url):
+    host = base_url.removeprefix("http://")
+    text = await probe([f"http://user:s3cret@{host}/ok"])
+    assert value(text, names.PROBE_REQUESTS, target=f"http://{host}/ok", code="200") == 1
+    assert b"s3cret" not in text
+
+
 async def test_head_method(base_url):
     text = await probe([{"name": "h", "url": f"{base_url}/ok", "method": "HEAD"}])
     assert value(text, names.PROBE_REQUESTS, target="h", code="200") == 1

@@ -78,7 +78,8 @@ class HTTPTarget(BaseModel):
 
     @property
     def label(self) -> str:
-        return self.name or self.url
+        # Credentials in a URL must not end up in a label that every scraper can read.
+        return self.name or str(URL(self.url).with_user(None))
 
     def expected(self, status: int) -> bool:
         if self.expected_codes is None:
@@ -178,7 +179,8 @@ class HTTPProber(ProbeLoop[HTTPTarget, HTTPResult]):
             if label not in current:  # a target that went away takes its series along
                 del self._series[label]
         for target, result in results:
-            self._series.setdefault(target.label, _Series()).observe(result)
+            if target.label in current:  # not removed while this round ran
+                self._series.setdefault(target.label, _Series()).observe(result)
         return render_series(self._series)
 
 

@@ -52,7 +52,7 @@ _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?
 _VERIFY_REASONS = {
     2: "unknown_ca",  # unable to get issuer certificate
     9: "not_yet_valid",
-    10: "expired",  # refined to expired_intermediate below
+    10: "expired",  # refined to expired_intermediate or expired_root by _refine
     18: "self_signed",  # depth zero self-signed
     19: "unknown_ca",  # self-signed root in the presented chain, not trusted
     20: "unknown_ca",  # unable to get local issuer certificate
