@@ -1,0 +1,73 @@
+"""Shared helpers of the compatibility tests: where the peers' files are, and promtool.
+
+The peers' examples and expected outputs are read in place from ../shared/peers; when
+that folder is absent the compat tests skip and say why (the only allowed skip).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from sloexporter import rules
+from sloexporter.model import Service
+from sloexporter.output import to_yaml
+from sloexporter.spec import load_paths
+from tests.tools import ROOT
+
+PEERS = ROOT.parent / "shared" / "peers"
+
+
+def peer(*parts: str) -> Path:
+    """A path under the peers' folder; skips the test when the folder is absent."""
+    if not PEERS.is_dir():
+        pytest.skip(f"the peers' examples are not present at {PEERS}")
+    return PEERS.joinpath(*parts)
+
+
+def load(*paths: Path) -> list[Service]:
+    services, errors = load_paths([str(p) for p in paths])
+    assert not errors, "\n".join(str(e) for e in errors)
+    return services
+
+
+def our_groups(services: list[Service]) -> list[dict[str, Any]]:
+    return [g for s in services for g in rules.service_groups(s)]
+
+
+def rule_groups(path: Path) -> list[dict[str, Any]]:
+    """The rule groups of a Prometheus rule file or of PrometheusRule objects."""
+    groups: list[dict[str, Any]] = []
+    for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+        if doc:
+            groups += doc["spec"]["groups"] if doc.get("kind") == "PrometheusRule" \
+                else doc["groups"]
+    return groups
+
+
+def promtool_test(promtool: str, folder: Path, rule_files: dict[str, list[dict[str, Any]]],
+                  tests: list[dict[str, Any]], interval: str = "1m") -> str | None:
+    """Run `promtool test rules` on `tests` over the given rule files; its output on failure."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, groups in rule_files.items():
+        (folder / name).write_text(to_yaml({"groups": groups}), encoding="utf-8")
+    test_file = folder / "equivalence.test.yaml"
+    test_file.write_text(to_yaml({"rule_files": list(rule_files), "evaluation_interval": interval,
+                                  "tests": tests}), encoding="utf-8")
+    proc = subprocess.run([promtool, "test", "rules", test_file.name], cwd=folder,
+                          capture_output=True, text=True, timeout=300)
+    return None if proc.returncode == 0 else f"{folder.name}:\n{proc.stdout}{proc.stderr}"
+
+
+def run_all(jobs: list[Callable[[], str | None]]) -> None:
+    """Run promtool jobs on every core (promtool is single-threaded) and report failures."""
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        failures = [f for f in pool.map(lambda job: job(), jobs) if f]
+    assert not failures, "\n".join(failures)
