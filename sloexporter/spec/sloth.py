@@ -241,13 +241,15 @@ def load_sloth(doc: Document, all_docs: list[Document]) -> list[Service]:
         if period in windows:
             out.set(dst + ("alerting", "tiers"), _tiers(windows[period][1]), src)
         out.set(dst + ("period",), format_duration(period), src)
-    try:
-        service = out.build(doc, base)
-    except SpecErrors as exc:
-        errors += exc.errors
+    services: list[Service] = []
+    if out.data["slos"]:  # an SLO whose SLI plugin we rejected is not built
+        try:
+            services.append(out.build(doc, base))
+        except SpecErrors as exc:
+            errors += exc.errors
     if errors:
         raise SpecErrors(errors)
-    return [service]
+    return services
 
 
 def _sli(out: NativeBuilder, dst: Path, src: Path, sli: SLI, names: dict[str, str]) -> None:
