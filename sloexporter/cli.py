@@ -52,6 +52,21 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from sloexporter.convert import convert_paths
+
+    try:
+        written, errors = convert_paths(args.paths, Path(args.output))
+    except OSError as exc:
+        print(f"error: cannot write output: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    _print_errors(errors)
+    if errors:
+        return EXIT_INVALID
+    print(f"wrote {len(written)} {args.to} files to {args.output}")
+    return EXIT_OK
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from sloexporter.server import run_serve
 
@@ -77,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--with-tests", action="store_true",
                           help="also write promtool unit tests for every SLO")
     generate.set_defaults(func=cmd_generate)
+
+    convert = sub.add_parser("convert", help="write native specs in another SLO format")
+    convert.add_argument("paths", nargs="+", metavar="PATH")
+    convert.add_argument("--to", choices=("openslo",), required=True,
+                         help="target format: openslo (OpenSLO v1)")
+    convert.add_argument("-o", "--output", required=True, metavar="OUTDIR")
+    convert.set_defaults(func=cmd_convert)
 
     serve = sub.add_parser("serve", help="run the exporter")
     try:
