@@ -13,6 +13,7 @@ not reset on the first of the month.
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -42,6 +43,10 @@ from sloexporter.spec.openslo_schema import (
 #: days per OpenSLO shorthand unit; months and quarters are counted as 30d and 90d
 UNIT_DAYS = {"d": 1, "w": 7, "M": 30, "Q": 90, "Y": 365,
              "Day": 1, "Week": 7, "Month": 30, "Quarter": 90, "Year": 365}
+#: written by `sloexporter convert`: what OpenSLO cannot express, as JSON
+ANNOTATION_SLI = "sloexporter.dev/sli"
+ANNOTATION_ALERTING = "sloexporter.dev/alerting"
+ANNOTATION_NAME = "sloexporter.dev/name"
 PAGE_SEVERITIES = {"page", "critical", "high", "p1", "urgent"}
 
 Located = tuple[Document, Path, dict[str, Any]]
@@ -226,15 +231,37 @@ def _targets(doc: Document, at: Path, spec: AlertPolicySpec,
     return ", ".join(names)
 
 
+def _native_annotations(doc: Document, prefix: Path, envelope: Object) -> dict[str, Any]:
+    """The native SLI, alerting and name that `sloexporter convert` stores in annotations.
+
+    OpenSLO cannot express them; reading them back makes a round trip exact.
+    """
+    found: dict[str, Any] = {}
+    annotations = envelope.metadata.annotations
+    for key, field in ((ANNOTATION_SLI, "sli"), (ANNOTATION_ALERTING, "alerting")):
+        if key in annotations:
+            try:
+                found[field] = json.loads(str(annotations[key]))
+            except ValueError as exc:
+                raise SpecErrors([doc.error(prefix + ("metadata", "annotations", key),
+                                            f"invalid JSON: {exc}")]) from None
+    if ANNOTATION_NAME in annotations:
+        found["name"] = str(annotations[ANNOTATION_NAME])
+    return found
+
+
 def _build_slo(doc: Document, prefix: Path, envelope: Object, spec: Any,
                index: dict[tuple[str, str], Located]) -> Service:
     at = prefix + ("spec",)
     out = NativeBuilder(spec.service, at + ("service",))
+    native_at = prefix + ("metadata", "annotations")
     labels = label_values(envelope.metadata.labels)
     errors: list[SpecError] = []
+    native = _native_annotations(doc, prefix, envelope)
     if isinstance(spec, SLOSpecV1):
         period = _v1_period(doc, at + ("timeWindow", 0, "duration"), spec.time_window[0].duration)
-        alerting, tier_origins = _alerting(doc, at, spec, period, index)
+        alerting, tier_origins = _alerting(doc, at, spec, period, index) \
+            if "alerting" not in native else ({}, [])
     else:
         window = spec.time_windows[0]
         period = _period(doc, at + ("timeWindows", 0), window.count, window.unit)
@@ -242,7 +269,9 @@ def _build_slo(doc: Document, prefix: Path, envelope: Object, spec: Any,
     for i, objective in enumerate(spec.objectives):
         o_at = at + ("objectives", i)
         try:
-            if isinstance(spec, SLOSpecV1Alpha):
+            if "sli" in native:
+                leaves = [((), native["sli"], native_at + (ANNOTATION_SLI,))]
+            elif isinstance(spec, SLOSpecV1Alpha):
                 leaves = alpha_sli(spec, objective, at, o_at)
             else:
                 found = _resolve(doc, at + ("indicatorRef",), spec.indicator_ref, "SLI", index)
@@ -253,11 +282,12 @@ def _build_slo(doc: Document, prefix: Path, envelope: Object, spec: Any,
                     raise SpecErrors([doc.error(at, "an SLO needs 'indicator' or "
                                                     "'indicatorRef'")])
                 leaves = v1_sli(sli_spec, objective, sli_at, o_at, index)
-            leaves = timeslices(spec.budgeting_method, objective, leaves, o_at)
+            if "sli" not in native:
+                leaves = timeslices(spec.budgeting_method, objective, leaves, o_at)
             n = out.add_slo(o_at)
             dst: Path = ("slos", n)
-            name = envelope.metadata.name if len(spec.objectives) == 1 \
-                else f"{envelope.metadata.name}-{i}"
+            base = native.get("name") or envelope.metadata.name
+            name = base if len(spec.objectives) == 1 else f"{base}-{i}"
             out.set(dst + ("name",), name, prefix + ("metadata", "name"))
             out.set(dst + ("objective",), str(_target(doc, o_at, objective)), o_at + ("target",))
             out.set(dst + ("period",), period, at)
@@ -267,7 +297,12 @@ def _build_slo(doc: Document, prefix: Path, envelope: Object, spec: Any,
                 out.set(dst + ("labels",), labels, prefix + ("metadata", "labels"))
             for path, value, origin in leaves:
                 out.set(dst + ("sli",) + path, value, origin)
-            out.set(dst + ("alerting",), {k: v for k, v in alerting.items() if k != "tiers"}, at)
+            if "alerting" in native:
+                out.set(dst + ("alerting",), native["alerting"],
+                        native_at + (ANNOTATION_ALERTING,))
+            else:
+                out.set(dst + ("alerting",), {k: v for k, v in alerting.items()
+                                              if k != "tiers"}, at)
             for k, (tier, t_origin) in enumerate(zip(alerting.get("tiers", ()), tier_origins,
                                                      strict=True)):
                 out.set(dst + ("alerting", "tiers", k), tier, t_origin)

@@ -1,0 +1,147 @@
+"""Native specs -> OpenSLO v1 (`sloexporter convert --to openslo`).
+
+Each service becomes an OpenSLO `Service` and one `SLO` per SLO, with standard fields
+any OpenSLO tool reads: a Prometheus `ratioMetric` (or raw ratio, or a `thresholdMetric`
+on the histogram bucket for latency SLIs), a rolling `timeWindow`, the target, and one
+burn-rate `AlertCondition` per alert tier.
+
+OpenSLO cannot say everything a native spec can (SLI presets, alert names, labels,
+custom tiers), so the native SLI and alerting also travel as JSON in the annotations
+`sloexporter.dev/sli` and `sloexporter.dev/alerting`. Our OpenSLO reader prefers them,
+which is why converting back gives exactly the same rules.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from sloexporter.model import format_duration, parse_duration, resolve_tiers
+from sloexporter.output import header, to_yaml, write_text
+from sloexporter.sli import compile_sli
+from sloexporter.spec import spec_files
+from sloexporter.spec.errors import SpecError, SpecErrors, load_documents
+from sloexporter.spec.native import API_VERSION, KIND, ServiceLevels, SLOSpec
+from sloexporter.spec.openslo import ANNOTATION_ALERTING, ANNOTATION_NAME, ANNOTATION_SLI
+
+
+def rfc1123(name: str) -> str:
+    """An OpenSLO object name: lowercase letters, digits and '-'."""
+    out = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63].strip("-")
+    return out or "slo"
+
+
+def _metric(query: str) -> dict[str, Any]:
+    return {"metricSource": {"type": "Prometheus", "spec": {"query": query}}}
+
+
+def _indicator(spec: ServiceLevels, slo: SLOSpec) -> dict[str, Any]:
+    """The standard OpenSLO view of the SLI, for tools other than ours."""
+    latency = slo.sli.latency
+    if latency is not None:
+        selector = latency.selector.strip() or "{}"
+        return {"thresholdMetric": _metric(f"{latency.metric}_bucket{selector}")}
+    sli = compile_sli(slo.sli, spec.service, slo.name)
+    if sli.ratio is not None:
+        return {"ratioMetric": {"rawType": "failure", "raw": _metric(sli.ratio)}}
+    assert sli.errors is not None and sli.total is not None
+    return {"ratioMetric": {"counter": True, "bad": _metric(sli.errors),
+                            "total": _metric(sli.total)}}
+
+
+def _conditions(slo: SLOSpec) -> list[dict[str, Any]]:
+    """One burn-rate condition per alert tier, as OpenSLO tools understand them."""
+    custom = None
+    if slo.alerting.tiers is not None:
+        from sloexporter.spec.build import _alerting  # the one tier conversion
+
+        custom = _alerting(slo.alerting).custom_tiers
+    out = []
+    for tier in resolve_tiers(parse_duration(slo.period), custom):
+        if getattr(slo.alerting, tier.severity).disabled:
+            continue
+        name = rfc1123(f"{slo.name}-{tier.severity}-{tier.long}")
+        out.append({"kind": "AlertCondition", "metadata": {"name": name}, "spec": {
+            "severity": tier.severity,
+            "condition": {"kind": "burnrate", "op": "gt", "threshold": float(tier.factor),
+                          "lookbackWindow": format_duration(tier.long_window)}}})
+    return out
+
+
+def _dump(model: Any) -> str:
+    data = model.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True)
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+def slo_object(spec: ServiceLevels, slo: SLOSpec) -> dict[str, Any]:
+    labels = {**spec.labels, **slo.labels}
+    annotations = {ANNOTATION_SLI: _dump(slo.sli), ANNOTATION_ALERTING: _dump(slo.alerting)}
+    name = rfc1123(slo.name)
+    if name != slo.name:
+        annotations[ANNOTATION_NAME] = slo.name
+    metadata: dict[str, Any] = {"name": name, "displayName": slo.name}
+    if labels:
+        metadata["labels"] = dict(sorted(labels.items()))
+    metadata["annotations"] = annotations
+    body: dict[str, Any] = {"service": spec.service}
+    if slo.description:
+        body["description"] = slo.description
+    body["indicator"] = {"metadata": {"name": rfc1123(f"{slo.name}-sli")},
+                         "spec": _indicator(spec, slo)}
+    body["timeWindow"] = [{"duration": slo.period, "isRolling": True}]
+    body["budgetingMethod"] = "Occurrences"
+    body["objectives"] = [{"displayName": slo.name,
+                           "target": float(Decimal(slo.objective) / 100)}]
+    conditions = _conditions(slo)
+    if conditions:
+        body["alertPolicies"] = [{"kind": "AlertPolicy",
+                                  "metadata": {"name": rfc1123(f"{slo.name}-burn-rate")},
+                                  "spec": {"alertWhenBreaching": True,
+                                           "conditions": conditions}}]
+    return {"apiVersion": "openslo/v1", "kind": "SLO", "metadata": metadata, "spec": body}
+
+
+def to_openslo(spec: ServiceLevels) -> list[dict[str, Any]]:
+    service: dict[str, Any] = {"apiVersion": "openslo/v1", "kind": "Service",
+                               "metadata": {"name": rfc1123(spec.service),
+                                            "displayName": spec.service},
+                               "spec": {"description": f"Service level objectives of "
+                                                       f"{spec.service}"}}
+    return [service, *(slo_object(spec, slo) for slo in spec.slos)]
+
+
+def convert_paths(paths: list[str], outdir: Path) -> tuple[list[Path], list[SpecError]]:
+    """Write every native spec in `paths` as OpenSLO v1 under `outdir`."""
+    files, errors = spec_files(paths)
+    specs: list[tuple[str, ServiceLevels]] = []
+    for file in files:
+        try:
+            docs = list(load_documents(file.read_text(encoding="utf-8"), str(file)))
+        except SpecErrors as exc:
+            errors += exc.errors
+            continue
+        for doc in docs:
+            data = doc.data
+            if not (isinstance(data, dict) and data.get("apiVersion") == API_VERSION
+                    and data.get("kind") == KIND):
+                errors.append(doc.error((), f"convert reads native specs ({API_VERSION} "
+                                            f"{KIND}) only"))
+                continue
+            try:
+                specs.append((str(file), ServiceLevels.model_validate(data)))
+            except ValidationError as exc:
+                errors += doc.errors_from_validation(exc)
+    if errors:
+        return [], sorted(set(errors))
+    written = []
+    for source, spec in sorted(specs, key=lambda s: s[1].service):
+        path = outdir / f"{spec.service}.openslo.yaml"
+        docs = "---\n".join(to_yaml(obj) for obj in to_openslo(spec))
+        write_text(path, header([source]) + docs)
+        written.append(path)
+    return written, []
