@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 import promql_parser
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from sloexporter.model import Service, parse_duration
 from sloexporter.spec.errors import Document, Path, SpecErrors
@@ -89,6 +89,12 @@ class Spec(Foreign):
     partial_response_strategy: str | None = None
     performance_over_accuracy: bool = Field(default=False, alias="performanceOverAccuracy")
     rule_output: dict[str, Any] | None = Field(default=None, alias="ruleOutput")
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, v: str) -> str:
+        parse_duration(v)  # reported with the target, not after it
+        return v
 
 
 class Metadata(Lenient):
