@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from sloexporter import rules
 from sloexporter.model import Service
+from sloexporter.output import write_all
 from sloexporter.spec import load_paths
 from tests.compat.peers import peer
 
@@ -263,3 +265,23 @@ def test_openslo_errors_point_at_the_openslo_file(tmp_path: Path) -> None:
     assert errors_of(missing) == [
         f"{missing}:11: spec.alertPolicies[0].alertPolicyRef: AlertPolicy 'fast-burn' does "
         "not exist in any file of this run"]
+
+
+def test_openslo_slos_can_use_the_upstream_sli_objects(tmp_path: Path, promtool: str) -> None:
+    """The OpenSLO SDK's example SLIs, referenced from another file, make valid rules."""
+    slis = peer("openslo", "go-sdk", "pkg", "openslo", "v1", "examples", "slis.yaml")
+    slos = "---\n".join(OPENSLO_SLO.replace("name: checkout}", f"name: {sli}}}")
+                        .replace("checkout-requests", sli).replace(extra, "")
+                        for sli, extra in (
+                            ("wifi-client-satisfaction", "  alertPolicies: [{alertPolicyRef: "
+                                                         "fast-burn}]\n"),
+                            ("annotator-throughput", "")))
+    slos = slos.replace("[{target: 0.999}]\n  alertPolicies: [{alertPolicyRef: fast-burn}]",
+                        "[{op: lt, value: 100, target: 0.99}]")
+    services = load_ok(write(tmp_path, "slos.yaml", slos), slis)
+    (service,) = services
+    assert [s.sli.kind for s in service.slos] == ["ratio", "events"]
+    written = [p for p in write_all(services, tmp_path / "out") if "/rules/" in str(p)]
+    proc = subprocess.run([promtool, "check", "rules", *map(str, written)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
