@@ -96,7 +96,8 @@ def _unknown_format(data: object) -> str:
     if api is None and "version" in data:
         return f"unknown spec format: version {data.get('version')!r}"
     return (f"unknown spec format: apiVersion {api!r}, kind {kind!r}; expected "
-            "apiVersion sloexporter.dev/v1 with kind ServiceLevels")
+            "apiVersion sloexporter.dev/v1 with kind ServiceLevels, or a Sloth, Pyrra or "
+            "OpenSLO spec")
 
 
 def _duplicate_services(services: list[Service]) -> list[SpecError]:
