@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -127,13 +127,6 @@ def _spelling_hint(err: SpecError, camel: bool) -> SpecError:
 def percent(ratio: Decimal) -> Decimal:
     """A 0-1 target as a percentage, exactly: 0.999 -> 99.9."""
     return (ratio * 100).normalize()
-
-
-def to_decimal(value: object) -> Decimal | None:
-    try:
-        return Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return None
 
 
 def label_values(labels: dict[str, Any] | None) -> dict[str, str]:
