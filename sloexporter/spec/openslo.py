@@ -367,6 +367,22 @@ def _merge(doc: Document, mine: list[Service], all_docs: list[Document],
                     except SpecErrors:
                         continue  # reported when that document is loaded
                     slos.extend(built.slos if built else ())
+        _check_unique(slos)
         first = next(s for s in mine if s.name == name)
         out.append(Service(name, tuple(slos), first.labels, first.origin))
     return out
+
+
+def _check_unique(slos: list[SLO]) -> None:
+    """Two SLO objects of one service must not make SLOs of the same name."""
+    seen: dict[str, SLO] = {}
+    errors = []
+    for slo in slos:
+        first = seen.setdefault(slo.name, slo)
+        if first is not slo:
+            file, _, line = slo.origin.rpartition(":")
+            errors.append(SpecError(file, int(line or 0), "",
+                                    f"SLO {slo.name!r} of service {slo.service!r} is also "
+                                    f"defined at {first.origin}"))
+    if errors:
+        raise SpecErrors(errors)

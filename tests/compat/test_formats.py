@@ -234,6 +234,15 @@ def test_openslo_slos_of_one_service_in_two_files_make_one_service(tmp_path: Pat
     assert [s.name for s in service.slos] == ["checkout", "checkout-2"]
 
 
+def test_openslo_slo_names_are_unique_within_a_service(tmp_path: Path) -> None:
+    refs = write(tmp_path, "refs.yaml", OPENSLO_REFS)
+    first, second = write(tmp_path, "a.yaml", OPENSLO_SLO), write(tmp_path, "b.yaml",
+                                                                  OPENSLO_SLO)
+    assert errors_of(first, second, refs) == [
+        f"{second}:10: SLO 'checkout' of service 'shop' is also defined at "
+        f"{first}:10"]
+
+
 def test_openslo_threshold_on_a_histogram_is_a_latency_sli(tmp_path: Path) -> None:
     spec = OPENSLO_SLO.replace("  indicatorRef: checkout-requests\n", """\
   indicator:
