@@ -11,13 +11,14 @@ service concept). Indicators map onto native SLIs:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
 import promql_parser
 from pydantic import Field, field_validator
 
-from sloexporter.model import Service, parse_duration
+from sloexporter.model import Service, SynthSeries, parse_duration
 from sloexporter.spec.errors import Document, Path, SpecErrors
 from sloexporter.spec.foreign import Foreign, Lenient, NativeBuilder, label_values, validate
 
@@ -232,4 +233,18 @@ def load_pyrra(doc: Document, _all: list[Document]) -> list[Service]:
         out.set(("slos", 0, "description"), spec.description, ("spec", "description"))
     _indicator(out, doc, spec.indicator)
     _alerting(out, spec.alerting)
-    return [out.build(doc)]
+    service = out.build(doc)
+    if spec.indicator.bool_gauge is not None:
+        service = _with_gauge_inputs(service, spec.indicator.bool_gauge.metric)
+    return [service]
+
+
+def _with_gauge_inputs(service: Service, metric: str) -> Service:
+    """Tell the test generator that a bool_gauge is a gauge: 1 - error share, not a
+    counter it would otherwise derive from the query."""
+    expr = promql_parser.parse(metric)
+    assert isinstance(expr, promql_parser.VectorSelector)
+    selector = metric[metric.index("{"):] if "{" in metric else "{}"
+    synth = (SynthSeries(expr.name or "", "gauge", selector, a=Decimal(1), c=Decimal(-1)),)
+    slos = tuple(replace(slo, sli=replace(slo.sli, synth=synth)) for slo in service.slos)
+    return replace(service, slos=slos)
