@@ -19,6 +19,7 @@ import promql_parser
 from pydantic import Field, field_validator
 
 from sloexporter.model import Service, SynthSeries, parse_duration
+from sloexporter.promql import le_matcher, merge_selector
 from sloexporter.spec.errors import Document, Path, SpecErrors
 from sloexporter.spec.foreign import Foreign, Lenient, NativeBuilder, label_values, validate
 
@@ -164,13 +165,17 @@ def _indicator(out: NativeBuilder, doc: Document, ind: Indicator) -> None:
                 at + ("ratio", "total", "metric"))
     elif ind.latency is not None:
         lat = ind.latency
-        hist = None if lat.grouping else _histogram(lat.success.metric, lat.total.metric)
-        if hist is not None:
+        hist = _histogram(lat.success.metric, lat.total.metric)
+        if hist is not None and not lat.grouping:
             base, selector, le = hist
             out.set(sli + ("latency",), {"metric": base, "selector": selector,
                                          "threshold": str(le)}, at + ("latency",))
             return
-        out.set(sli + ("events", "good"), _sum_rate(lat.success.metric, lat.grouping),
+        success = lat.success.metric
+        if hist is not None:  # grouped: still match le="1" and Prometheus 3's le="1.0"
+            base, selector, le = hist
+            success = f"{base}_bucket{merge_selector(selector, le_matcher(le))}"
+        out.set(sli + ("events", "good"), _sum_rate(success, lat.grouping),
                 at + ("latency", "success", "metric"))
         out.set(sli + ("events", "total"), _sum_rate(lat.total.metric, lat.grouping),
                 at + ("latency", "total", "metric"))

@@ -149,6 +149,14 @@ def test_pyrra_grouping_keeps_one_ratio_per_group(tmp_path: Path) -> None:
     assert (service.slos[0].sli.total or "").startswith("sum by (handler) (rate(")
 
 
+def test_pyrra_grouped_latency_also_matches_prometheus_3_buckets(tmp_path: Path) -> None:
+    spec = PYRRA + "      grouping: [handler]\n"
+    (service,) = load_ok(write(tmp_path, "p.yaml", spec))
+    sli = service.slos[0].sli
+    assert sli.kind == "events" and (sli.total or "").startswith("sum by (handler) (rate(")
+    assert 'http_request_duration_seconds_bucket{job="api",le=~"1|1\\\\.0"}' in (sli.good or "")
+
+
 def test_pyrra_without_alerting_gets_the_default_page_and_ticket(tmp_path: Path) -> None:
     (service,) = load_ok(write(tmp_path, "p.yaml", PYRRA))
     assert {(a["labels"]["severity"], a["labels"]["service"], a["labels"]["slo"])
