@@ -116,6 +116,10 @@ def _build_slo(doc: Document, prefix: Path, envelope: Object, spec: Any,
     for i, objective in enumerate(spec.objectives):
         o_at = at + ("objectives", i)
         try:
+            if objective.indicator_ref is not None:
+                raise SliError(o_at + ("indicatorRef",), "unsupported: composite SLOs "
+                                                         "(an objective with its own "
+                                                         "indicatorRef)")
             if "sli" in native:
                 leaves = [((), native["sli"], native_at + (ANNOTATION_SLI,))]
             elif isinstance(spec, SLOSpecV1Alpha):

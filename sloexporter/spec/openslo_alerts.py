@@ -59,6 +59,8 @@ def alerting_from_policies(doc: Document, at: Path, spec: SLOSpecV1, period: str
                 raise SpecErrors([doc.error(p_at, "an alert policy needs 'alertPolicyRef' or "
                                                   "'kind', 'metadata' and 'spec'")])
             targets = _targets(doc, p_at, p_spec, index)
+            if not p_spec.alert_when_breaching:
+                continue  # a policy that does not alert on a breach adds no tier
             for j, c_item in enumerate(p_spec.conditions):
                 c_at = p_at + ("spec", "conditions", j)
                 c_found = resolve(doc, c_at + ("conditionRef",), c_item.condition_ref,
