@@ -38,7 +38,8 @@ W = "{{window}}"
 #: (native path below `sli`, value, original path) for each value an SLI sets
 Leaves = list[tuple[Path, Any, Path]]
 BAD_OP = {"lt": ">=", "lte": ">", "gt": "<=", "gte": "<"}
-_SELECTOR = re.compile(r"(?<![\w:\"'])([a-zA-Z_:][\w:]*)\s*(\{[^{}]*\})?")
+_SELECTOR = re.compile(r"(?<![\w:\"'])([a-zA-Z_:][\w:]*)(\s*\{[^{}]*\})?"
+                       r"(\s+offset\s+-?[0-9smhdwy]+)?")
 
 
 class SliError(Exception):
@@ -65,7 +66,8 @@ def rate_selectors(query: str) -> str:
         rest = query[match.end():].lstrip()
         if match.group(1) not in names or rest.startswith(("[", "(")):
             return match.group(0)
-        return f"rate({match.group(0)}[{W}])"
+        selector = match.group(1) + (match.group(2) or "")
+        return f"rate({selector}[{W}]{match.group(3) or ''})"  # offset follows the range
 
     return _SELECTOR.sub(wrap, query)
 

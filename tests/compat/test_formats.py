@@ -11,6 +11,7 @@ from sloexporter import rules
 from sloexporter.model import Service
 from sloexporter.output import write_all
 from sloexporter.spec import load_paths
+from sloexporter.spec.openslo_queries import rate_selectors
 from tests.compat.peers import peer
 
 
@@ -302,3 +303,12 @@ def test_openslo_slos_can_use_the_upstream_sli_objects(tmp_path: Path, promtool:
     proc = subprocess.run([promtool, "check", "rules", *map(str, written)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_openslo_counter_queries_get_a_rate_around_each_selector() -> None:
+    assert rate_selectors('sum(x{a="b"}) / sum(y offset 5m)') == \
+        'sum(rate(x{a="b"}[{{window}}])) / sum(rate(y[{{window}}] offset 5m))'
+    # label values and existing ranges are left alone
+    assert rate_selectors('label_replace(x, "d", "$1", "s", "x")') == \
+        'label_replace(rate(x[{{window}}]), "d", "$1", "s", "x")'
+    assert rate_selectors("sum(rate(x[5m]))") == "sum(rate(x[5m]))"
