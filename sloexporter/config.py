@@ -1,0 +1,103 @@
+"""The `serve` configuration file (YAML, validated like SLO specs: FILE:LINE errors)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from sloexporter.sources.http_probe import HTTPProbeConfig
+from sloexporter.sources.tls_probe import TLSProbeConfig
+from sloexporter.spec.errors import SpecError, SpecErrors, load_documents
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Scope(Strict):
+    enabled: bool = True
+    #: watch only these namespaces (one watch each); empty means all namespaces
+    namespaces: list[str] = Field(default_factory=list)
+    label_selector: str | None = None
+    field_selector: str | None = None
+
+
+class ArgoCDConfig(Scope):
+    pass
+
+
+class BackupsConfig(Scope):
+    velero: bool = True
+
+
+class CertificatesConfig(Scope):
+    cert_manager: bool = True
+    #: reading Secrets needs RBAC to read their contents; it can be limited to namespaces
+    tls_secrets: bool = True
+    secret_namespaces: list[str] = Field(default_factory=list)
+    ingresses: bool = True
+
+
+class ServicesConfig(Scope):
+    """Services annotated `sloexporter.dev/probe: "true"` become HTTP probe targets."""
+
+
+class Sources(Strict):
+    argocd: ArgoCDConfig = Field(default_factory=ArgoCDConfig)
+    backups: BackupsConfig = Field(default_factory=BackupsConfig)
+    certificates: CertificatesConfig = Field(default_factory=CertificatesConfig)
+    services: ServicesConfig = Field(default_factory=ServicesConfig)
+
+
+class Cluster(Strict):
+    #: auto: in-cluster when running in a pod, else the kubeconfig; none: no cluster
+    mode: Literal["auto", "in-cluster", "kubeconfig", "none"] = "auto"
+    kubeconfig: str | None = None
+    context: str | None = None
+
+
+class Watch(Strict):
+    page_size: int = Field(default=500, ge=1, le=10000)
+    timeout_seconds: int = Field(default=300, ge=10, le=3600)
+    connect_timeout: float = Field(default=10, gt=0, le=120)
+    watchdog_seconds: float = Field(default=330, gt=0)
+
+
+class Config(Strict):
+    listen: str = "0.0.0.0:9469"
+    cluster: Cluster = Field(default_factory=Cluster)
+    sources: Sources = Field(default_factory=Sources)
+    watch: Watch = Field(default_factory=Watch)
+    tls_probe: TLSProbeConfig | None = None
+    http_probe: HTTPProbeConfig | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        parse_listen(v)
+        return v
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"listen address {text!r} must be HOST:PORT, e.g. 0.0.0.0:9469")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def load_config(path: str) -> Config:
+    """Read and validate a config file; raises SpecErrors with every problem."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecErrors([SpecError(path, 0, "", f"cannot read: {exc}")]) from None
+    docs = list(load_documents(text, path))
+    if len(docs) != 1:
+        raise SpecErrors([SpecError(path, 1, "", "a config file holds one YAML document")])
+    doc = docs[0]
+    try:
+        return Config.model_validate(doc.data if doc.data is not None else {})
+    except ValidationError as exc:
+        raise SpecErrors(doc.errors_from_validation(exc)) from None

@@ -1,0 +1,116 @@
+"""What every watched source shares: keys, sharding, pruning and bad-input handling."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sloexporter.sources.informer import Resource, SelfMetrics
+from sloexporter.sources.store import Family, Obj, Shard, Store
+
+log = logging.getLogger(__name__)
+
+
+class BadInput(Exception):
+    """An object we cannot read; it is skipped and counted, never fatal."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def meta(obj: Obj) -> dict[str, Any]:
+    value = obj.get("metadata")
+    return value if isinstance(value, dict) else {}
+
+
+def field(obj: Obj, *path: str) -> Any:
+    """obj[a][b]... or None when any step is missing or not a mapping."""
+    cur: Any = obj
+    for part in path:
+        if not isinstance(cur, dict):
+            return None
+        cur = cur.get(part)
+    return cur
+
+
+def timestamp(value: Any) -> float | None:
+    """RFC 3339 (`2026-11-22T03:00:00Z`) to Unix seconds; None when absent or odd."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def object_key(obj: Obj) -> str:
+    """The object's UID; kind/namespace/name where the server gave none."""
+    m = meta(obj)
+    uid = m.get("uid")
+    if isinstance(uid, str) and uid:
+        return uid
+    return f"{obj.get('kind', '')}/{m.get('namespace', '')}/{m.get('name', '')}"
+
+
+class Source:
+    """A watched source: a table of families, a store, and per-scope key tracking."""
+
+    name: ClassVar[str]
+    families: ClassVar[tuple[Family, ...]]
+
+    def __init__(self, metrics: SelfMetrics, shard: Shard | None = None) -> None:
+        self.metrics = metrics
+        self.store = Store(self.families, shard or Shard())
+        self._scopes: dict[tuple[str, str], set[str]] = {}
+
+    @property
+    def resources(self) -> tuple[Resource, ...]:
+        raise NotImplementedError
+
+    def key_of(self, obj: Obj) -> str:
+        return object_key(obj)
+
+    def shard_key(self, resource: Resource, obj: Obj) -> str:
+        """The key whose hash picks the shard; aggregates use their owner's."""
+        return self.key_of(obj)
+
+    def apply(self, resource: Resource, event: str, obj: Obj) -> None:
+        key = self.key_of(obj)
+        if not self.store.shard.owns(self.shard_key(resource, obj)):
+            return
+        scope = (resource.name, str(meta(obj).get("namespace") or ""))
+        try:
+            if event == "DELETED":
+                self._scopes.get(scope, set()).discard(key)
+                self.remove(resource, key, obj)
+            else:
+                self._scopes.setdefault(scope, set()).add(key)
+                self.update(resource, key, obj)
+        except (BadInput, ValueError, TypeError, KeyError, AttributeError) as exc:
+            reason = exc.reason if isinstance(exc, BadInput) else "malformed"
+            self.metrics.skip(self.name, reason)
+            self.remove(resource, key, obj)
+            log.warning("skipped %s %s/%s: %s", resource.kind,
+                        str(meta(obj).get("namespace", ""))[:100],
+                        str(meta(obj).get("name", ""))[:100], str(exc)[:200])
+
+    def prune(self, resource: Resource, scope: str, seen: set[str]) -> None:
+        """After a (re-)list: forget what the list no longer has."""
+        for (res, ns), keys in self._scopes.items():
+            if res != resource.name or (scope and ns != scope):
+                continue
+            for key in list(keys - seen):
+                keys.discard(key)
+                self.remove(resource, key, None)
+
+    def update(self, resource: Resource, key: str, obj: Obj) -> None:
+        raise NotImplementedError
+
+    def remove(self, resource: Resource, key: str, obj: Obj | None) -> None:
+        self.store.delete(key)
+
+    def render(self, openmetrics: bool = False) -> Iterable[bytes]:
+        return self.store.render(openmetrics)
