@@ -100,4 +100,4 @@ def load_config(path: str) -> Config:
     try:
         return Config.model_validate(doc.data if doc.data is not None else {})
     except ValidationError as exc:
-        raise SpecErrors(doc.errors_from_validation(exc)) from None
+        raise SpecErrors(sorted(doc.errors_from_validation(exc))) from None

@@ -95,6 +95,7 @@ class Exporter:
     async def start(self) -> None:
         if self.manifests is not None:
             self.feed = ManifestFeed(self.manifests, self.sources, self.metrics)
+            self.feed.prime()  # before the probers start, so their first round has its targets
             self._tasks.append(asyncio.create_task(self.feed.run()))
         elif self.config.cluster.mode != "none":
             self._api = await connect(self.config)

@@ -11,8 +11,6 @@ import time
 import urllib.request
 from decimal import Decimal
 
-import pytest
-
 from sloexporter.model import decimal_str, resolve_tiers
 from tests.tools import ROOT
 
@@ -62,7 +60,6 @@ def _get(url: str) -> tuple[int, str]:
         return err.code, ""
 
 
-@pytest.mark.skipif(not (ROOT / "examples" / "cluster").is_dir(), reason="no demo cluster")
 def test_run_command_generates_and_serves_the_demo_cluster(tmp_path):
     port = _free_port()
     env = dict(os.environ, SLOEXPORTER_LISTEN=f"127.0.0.1:{port}")

@@ -82,6 +82,11 @@ class ManifestFeed:
                 out.append((str(p), st.st_mtime_ns, st.st_size))
         return tuple(out)
 
+    def prime(self) -> None:
+        """Load the folder now, on the calling (event loop) thread."""
+        self._signature = self.signature()
+        self.load()
+
     def load(self) -> None:
         self.apply_all(*read_objects(self.folder))
 

@@ -1,0 +1,208 @@
+"""`sloexporter serve` as a real process: the demo cluster on /metrics, and the service."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+from sloexporter import names
+from tests.promtext import samples, series, value
+from tests.tools import ROOT
+
+DEMO = ROOT / "examples" / "cluster"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read()
+
+
+def wait_for(check, timeout: float = 30.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+        except OSError:
+            result = None
+        if result:
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Server:
+    def __init__(self, *args: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sloexporter.cli", "serve", "--listen",
+             f"127.0.0.1:{self.port}", *args], cwd=ROOT, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True)
+
+    def metrics(self, **headers: str) -> str:
+        return get(self.url + "/metrics", headers)[2].decode()
+
+    def stop(self) -> float:
+        started = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=10)
+        return time.monotonic() - started
+
+
+def ready(server: Server) -> bool:
+    assert server.proc.poll() is None, server.proc.stdout.read()
+    return get(server.url + "/readyz")[0] == 200
+
+
+@pytest.fixture
+def demo(tmp_path) -> Iterator[tuple[Server, Path]]:
+    folder = tmp_path / "cluster"
+    shutil.copytree(DEMO, folder)
+    server = Server("--manifests", str(folder))
+    try:
+        wait_for(lambda: ready(server), what="/readyz")
+        yield server, folder
+    finally:
+        if server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.wait(timeout=10)
+
+
+def test_demo_cluster_on_metrics(demo):
+    server, _ = demo
+    out = server.metrics()
+    now = time.time()
+    app = {"namespace": "argocd", "project": "production"}
+    assert value(out, names.ARGOCD_APP_SYNCED, **app, name="shop-frontend") == 1
+    assert value(out, names.ARGOCD_APP_SYNCED, **app, name="shop-api") == 0
+    assert value(out, names.ARGOCD_APP_HEALTHY, **app, name="payments") == 0
+    pg = {"kind": "cronjob", "namespace": "databases", "name": "postgres-pg-dumpall"}
+    minio = {"kind": "cronjob", "namespace": "storage", "name": "minio-mirror"}
+    assert value(out, names.BACKUP_EXPECTED_INTERVAL, **pg) == 86400
+    assert now - value(out, names.BACKUP_LAST_SUCCESS, **pg) < 86400  # on time
+    overdue = now - value(out, names.BACKUP_LAST_SUCCESS, **minio)
+    assert overdue > value(out, names.BACKUP_EXPECTED_INTERVAL, **minio) + 900  # overdue
+    assert value(out, names.BACKUP_RUNS, **pg, result="failure") == 1
+    assert series(out, names.BACKUP_LAST_SUCCESS, name="cache-warmer") == []
+    days_left = {s["name"]: (value(out, names.CERT_NOT_AFTER, **s) - now) / 86400
+                 for s in series(out, names.CERT_NOT_AFTER, source="certificate")}
+    assert days_left["shop-tls"] > 28
+    assert 0 < days_left["api-tls"] < 7  # near expiry
+    assert days_left["legacy-tls"] < 0  # expired
+    secrets = series(out, names.CERT_NOT_AFTER, source="secret", name="legacy-tls")
+    assert secrets and value(out, names.CERT_NOT_AFTER, **secrets[0]) < now
+    assert value(out, names.SKIPPED_OBJECTS, source="certificates",
+                 reason="unparsable_pem") >= 1
+    # the Ingress host is probed live once discovered; nothing listens on localhost:443
+    probed = wait_for(lambda: value(server.metrics(), names.TLS_PROBE_SUCCESS,
+                                    target="localhost:443") is not None, what="TLS probe")
+    assert probed and value(server.metrics(), names.TLS_PROBE_SUCCESS, target="localhost:443") == 0
+    assert value(out, names.SOURCE_UP, source="argocd") == 1
+    assert "cmVkYWN0ZWQtbm90LWEta2V5" not in out  # a Secret's tls.key never appears
+
+
+def test_openmetrics_and_gzip(demo):
+    server, _ = demo
+    status, headers, body = get(server.url + "/metrics", {
+        "Accept": "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
+        "Accept-Encoding": "gzip"})
+    assert status == 200
+    assert headers["Content-Type"].startswith("application/openmetrics-text")
+    assert headers["Content-Encoding"] == "gzip"
+    text = gzip.decompress(body).decode()
+    assert text.endswith("# EOF\n")
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert families["sloexporter_argocd_app_sync_operations"].type == "counter"
+    assert families["sloexporter_backup_runs"].type == "counter"
+    plain = server.metrics()
+    assert len(samples(plain)) > 40
+
+
+def test_reloads_manifests_when_they_change(demo):
+    server, folder = demo
+    app = {"namespace": "argocd", "name": "shop-api", "project": "production"}
+    path = folder / "argocd.yaml"
+    path.write_text(path.read_text().replace("status: OutOfSync", "status: Synced"))
+    wait_for(lambda: value(server.metrics(), names.ARGOCD_APP_SYNCED, **app) == 1,
+             what="reload")
+    (folder / "backups.yaml").unlink()
+    wait_for(lambda: not series(server.metrics(), names.BACKUP_LAST_SUCCESS), what="removal")
+
+
+def test_healthz_and_sigterm_stops_within_2_seconds(demo):
+    server, _ = demo
+    assert get(server.url + "/healthz")[0] == 200
+    assert server.stop() < 2.0
+    assert server.proc.returncode == 0
+
+
+def test_not_ready_while_a_source_cannot_list(tmp_path):
+    port = free_port()  # nothing listens there: every list fails
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(f"""
+apiVersion: v1
+kind: Config
+clusters: [{{name: c, cluster: {{server: "http://127.0.0.1:{port}"}}}}]
+users: [{{name: u, user: {{token: t}}}}]
+contexts: [{{name: x, context: {{cluster: c, user: u}}}}]
+current-context: x
+""")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"cluster: {{mode: kubeconfig, kubeconfig: {kubeconfig}}}\n"
+                      "sources: {backups: {enabled: false}, certificates: {enabled: false},"
+                      " services: {enabled: false}}\n")
+    server = Server("--config", str(config))
+    try:
+        wait_for(lambda: get(server.url + "/healthz")[0] == 200, what="healthz")
+        out = wait_for(lambda: (m := server.metrics()) and
+                       value(m, names.WATCH_RESTARTS, resource="applications.argoproj.io",
+                             reason="error") and m, what="a failed list")
+        assert value(out, names.SOURCE_UP, source="argocd") == 0
+        assert get(server.url + "/readyz")[0] == 503
+    finally:
+        server.stop()
+
+
+def test_config_errors_are_one_line_each(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("listen: 0.0.0.0:9469\nsources:\n  argocd: {enabeld: true}\n"
+                      "cluster: {mode: sometimes}\n")
+    result = subprocess.run([sys.executable, "-m", "sloexporter.cli", "serve", "--config",
+                             str(config)], capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        f"{config}:3: sources.argocd.enabeld: unknown field 'enabeld'",
+        f"{config}:4: cluster.mode: Input should be 'auto', 'in-cluster', 'kubeconfig' or "
+        "'none'",
+    ]
+
+
+def test_bad_listen_and_missing_folder_are_usage_errors(tmp_path):
+    for args in (["--listen", "nowhere"], ["--manifests", str(tmp_path / "nope")]):
+        result = subprocess.run([sys.executable, "-m", "sloexporter.cli", "serve", *args],
+                                capture_output=True, text=True, timeout=30, cwd=ROOT)
+        assert result.returncode == 2
+        assert "Traceback" not in result.stderr
