@@ -86,3 +86,31 @@ def test_run_command_generates_and_serves_the_demo_cluster(tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=10)
+
+
+def serve_section() -> str:
+    return README.split("## Run the exporter", 1)[1].split("\n## ", 1)[0]
+
+
+def test_serve_config_examples_are_valid(tmp_path):
+    import yaml
+
+    from sloexporter.config import Config
+
+    ca = tmp_path / "ca.pem"
+    ca.write_text("")
+    blocks = re.findall(r"```yaml\n(.*?)\n```", serve_section(), re.S)
+    assert len(blocks) == 2
+    for block in blocks:
+        data = yaml.safe_load(block.replace("/etc/ssl/internal-ca.pem", str(ca)))
+        Config.model_validate(data)
+
+
+def test_every_metric_named_in_the_readme_exists():
+    from sloexporter import names
+
+    exported = {v for k, v in vars(names).items() if k.isupper() and isinstance(v, str)
+                and v.startswith("sloexporter_")}
+    mentioned = set(re.findall(r"`(sloexporter_[a-z_]+)", README))
+    for name in mentioned:
+        assert any(e == name or e.startswith(name) for e in exported), name
