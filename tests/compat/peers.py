@@ -42,6 +42,11 @@ def our_groups(services: list[Service]) -> list[dict[str, Any]]:
     return [g for s in services for g in rules.service_groups(s)]
 
 
+def first_fire(selector: str, over: int) -> str:
+    """PromQL for when `selector` (an ALERTS selector) first fired in the last `over`s."""
+    return f"min(min_over_time(timestamp({selector})[{over}s:1m]))"
+
+
 def rule_groups(path: Path) -> list[dict[str, Any]]:
     """The rule groups of a Prometheus rule file or of PrometheusRule objects."""
     groups: list[dict[str, Any]] = []

@@ -24,7 +24,7 @@ import yaml
 from sloexporter import promql
 from sloexporter.model import SLO
 from sloexporter.testgen import Segment, input_series
-from tests.compat.peers import load, our_groups, peer, promtool_test, run_all
+from tests.compat.peers import first_fire, load, our_groups, peer, promtool_test, run_all
 
 STEP = 60
 LEAD, OUTAGE = 16, 80  # Pyrra's slowest warning for the 4w window holds for 1h
@@ -55,10 +55,6 @@ def _outage(slo: SLO) -> list[dict[str, str]]:
         return [{"series": 'up{instance="10.0.0.1:9090",job="node"}',
                  "values": f"1+0x{LEAD - 1} 0+0x{OUTAGE - 1}"}]
     return input_series(slo, segs, STEP)
-
-
-def first_fire(selector: str, over: int) -> str:
-    return f"min(min_over_time(timestamp({selector})[{over}s:1m]))"
 
 
 def no_later(ours: str, theirs: str, over: int) -> str:

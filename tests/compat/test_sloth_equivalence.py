@@ -25,7 +25,15 @@ from sloexporter import promql
 from sloexporter.model import SLO
 from sloexporter.rules import severity_label
 from sloexporter.testgen import RATE, Segment, synth
-from tests.compat.peers import load, our_groups, peer, promtool_test, rule_groups, run_all
+from tests.compat.peers import (
+    first_fire,
+    load,
+    our_groups,
+    peer,
+    promtool_test,
+    rule_groups,
+    run_all,
+)
 
 STEP = 60
 LEAD = 16  # healthy traffic first, so every window sees the change arrive
@@ -118,10 +126,6 @@ def _clients(segs: list[Segment], budget: Decimal) -> list[dict[str, str]]:
     return [{"series": f'unifipoller_client_satisfaction_ratio{{client="c{i}"}}',
              "values": " ".join("0.3" if i < bad else "0.9" for bad in bad_per_step)}
             for i in range(CLIENTS)]
-
-
-def first_fire(selector: str, over: int) -> str:
-    return f"min(min_over_time(timestamp({selector})[{over}s:1m]))"
 
 
 def never(selector: str, over: int) -> str:
