@@ -21,10 +21,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from sloexporter.model import format_duration, parse_duration, resolve_tiers
+from sloexporter.model import SLO, Service
 from sloexporter.output import header, to_yaml, write_text
-from sloexporter.sli import compile_sli
 from sloexporter.spec import spec_files
+from sloexporter.spec.build import build_service
 from sloexporter.spec.errors import SpecError, SpecErrors, load_documents
 from sloexporter.spec.native import API_VERSION, KIND, ServiceLevels, SLOSpec
 from sloexporter.spec.openslo import ANNOTATION_ALERTING, ANNOTATION_NAME, ANNOTATION_SLI
@@ -40,13 +40,13 @@ def _metric(query: str) -> dict[str, Any]:
     return {"metricSource": {"type": "Prometheus", "spec": {"query": query}}}
 
 
-def _indicator(spec: ServiceLevels, slo: SLOSpec) -> dict[str, Any]:
+def _indicator(slo: SLOSpec, model: SLO) -> dict[str, Any]:
     """The standard OpenSLO view of the SLI, for tools other than ours."""
     latency = slo.sli.latency
     if latency is not None:
         selector = latency.selector.strip() or "{}"
         return {"thresholdMetric": _metric(f"{latency.metric}_bucket{selector}")}
-    sli = compile_sli(slo.sli, spec.service, slo.name)
+    sli = model.sli
     if sli.ratio is not None:
         return {"ratioMetric": {"rawType": "failure", "raw": _metric(sli.ratio)}}
     assert sli.errors is not None and sli.total is not None
@@ -54,23 +54,15 @@ def _indicator(spec: ServiceLevels, slo: SLOSpec) -> dict[str, Any]:
                             "total": _metric(sli.total)}}
 
 
-def _conditions(slo: SLOSpec) -> list[dict[str, Any]]:
-    """One burn-rate condition per alert tier, as OpenSLO tools understand them."""
-    custom = None
-    if slo.alerting.tiers is not None:
-        from sloexporter.spec.build import _alerting  # the one tier conversion
-
-        custom = _alerting(slo.alerting).custom_tiers
-    out = []
-    for tier in resolve_tiers(parse_duration(slo.period), custom):
-        if getattr(slo.alerting, tier.severity).disabled:
-            continue
-        name = rfc1123(f"{slo.name}-{tier.severity}-{tier.long}")
-        out.append({"kind": "AlertCondition", "metadata": {"name": name}, "spec": {
-            "severity": tier.severity,
-            "condition": {"kind": "burnrate", "op": "gt", "threshold": float(tier.factor),
-                          "lookbackWindow": format_duration(tier.long_window)}}})
-    return out
+def _conditions(model: SLO) -> list[dict[str, Any]]:
+    """One burn-rate condition per enabled alert tier, as OpenSLO tools understand them."""
+    return [{"kind": "AlertCondition",
+             "metadata": {"name": rfc1123(f"{model.name}-{tier.severity}-{tier.long}")},
+             "spec": {"severity": tier.severity,
+                      "condition": {"kind": "burnrate", "op": "gt",
+                                    "threshold": float(tier.factor),
+                                    "lookbackWindow": tier.long}}}
+            for tier in model.tiers]
 
 
 def _dump(model: Any) -> str:
@@ -78,7 +70,7 @@ def _dump(model: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
-def slo_object(spec: ServiceLevels, slo: SLOSpec) -> dict[str, Any]:
+def slo_object(spec: ServiceLevels, slo: SLOSpec, model: SLO) -> dict[str, Any]:
     labels = {**spec.labels, **slo.labels}
     annotations = {ANNOTATION_SLI: _dump(slo.sli), ANNOTATION_ALERTING: _dump(slo.alerting)}
     name = rfc1123(slo.name)
@@ -92,12 +84,12 @@ def slo_object(spec: ServiceLevels, slo: SLOSpec) -> dict[str, Any]:
     if slo.description:
         body["description"] = slo.description
     body["indicator"] = {"metadata": {"name": rfc1123(f"{slo.name}-sli")},
-                         "spec": _indicator(spec, slo)}
+                         "spec": _indicator(slo, model)}
     body["timeWindow"] = [{"duration": slo.period, "isRolling": True}]
     body["budgetingMethod"] = "Occurrences"
     body["objectives"] = [{"displayName": slo.name,
                            "target": float(Decimal(slo.objective) / 100)}]
-    conditions = _conditions(slo)
+    conditions = _conditions(model)
     if conditions:
         body["alertPolicies"] = [{"kind": "AlertPolicy",
                                   "metadata": {"name": rfc1123(f"{slo.name}-burn-rate")},
@@ -106,19 +98,20 @@ def slo_object(spec: ServiceLevels, slo: SLOSpec) -> dict[str, Any]:
     return {"apiVersion": "openslo/v1", "kind": "SLO", "metadata": metadata, "spec": body}
 
 
-def to_openslo(spec: ServiceLevels) -> list[dict[str, Any]]:
-    service: dict[str, Any] = {"apiVersion": "openslo/v1", "kind": "Service",
-                               "metadata": {"name": rfc1123(spec.service),
-                                            "displayName": spec.service},
-                               "spec": {"description": f"Service level objectives of "
-                                                       f"{spec.service}"}}
-    return [service, *(slo_object(spec, slo) for slo in spec.slos)]
+def to_openslo(spec: ServiceLevels, service: Service) -> list[dict[str, Any]]:
+    obj: dict[str, Any] = {"apiVersion": "openslo/v1", "kind": "Service",
+                           "metadata": {"name": rfc1123(spec.service),
+                                        "displayName": spec.service},
+                           "spec": {"description": f"Service level objectives of "
+                                                   f"{spec.service}"}}
+    return [obj, *(slo_object(spec, slo, model)
+                   for slo, model in zip(spec.slos, service.slos, strict=True))]
 
 
 def convert_paths(paths: list[str], outdir: Path) -> tuple[list[Path], list[SpecError]]:
     """Write every native spec in `paths` as OpenSLO v1 under `outdir`."""
     files, errors = spec_files(paths)
-    specs: list[tuple[str, ServiceLevels]] = []
+    specs: list[tuple[str, ServiceLevels, Service]] = []
     for file in files:
         try:
             docs = list(load_documents(file.read_text(encoding="utf-8"), str(file)))
@@ -133,15 +126,19 @@ def convert_paths(paths: list[str], outdir: Path) -> tuple[list[Path], list[Spec
                                             f"{KIND}) only"))
                 continue
             try:
-                specs.append((str(file), ServiceLevels.model_validate(data)))
+                spec = ServiceLevels.model_validate(data)
+                # the model gives the compiled queries and tiers, and its checks are ours
+                specs.append((str(file), spec, build_service(doc, spec)))
             except ValidationError as exc:
                 errors += doc.errors_from_validation(exc)
+            except SpecErrors as exc:
+                errors += exc.errors
     if errors:
         return [], sorted(set(errors))
     written = []
-    for source, spec in sorted(specs, key=lambda s: s[1].service):
+    for source, spec, service in sorted(specs, key=lambda s: s[1].service):
         path = outdir / f"{spec.service}.openslo.yaml"
-        docs = "---\n".join(to_yaml(obj) for obj in to_openslo(spec))
+        docs = "---\n".join(to_yaml(obj) for obj in to_openslo(spec, service))
         write_text(path, header([source]) + docs)
         written.append(path)
     return written, []
