@@ -1,0 +1,223 @@
+"""Sharding: 3 real `serve --shard N --total-shards 3` processes export, together, exactly
+what one unsharded process exports, series for series, with no series in two shards.
+
+The chart's StatefulSet runs the same command line (tests/test_helm.py checks how each pod
+derives its shard); this proves the split itself on real processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import socket
+import sys
+from collections.abc import AsyncIterator, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from sloexporter import names
+from sloexporter.sources.manifests import read_objects
+from tests.certs import make_ca, make_leaf
+from tests.promtext import samples
+from tests.tools import ROOT
+
+SHARDS = 3
+#: per-process bookkeeping, not object series: each process counts its own events
+SELF_MONITORING = {names.SOURCE_UP, names.WATCH_EVENTS, names.WATCH_RESTARTS,
+                   names.SOURCE_LAST_EVENT, names.SKIPPED_OBJECTS}
+#: no live probes: the sources' object series are what is sharded
+CONFIG = {"sources": {"certificates": {"ingresses": False, "tls_secrets": True},
+                      "services": {"enabled": False}}}
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+DEADLINE = 60.0
+
+Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def ts(hours_ago: float) -> str:
+    return datetime.fromtimestamp(NOW.timestamp() - hours_ago * 3600, UTC) \
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def meta(name: str, namespace: str, uid: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "namespace": namespace, "uid": uid, **extra}
+
+
+def cluster_objects(n: int = 24) -> list[dict[str, Any]]:
+    """The demo cluster plus `n` of each kind, with fixed times so processes agree."""
+    objects, bad = read_objects(ROOT / "examples" / "cluster", NOW)
+    assert not bad
+    leaf = make_leaf(make_ca(), "svc.example.org")
+    crt = base64.b64encode(leaf.cert_pem).decode()
+    for i in range(n):
+        ns = f"team-{i % 5}"
+        objects.append({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+            "metadata": meta(f"app-{i}", "argocd", f"app-uid-{i}"),
+            "spec": {"project": f"p{i % 3}", "destination": {"server": "https://k",
+                                                             "namespace": ns}},
+            "status": {"sync": {"status": ["Synced", "OutOfSync"][i % 2]},
+                       "health": {"status": ["Healthy", "Degraded", "Progressing"][i % 3]},
+                       "operationState": {"phase": "Succeeded", "startedAt": ts(2),
+                                          "finishedAt": ts(1.9)}}})
+        cron = f"cron-uid-{i}"
+        objects.append({
+            "apiVersion": "batch/v1", "kind": "CronJob",
+            "metadata": meta(f"backup-{i}", ns, cron,
+                             labels={"sloexporter.dev/backup": "true"}),
+            "spec": {"schedule": "0 * * * *", "jobTemplate": {}},
+            "status": {"lastScheduleTime": ts(0.5), "lastSuccessfulTime": ts(0.5 + i % 3)}})
+        for j, ok in enumerate((True, False)):
+            objects.append({
+                "apiVersion": "batch/v1", "kind": "Job",
+                "metadata": meta(f"backup-{i}-{j}", ns, f"job-uid-{i}-{j}", ownerReferences=[
+                    {"apiVersion": "batch/v1", "kind": "CronJob", "name": f"backup-{i}",
+                     "uid": cron}]),
+                "status": {"startTime": ts(3 - j), "completionTime": ts(2.9 - j),
+                           "succeeded" if ok else "failed": 1,
+                           "conditions": [{"type": "Complete" if ok else "Failed",
+                                           "status": "True"}]}})
+        objects.append({
+            "apiVersion": "velero.io/v1", "kind": "Schedule",
+            "metadata": meta(f"sched-{i}", "velero", f"sched-uid-{i}"),
+            "spec": {"schedule": "0 1 * * *"}, "status": {"lastBackup": ts(20)}})
+        objects.append({
+            "apiVersion": "velero.io/v1", "kind": "Backup",
+            "metadata": meta(f"sched-{i}-1", "velero", f"vb-uid-{i}",
+                             labels={"velero.io/schedule-name": f"sched-{i}"}),
+            "status": {"phase": "Completed", "startTimestamp": ts(20),
+                       "completionTimestamp": ts(19.8)}})
+        objects.append({
+            "apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+            "metadata": meta(f"cert-{i}", ns, f"cert-uid-{i}"),
+            "spec": {"secretName": f"cert-{i}", "dnsNames": [f"s{i}.example.org"],
+                     "issuerRef": {"name": "le"}},
+            "status": {"notBefore": ts(24 * 30), "notAfter": ts(-24 * (60 - i)),
+                       "conditions": [{"type": "Ready", "status": ["True", "False"][i % 2]}]}})
+        objects.append({
+            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": meta(f"tls-{i}", ns, f"secret-uid-{i}"),
+            "data": {"tls.crt": crt, "tls.key": "cmVkYWN0ZWQ="}})
+    return objects
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Serve:
+    """One `sloexporter serve` child process, driven without blocking the event loop."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, port: int) -> None:
+        self.proc, self.url = proc, f"http://127.0.0.1:{port}"
+
+    @classmethod
+    async def start(cls, *args: str) -> Serve:
+        port = free_port()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "sloexporter.cli", "serve", "--listen", f"127.0.0.1:{port}",
+            *args, cwd=ROOT, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE)
+        return cls(proc, port)
+
+    async def get(self, session: aiohttp.ClientSession, path: str) -> tuple[int, str]:
+        async with session.get(self.url + path) as resp:
+            return resp.status, await resp.text()
+
+    async def wait_ready(self, session: aiohttp.ClientSession) -> None:
+        async def poll() -> None:
+            while True:
+                if self.proc.returncode is not None:
+                    err = await self.proc.stderr.read() if self.proc.stderr else b""
+                    raise AssertionError(f"serve exited: {err.decode()[-2000:]}")
+                with contextlib.suppress(aiohttp.ClientError):
+                    if (await self.get(session, "/readyz"))[0] == 200:
+                        return
+                await asyncio.sleep(0.1)
+
+        await asyncio.wait_for(poll(), DEADLINE)
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.terminate()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 10)
+            except TimeoutError:
+                self.proc.kill()
+                await asyncio.wait_for(self.proc.wait(), 10)
+
+
+@contextlib.asynccontextmanager
+async def running(argv: Iterable[list[str]]) -> AsyncIterator[list[Serve]]:
+    servers: list[Serve] = []
+    try:
+        for args in argv:
+            servers.append(await Serve.start(*args))
+        yield servers
+    finally:
+        await asyncio.gather(*(s.stop() for s in servers))
+
+
+def object_series(text: str) -> Series:
+    """Every sample but the per-process self-monitoring ones."""
+    return {k: v for k, v in samples(text).items()
+            if not any(k[0] == m or k[0].startswith(m.removesuffix("_total"))
+                       for m in SELF_MONITORING)}
+
+
+async def scrape_all(servers: list[Serve]) -> list[Series]:
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        await asyncio.gather(*(s.wait_ready(session) for s in servers))
+        bodies = await asyncio.gather(*(s.get(session, "/metrics") for s in servers))
+    return [object_series(body) for status, body in bodies if status == 200]
+
+
+async def unsharded_and_shards(feed: list[str]) -> tuple[Series, list[Series]]:
+    argv = [feed] + [[*feed, "--shard", str(i), "--total-shards", str(SHARDS)]
+                     for i in range(SHARDS)]
+    async with running(argv) as servers:
+        whole, *parts = await scrape_all(servers)
+    return whole, parts
+
+
+def assert_partition(whole: Series, parts: list[Series]) -> None:
+    assert len(parts) == SHARDS
+    combined: Series = {}
+    for i, part in enumerate(parts):
+        assert part, f"shard {i} exports no object series"
+        overlap = combined.keys() & part.keys()
+        assert not overlap, f"in two shards: {sorted(overlap)[:3]}"
+        combined.update(part)
+    assert combined == whole
+    families = {name for name, _ in whole}
+    # every object family of every source is in the comparison
+    assert {names.ARGOCD_APP_INFO, names.ARGOCD_APP_SYNC_OPERATIONS, names.BACKUP_RUNS,
+            names.BACKUP_LAST_SUCCESS, names.CERT_NOT_AFTER, names.CERT_READY} <= families
+
+
+@pytest.fixture
+def manifests(tmp_path: Path) -> list[str]:
+    folder = tmp_path / "cluster"
+    folder.mkdir()
+    (folder / "objects.yaml").write_text(yaml.safe_dump_all(cluster_objects()))
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps(CONFIG))
+    return ["--config", str(config), "--manifests", str(folder)]
+
+
+async def test_three_shards_export_what_one_process_exports(manifests):
+    whole, parts = await unsharded_and_shards(manifests)
+    assert_partition(whole, parts)
+    secrets = [k for k in whole if k[0] == names.CERT_NOT_AFTER and
+               ("source", "secret") in k[1]]
+    assert len(secrets) >= 24
