@@ -106,3 +106,12 @@ def test_convert_reads_native_specs_only(tmp_path: Path) -> None:
 def test_rfc1123_names() -> None:
     assert rfc1123("Checkout.Success") == "checkout-success"
     assert rfc1123("__") == "slo"
+
+
+def test_convert_checks_specs_like_generate(tmp_path: Path) -> None:
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(CUSTOM.replace("[{{window}}]", "[5m]"), encoding="utf-8")
+    result = run_cli("convert", str(spec), "--to", "openslo", "-o", str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert f"{spec}:12: slos[0].sli.ratio.query: query has no {{{{window}}}}" in result.stderr
+    assert not (tmp_path / "out").exists()
