@@ -554,6 +554,7 @@ def test_dashboards_are_configmaps_labelled_for_the_sidecar(helm):
 # --- values: schema and README ---------------------------------------------------------
 
 @pytest.mark.parametrize(("args", "message"), [
+    (["--set", "replicas=2"], "replicas: Must be less than or equal to 1"),
     (["--set", "sharding.replicas=0"], "sharding.replicas: Must be greater than or equal to 1"),
     (["--set", "config.sources.argocd.enabeld=true"],
      "config.sources.argocd: Additional property enabeld is not allowed"),
