@@ -12,7 +12,7 @@ from sloexporter.model import Service
 from sloexporter.output import write_all
 from sloexporter.spec import load_paths
 from sloexporter.spec.openslo_queries import rate_selectors
-from tests.compat.peers import peer
+from tests.compat.peers import our_groups, peer, promtool_test
 
 
 def write(tmp: Path, name: str, text: str) -> Path:
@@ -312,3 +312,27 @@ def test_openslo_counter_queries_get_a_rate_around_each_selector() -> None:
     assert rate_selectors('label_replace(x, "d", "$1", "s", "x")') == \
         'label_replace(rate(x[{{window}}]), "d", "$1", "s", "x")'
     assert rate_selectors("sum(rate(x[5m]))") == "sum(rate(x[5m]))"
+
+
+def test_openslo_timeslices_error_ratio_is_the_share_of_bad_slices(tmp_path: Path,
+                                                                    promtool: str) -> None:
+    """One bad minute in ten (every request fails) spends a tenth of the slices."""
+    spec = OPENSLO_SLO.replace("Occurrences", "Timeslices").replace(
+        "[{target: 0.999}]", "[{target: 0.99, timeSliceTarget: 0.95, timeSliceWindow: 1m}]")
+    services = load_ok(write(tmp_path, "slo.yaml", spec), write(tmp_path, "refs.yaml",
+                                                                OPENSLO_REFS))
+    steps = 2 * 70  # 70 minutes of 30s samples
+    good = [0] * (steps + 1)
+    for i in range(1, steps + 1):  # minute m is bad when m % 10 == 9
+        good[i] = good[i - 1] + (0 if (i - 1) // 2 % 10 == 9 else 30)
+    series = [{"series": 'http_requests_total{code="200"}',
+               "values": " ".join(map(str, good))},
+              {"series": 'http_requests_total{code="500"}',
+               "values": " ".join(str(i * 30 - g) for i, g in enumerate(good))}]
+    ratio = 'slo:sli_error:ratio_rate1h{service="shop",slo="checkout"}'
+    test = {"name": "timeslices", "interval": "30s", "input_series": series,
+            "promql_expr_test": [{"expr": f"count({ratio} > 0.08 < 0.12)", "eval_time": "70m",
+                                  "exp_samples": [{"labels": "{}", "value": 1}]}]}
+    failure = promtool_test(promtool, tmp_path / "run", {"rules.yaml": our_groups(services)},
+                            [test], interval="30s")
+    assert failure is None, failure
