@@ -7,6 +7,7 @@ import filecmp
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -612,3 +613,13 @@ def test_tools_are_pinned():
     out = run_helm(helm, "version", "--short")
     assert out.stdout.startswith("v3.17.2"), out.stdout
     assert os.access(helm, os.X_OK)
+
+
+def test_every_set_in_the_install_docs_renders(helm):
+    """The `--set`s docs/install.md shows are values the chart accepts."""
+    doc = (ROOT / "docs" / "install.md").read_text()
+    sets = [shlex.split(s)[0] for s in re.findall(r"--set ([^\s`]+)", doc)]
+    assert len(sets) >= 7
+    for value in sets:
+        res = template(helm, {}, True, "--set", value)
+        assert res.returncode == 0, f"--set {value}: {res.stderr}"
