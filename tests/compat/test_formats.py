@@ -72,6 +72,14 @@ def test_sloth_window_template_names_labels_and_page_ticket_carry_over(tmp_path:
     assert "[1h]" in sli[0]["expr"] and "{{" not in sli[0]["expr"]
 
 
+def test_sloth_without_alerting_gets_the_default_page_and_ticket(tmp_path: Path) -> None:
+    bare = SLOTH[:SLOTH.index("    alerting:")]
+    (service,) = load_ok(write(tmp_path, "s.yml", bare))
+    assert {(a["alert"], a["labels"]["severity"], a["labels"]["service"], a["labels"]["slo"])
+            for a in alerts(service)} == {("ErrorBudgetBurn", "page", "shop", "requests"),
+                                           ("ErrorBudgetBurn", "ticket", "shop", "requests")}
+
+
 def test_sloth_alert_windows_set_the_period_and_tiers(tmp_path: Path) -> None:
     (service,) = load_ok(write(tmp_path, "s.yml", SLOTH), peer("sloth", "examples", "windows",
                                                               "7d.yaml"))
