@@ -1,5 +1,6 @@
 """Sharding: 3 real `serve --shard N --total-shards 3` processes export, together, exactly
-what one unsharded process exports, series for series, with no series in two shards.
+what one unsharded process exports, series for series, with no series in two shards:
+against one Kubernetes API test server (kmock), and from manifests.
 
 The chart's StatefulSet runs the same command line (tests/test_helm.py checks how each pod
 derives its shard); this proves the split itself on real processes.
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import kmock as km
 import pytest
 import yaml
 
@@ -215,9 +217,49 @@ def manifests(tmp_path: Path) -> list[str]:
     return ["--config", str(config), "--manifests", str(folder)]
 
 
-async def test_three_shards_export_what_one_process_exports(manifests):
-    whole, parts = await unsharded_and_shards(manifests)
+#: (group, version, kind) -> plural of every resource the enabled sources watch
+RESOURCES = {("argoproj.io", "v1alpha1", "Application"): "applications",
+             ("batch", "v1", "CronJob"): "cronjobs", ("batch", "v1", "Job"): "jobs",
+             ("velero.io", "v1", "Schedule"): "schedules",
+             ("velero.io", "v1", "Backup"): "backups",
+             ("cert-manager.io", "v1", "Certificate"): "certificates",
+             ("", "v1", "Secret"): "secrets"}
+
+
+@pytest.fixture
+def api_server(kmock: Any, tmp_path: Path) -> list[str]:
+    """The objects served by kmock; serve reaches it through a kubeconfig."""
+    for (group, version, kind), plural in RESOURCES.items():
+        kmock.resources[f"{group}/{version}/{plural}".lstrip("/")] = km.ResourceInfo(
+            kind=kind, namespaced=True)
+    for obj in cluster_objects():
+        group, _, version = obj["apiVersion"].rpartition("/")
+        plural = RESOURCES.get((group, version, obj["kind"]))
+        if plural:
+            m = obj["metadata"]
+            kmock.objects[f"{group}/{version}/{plural}".lstrip("/"), m["namespace"],
+                          m["name"]] = obj
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "kmock",
+        "clusters": [{"name": "kmock", "cluster": {"server": str(kmock.url).rstrip("/")}}],
+        "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "test"}}],
+        "users": [{"name": "test", "user": {"token": "test"}}]}))
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps({**CONFIG, "cluster": {"mode": "kubeconfig",
+                                                        "kubeconfig": str(kubeconfig)}}))
+    return ["--config", str(config)]
+
+
+async def test_three_shards_against_one_api_server_export_what_one_process_exports(
+        api_server):
+    whole, parts = await unsharded_and_shards(api_server)
     assert_partition(whole, parts)
     secrets = [k for k in whole if k[0] == names.CERT_NOT_AFTER and
                ("source", "secret") in k[1]]
     assert len(secrets) >= 24
+
+
+async def test_three_shards_from_manifests_export_what_one_process_exports(manifests):
+    whole, parts = await unsharded_and_shards(manifests)
+    assert_partition(whole, parts)
