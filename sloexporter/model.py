@@ -38,6 +38,7 @@ def parse_duration(text: str) -> int:
     return seconds
 
 
+@functools.lru_cache(maxsize=4096)
 def format_duration(seconds: int) -> str:
     """The shortest Prometheus duration for `seconds`: 2592000 -> `30d`, 5400 -> `1h30m`."""
     out = ""

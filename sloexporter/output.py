@@ -22,12 +22,19 @@ _RESOLVER = yaml.resolver.Resolver()
 
 
 def _scalar(value: object) -> str:
+    kind = type(value)
+    if kind is str:
+        return _str_scalar(value)  # type: ignore[arg-type]
     if value is None:
         return "null"
-    if isinstance(value, bool):
+    if kind is bool:
         return "true" if value else "false"
-    if isinstance(value, int | float):
+    if kind is int or kind is float:
         return repr(value)
+    if kind is dict:
+        return "{}"  # only empty containers reach here
+    if kind is list:
+        return "[]"
     return _str_scalar(str(value))
 
 
@@ -43,32 +50,24 @@ def _str_scalar(text: str) -> str:
 
 
 def _emit(data: Any, indent: str, out: list[str]) -> None:
-    if isinstance(data, dict):
+    if type(data) is dict:
         for key, value in data.items():
-            head = f"{indent}{_scalar(key)}:"
-            if isinstance(value, dict | list) and value:
-                out.append(head + "\n")
-                _emit(value, indent + ("  " if isinstance(value, dict) else ""), out)
+            kind = type(value)
+            if (kind is dict or kind is list) and value:
+                out.append(f"{indent}{_scalar(key)}:\n")
+                _emit(value, indent + "  " if kind is dict else indent, out)
             else:
-                out.append(f"{head} {_empty(value)}\n")
-    else:
-        for item in data:
-            if isinstance(item, dict | list) and item:
-                sub: list[str] = []
-                _emit(item, indent + "  ", sub)
-                first = sub[0]
-                out.append(f"{indent}- {first[len(indent) + 2:]}")
-                out.extend(sub[1:])
-            else:
-                out.append(f"{indent}- {_empty(item)}\n")
-
-
-def _empty(value: Any) -> str:
-    if isinstance(value, dict):
-        return "{}"
-    if isinstance(value, list):
-        return "[]"
-    return _scalar(value)
+                out.append(f"{indent}{_scalar(key)}: {_scalar(value)}\n")
+        return
+    for item in data:
+        kind = type(item)
+        if (kind is dict or kind is list) and item:
+            sub: list[str] = []
+            _emit(item, indent + "  ", sub)
+            out.append(f"{indent}- {sub[0][len(indent) + 2:]}")
+            out.extend(sub[1:])
+        else:
+            out.append(f"{indent}- {_scalar(item)}\n")
 
 
 def to_yaml(data: Any) -> str:

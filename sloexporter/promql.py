@@ -6,6 +6,7 @@ recording rule and the panel that reads it can never drift apart.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -35,6 +36,7 @@ def error_ratio_name(window: int) -> str:
     return f"slo:sli_error:ratio_rate{format_duration(window)}"
 
 
+@functools.lru_cache(maxsize=1 << 14)
 def quote(value: str) -> str:
     """A PromQL string literal; JSON escaping is a subset PromQL accepts."""
     return json.dumps(value, ensure_ascii=False)
