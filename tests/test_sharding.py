@@ -12,7 +12,10 @@ import asyncio
 import base64
 import contextlib
 import json
+import math
+import re
 import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
@@ -28,7 +31,7 @@ from sloexporter import names
 from sloexporter.sources.manifests import read_objects
 from tests.certs import make_ca, make_leaf
 from tests.promtext import samples
-from tests.tools import ROOT
+from tests.tools import ROOT, require_tool
 
 SHARDS = 3
 #: per-process bookkeeping, not object series: each process counts its own events
@@ -263,3 +266,72 @@ async def test_three_shards_against_one_api_server_export_what_one_process_expor
 async def test_three_shards_from_manifests_export_what_one_process_exports(manifests):
     whole, parts = await unsharded_and_shards(manifests)
     assert_partition(whole, parts)
+
+
+_SELECTOR = re.compile(r"(sloexporter_[A-Za-z0-9_]+)(?:\{([^}]*)\})?")
+
+
+def only_set(expr: str, name: str) -> str:
+    """`expr` with every exporter selector narrowed to one copy of the data."""
+    def narrow(m: re.Match[str]) -> str:
+        inner = ",".join(x for x in (f'copy="{name}"', m[2]) if x)
+        return f"{m[1]}{{{inner}}}"
+    return _SELECTOR.sub(narrow, expr)
+
+
+def input_series(series: Series, **extra: str) -> list[dict[str, str]]:
+    out = []
+    for (name, labels), value in sorted(series.items(), key=str):
+        if math.isfinite(value):
+            matchers = ",".join(f"{k}={json.dumps(v)}" for k, v in
+                                sorted({**dict(labels), **extra}.items()))
+            out.append({"series": f"{name}{{{matchers}}}", "values": f"{value!r}+0x40"})
+    return out
+
+
+async def test_generated_slo_queries_give_the_same_result_for_one_or_three_shards(
+        manifests, tmp_path):
+    """The chart's rules, evaluated by promtool on both copies of the same objects.
+
+    Copy `one` is the unsharded process's series; copy `three` is the three shards',
+    each with its own `instance`, as Prometheus scrapes them. Every rule on exporter
+    series must give the same value on both (or be empty on both).
+    """
+    promtool = require_tool("promtool")
+    whole, parts = await unsharded_and_shards(manifests)
+    series = input_series(whole, copy="one", instance="sloexporter-0")
+    for i, part in enumerate(parts):
+        series += input_series(part, copy="three", instance=f"sloexporter-{i}")
+    tests = []
+    for path in sorted((ROOT / "helm" / "sloexporter" / "files" / "rules").glob("*.yaml")):
+        for group in yaml.safe_load(path.read_text())["spec"]["groups"]:
+            for rule in group["rules"]:
+                if "sloexporter_" not in rule["expr"]:
+                    continue
+                tests.append(same_on_both(rule["expr"]))
+    assert len(tests) > 20
+    out = promtool_test(promtool, tmp_path, series, tests)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    # the control: a per-pod query differs between the copies, and the check sees it
+    per_pod = "count by (instance) (sloexporter_certificate_not_after_timestamp_seconds)"
+    assert promtool_test(promtool, tmp_path, series, [same_on_both(per_pod)]).returncode == 1
+
+
+def same_on_both(expr: str) -> dict[str, Any]:
+    """A promtool expression test: 0 when `expr` is equal on both copies, or empty on both;
+    no sample (so a failure) when the values differ or only one is empty."""
+    a, b = only_set(expr, "one"), only_set(expr, "three")
+    return {"eval_time": "30m", "exp_samples": [{"labels": "{}", "value": 0}],
+            "expr": f"(({a}) - on() ({b})) or on() (vector(0) unless on() (({a}) or ({b})))"}
+
+
+def promtool_test(promtool: str, tmp_path: Path, series: list[dict[str, str]],
+                  tests: list[dict[str, Any]]) -> subprocess.CompletedProcess[str]:
+    rules = tmp_path / "empty.yaml"
+    rules.write_text("groups: []\n")
+    unit = tmp_path / "shards.test.yaml"
+    unit.write_text(yaml.safe_dump({"rule_files": [rules.name], "evaluation_interval": "1m",
+                                    "tests": [{"interval": "1m", "input_series": series,
+                                               "promql_expr_test": tests}]}))
+    return subprocess.run([promtool, "test", "rules", str(unit)], capture_output=True,
+                          text=True, timeout=120)
