@@ -33,8 +33,8 @@ EVERYTHING = {
         "certificates": {"tls_secrets": True, "secret_namespaces": ["ingress-certs"]},
     }, "tls_probe": {"targets": [{"address": "example.org:443"}]},
         "watch": {"page_size": 200}},
-    "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
-    "podMonitor": {"enabled": True},
+    "serviceMonitor": {"enabled": False},  # the PodMonitor scrapes instead
+    "podMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
     "prometheusRule": {"labels": {"release": "kube-prometheus-stack"}},
     "dashboards": {"label": "grafana_dashboard", "annotations": {"grafana_folder": "SLOs"}},
     "alertmanagerConfig": {
@@ -64,8 +64,7 @@ COMBOS: dict[str, tuple[dict[str, Any], bool]] = {
     "services-only": (only("services"), True),
     "sharding": ({"sharding": {"enabled": True, "replicas": 3}}, True),
     "namespaces-only": ({"namespaces": ["team-a", "team-b"]}, True),
-    "no-prometheus-operator-crds": ({"alertmanagerConfig": {"enabled": True},
-                                     "podMonitor": {"enabled": True}}, False),
+    "no-prometheus-operator-crds": ({"alertmanagerConfig": {"enabled": True}}, False),
     "everything-on": (EVERYTHING, True),
 }
 

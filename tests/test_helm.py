@@ -77,7 +77,14 @@ def test_everything_on_renders_every_kind(helm):
     assert set(kinds(render(helm, "everything-on"))) == {
         "AlertmanagerConfig", "ClusterRole", "ClusterRoleBinding", "ConfigMap",
         "NetworkPolicy", "PodDisruptionBudget", "PodMonitor", "PrometheusRule", "Role",
-        "RoleBinding", "Service", "ServiceAccount", "ServiceMonitor", "StatefulSet"}
+        "RoleBinding", "Service", "ServiceAccount", "StatefulSet"}
+
+
+def test_service_and_pod_monitors_together_fail_clearly(helm):
+    """Both would scrape each pod twice, doubling every sum over pods."""
+    res = template(helm, {"podMonitor": {"enabled": True}})
+    assert res.returncode != 0
+    assert "both would scrape every pod" in res.stderr
 
 
 # --- validation ------------------------------------------------------------------------
