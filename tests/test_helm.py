@@ -7,8 +7,10 @@ import os
 import re
 import shlex
 import subprocess
+import sys
 from collections.abc import Iterator
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -94,6 +96,23 @@ def test_core_objects_pass_kubernetes_validate_strict(helm, combo):
     core = [d for d in render(helm, combo) if not d["apiVersion"].startswith(MONITORING)]
     for doc in core:
         kubernetes_validate.validate(doc, K8S, strict=True)
+
+
+def test_kubernetes_validate_command_rejects_nothing_and_catches_a_typo(helm, tmp_path):
+    """The command line too, on a file of every core object of the everything-on combo."""
+    core = [d for d in render(helm, "everything-on")
+            if not d["apiVersion"].startswith(MONITORING)]
+    command = [str(Path(sys.executable).parent / "kubernetes-validate"), "-k", K8S, "--strict"]
+    good = tmp_path / "core.yaml"
+    good.write_text(yaml.safe_dump_all(core))
+    out = subprocess.run([*command, str(good)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    pod = workload(core)["spec"]["template"]["spec"]
+    pod["containers"][0]["securityContext"]["readOnlyRootFS"] = True
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(workload(core)))
+    out = subprocess.run([*command, str(bad)], capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "readOnlyRootFS" in out.stdout + out.stderr
 
 
 class _CRDLoader(yaml.SafeLoader):
