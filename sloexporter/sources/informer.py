@@ -237,8 +237,8 @@ class Informer:
                     return None
                 if resp.status != 200:
                     raise WatchFailed("error", f"list returned HTTP {resp.status}")
-                page = await asyncio.wait_for(resp.json(content_type=None),
-                                              self.settings.watchdog_seconds)
+                async with asyncio.timeout(self.settings.watchdog_seconds):
+                    page = await resp.json(content_type=None)
             finally:
                 resp.release()
             for obj in page.get("items") or ():
@@ -267,8 +267,10 @@ class Informer:
                 raise WatchFailed("error", f"watch returned HTTP {resp.status}")
             while True:
                 try:
-                    line = await asyncio.wait_for(resp.content.readline(),
-                                                  self.settings.watchdog_seconds)
+                    # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a
+                    # cancellation that races a line arriving, and shutdown would hang
+                    async with asyncio.timeout(self.settings.watchdog_seconds):
+                        line = await resp.content.readline()
                 except TimeoutError:
                     raise WatchFailed("watchdog", "stream silent too long") from None
                 if not line:
