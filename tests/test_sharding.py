@@ -33,6 +33,9 @@ from tests.certs import make_ca, make_leaf
 from tests.promtext import samples
 from tests.tools import ROOT, require_tool
 
+#: kmock with the watch=True normalisation (the informer sends watch=true itself)
+pytest_plugins = ["tests.kube_fixtures"]
+
 SHARDS = 3
 #: per-process bookkeeping, not object series: each process counts its own events
 SELF_MONITORING = {names.SOURCE_UP, names.WATCH_EVENTS, names.WATCH_RESTARTS,
