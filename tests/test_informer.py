@@ -1,28 +1,45 @@
 """The informer against kmock, a real Kubernetes API server on 127.0.0.1, over HTTP.
 
-Scripted streams show: a BOOKMARK moving the watch's resourceVersion, a 410 inside a
-watch and an HTTP 410 on a list both causing a re-LIST that replaces state, a 500 that
-makes the source down while it keeps its last known state, and a dropped connection.
-kmock cannot show: resourceVersion continuity on the server (it has none), a server-side
-`timeoutSeconds` ending a stream (ignored), server-side selector filtering (ignored), or a
-stream that hangs silently (the watchdog is exercised with a short limit on a stream
-kmock keeps open with no events).
+Nothing of ours is patched: the informer talks to kmock through a kubernetes-asyncio
+ApiClient, and changes reach it through the API (create/patch/delete) or through kmock's
+scripted responses (BOOKMARK, 410 in a watch, HTTP 410 on a list, a dropped connection,
+HTTP 500, a paginated LIST).
+
+kmock 0.8 cannot show (see tests/kube_fixtures.py and notes/tooling.md):
+- resourceVersion continuity on the server: it has none, so a watch "from" a version is
+  only checked as the request parameter we send;
+- a server-side `timeoutSeconds` ending a stream: ignored, streams stay open; a stream
+  end is scripted instead;
+- server-side filtering by label/field selector: ignored; the tests assert that we send
+  them;
+- LIST pagination: it ignores `limit` and never returns `continue`; pages are scripted;
+- a watch that resumes where it left off: every reconnect replays all objects as ADDED;
+- a stream that hangs mid-event: the watchdog is shown on an open stream with no events.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import kmock as km
 import pytest
+from kubernetes_asyncio import client
 
+from sloexporter import names
+from sloexporter.config import Config
+from sloexporter.server import Exporter
+from sloexporter.sources.argocd import ArgoCDSource
 from sloexporter.sources.informer import Informer, Resource, SelfMetrics, WatchSettings
-from tests.kube_fixtures import register
+from sloexporter.sources.store import Shard
+from tests.kube_fixtures import register, seed
+from tests.promtext import samples, value
 
-#: the kmock fixtures (watch=True normalised, an ApiClient on kmock)
+#: the kmock fixtures (watch=True normalised, every resource registered, an ApiClient)
 pytest_plugins = ["tests.kube_fixtures"]
 
 APPS = Resource("argoproj.io", "v1alpha1", "applications", "Application")
@@ -30,6 +47,7 @@ KEY = "argoproj.io/v1alpha1/applications"
 FAST = WatchSettings(page_size=1, timeout_seconds=5, connect_timeout=2.0,
                      watchdog_seconds=5.0, backoff_base=0.01, backoff_max=0.05)
 WAIT = 10.0
+EXPIRED = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired"}}
 
 
 class Recorder:
@@ -56,20 +74,27 @@ class Recorder:
             del self.objects[key]
 
 
-def app(name: str, rv: str = "") -> dict[str, Any]:
+def app(name: str, rv: str = "", sync: str = "Synced", op_started: str = "") -> dict[str, Any]:
     m: dict[str, Any] = {"name": name, "namespace": "argocd"}
     if rv:
         m["resourceVersion"] = rv
-    return {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": m}
+    obj: dict[str, Any] = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+                           "metadata": m, "spec": {"project": "default"},
+                           "status": {"sync": {"status": sync},
+                                      "health": {"status": "Healthy"}}}
+    if op_started:
+        obj["status"]["operationState"] = {"phase": "Succeeded", "startedAt": op_started,
+                                           "finishedAt": op_started}
+    return obj
 
 
-async def until(cond: Callable[[], bool], what: str) -> None:
+async def until(cond: Callable[[], bool], what: str, wait: float = WAIT) -> None:
     """Poll a condition with a bounded wait."""
     async def poll() -> None:
         while not cond():
             await asyncio.sleep(0.01)
     try:
-        await asyncio.wait_for(poll(), WAIT)
+        await asyncio.wait_for(poll(), wait)
     except TimeoutError:
         raise AssertionError(f"timed out waiting for {what}") from None
 
@@ -83,10 +108,12 @@ def seeded(kmock: Any) -> Any:
 
 
 @contextlib.asynccontextmanager
-async def running(api: Any, settings: WatchSettings = FAST
-                  ) -> AsyncIterator[tuple[Informer, Recorder, SelfMetrics]]:
-    rec, metrics = Recorder(), SelfMetrics()
-    inf = Informer(api, APPS, rec, "argocd", metrics, settings)
+async def running(api: Any, settings: WatchSettings = FAST, handler: Any = None,
+                  metrics: SelfMetrics | None = None, resource: Resource = APPS
+                  ) -> AsyncIterator[tuple[Informer, Any, SelfMetrics]]:
+    rec = handler if handler is not None else Recorder()
+    metrics = metrics or SelfMetrics()
+    inf = Informer(api, resource, rec, "argocd", metrics, settings)
     task = asyncio.create_task(inf.run())
     try:
         yield inf, rec, metrics
@@ -100,6 +127,10 @@ def requests(kmock: Any, action: Any) -> list[dict[str, str]]:
     return [dict(r.params) for r in kmock[action]]
 
 
+def watch_events(metrics: SelfMetrics, kind: str) -> int:
+    return metrics.events.get((APPS.name, kind), 0)
+
+
 async def test_paginated_list_then_watch_with_bookmarks_and_timeouts(seeded, api_client):
     async with running(api_client) as (inf, rec, metrics):
         await asyncio.wait_for(inf.listed.wait(), WAIT)
@@ -110,6 +141,65 @@ async def test_paginated_list_then_watch_with_bookmarks_and_timeouts(seeded, api
     watch = requests(seeded, km.action.WATCH)[0]
     assert watch["watch"] == "true" and watch["allowWatchBookmarks"] == "true"
     assert watch["timeoutSeconds"] == "5"
+
+
+async def test_pagination_follows_continue_and_prunes_once_after_the_last_page(
+        seeded, api_client):
+    # kmock ignores `limit` and never sets `continue`: script two pages for the first list
+    seeded["list", km.resource(KEY), km.params("continue=p2")] << {
+        "kind": "ApplicationList", "metadata": {"resourceVersion": "77"},
+        "items": [app("a3")]}
+    seeded["list", km.resource(KEY)][:1] << {
+        "kind": "ApplicationList", "metadata": {"continue": "p2", "resourceVersion": "76"},
+        "items": [app("a1"), app("a2")]}
+    async with running(api_client) as (inf, rec, metrics):
+        await asyncio.wait_for(inf.listed.wait(), WAIT)
+        # prune runs once, after the last page: page 1's objects were not dropped
+        assert set(rec.objects) == {"a1", "a2", "a3"} and rec.prunes == 1
+        await until(lambda: len(seeded[km.action.WATCH]) >= 1, "a watch request")
+    first, second = requests(seeded, km.action.LIST)[:2]
+    assert "continue" not in first and second["continue"] == "p2"
+    assert first["limit"] == second["limit"] == "1"
+    # the watch starts from the version of the *last* page
+    assert requests(seeded, km.action.WATCH)[0]["resourceVersion"] == "77"
+
+
+async def test_selectors_and_namespace_are_sent_on_list_and_watch(seeded, api_client):
+    scoped = dataclasses.replace(FAST, namespace="argocd", label_selector="team=payments",
+                                 field_selector="metadata.name!=a9")
+    async with running(api_client, scoped) as (inf, rec, metrics):
+        await asyncio.wait_for(inf.listed.wait(), WAIT)
+        await until(lambda: len(seeded[km.action.WATCH]) >= 1, "a watch request")
+    for req in (seeded[km.action.LIST][0], seeded[km.action.WATCH][0]):
+        assert req.namespace == "argocd"
+        assert req.url.path == "/apis/argoproj.io/v1alpha1/namespaces/argocd/applications"
+        assert req.params["labelSelector"] == "team=payments"
+        assert req.params["fieldSelector"] == "metadata.name!=a9"
+    # kmock ignores selectors (a limit): all three come back; filtering is the server's job
+    assert set(rec.objects) == {"a1", "a2", "a3"}
+
+
+async def test_create_patch_delete_through_the_api_reach_the_handler(seeded, api_client):
+    custom = client.CustomObjectsApi(api_client)
+    where = ("argoproj.io", "v1alpha1", "argocd", "applications")
+    async with running(api_client) as (inf, rec, metrics):
+        await asyncio.wait_for(inf.listed.wait(), WAIT)
+        # kmock replays every object as ADDED when a watch starts; once that arrives, the
+        # watch is subscribed and no later change can be missed
+        await until(lambda: watch_events(metrics, "ADDED") >= 3, "the watch to start")
+        await custom.create_namespaced_custom_object(*where, app("a4"))
+        await until(lambda: ("ADDED", "a4") in rec.events[-3:], "ADDED a4")
+        await custom.patch_namespaced_custom_object(
+            *where, "a1", {"status": {"sync": {"status": "OutOfSync"}}})
+        await until(lambda: rec.objects["a1"]["status"]["sync"]["status"] == "OutOfSync",
+                    "MODIFIED a1")
+        assert ("MODIFIED", "a1") in rec.events
+        await custom.delete_namespaced_custom_object(*where, "a2")
+        await until(lambda: "a2" not in rec.objects, "DELETED a2")
+        assert ("DELETED", "a2") in rec.events
+        assert set(rec.objects) == {"a1", "a3", "a4"}
+        assert watch_events(metrics, "MODIFIED") >= 1 and watch_events(metrics, "DELETED") == 1
+        assert inf.up and not metrics.restarts
 
 
 async def test_bookmark_moves_the_resource_version_and_is_not_an_object(seeded, api_client):
@@ -125,35 +215,59 @@ async def test_bookmark_moves_the_resource_version_and_is_not_an_object(seeded, 
     # the stream ended normally: re-watch from the bookmark without re-listing
     assert requests(seeded, km.action.WATCH)[1].get("resourceVersion") == "42"
     assert metrics.restarts[(APPS.name, "closed")] >= 1
-    assert len({tuple(r.items()) for r in requests(seeded, km.action.LIST)}) >= 1
+    assert len(seeded[km.action.LIST]) == 1
 
 
-async def test_410_in_a_watch_relists_and_replaces_state(seeded, api_client):
+async def test_410_in_a_watch_relists_and_replaces_state_with_nothing_lost_or_doubled(
+        seeded, api_client):
+    """A real source (ArgoCD) through a 410: the store is the server's state, once.
+
+    The first list is scripted as an *older* state (a2's earlier sync, and a5 that has
+    since been deleted); the server holds the newer one. The watch delivers a2's new sync
+    and then expires, so a5's deletion is never seen as an event: only the re-list can
+    drop it. a2's operation was counted from the watch and must not be counted again.
+    """
+    seeded.objects[KEY, "argocd", "a2"] = app("a2", op_started="2026-11-22T10:00:00Z")
+    seeded["list", km.resource(KEY)][:1] << {
+        "kind": "ApplicationList", "metadata": {"resourceVersion": "5"},
+        "items": [app("a1"), app("a2", op_started="2026-11-22T09:00:00Z"), app("a3"),
+                  app("a5")]}
     seeded["watch", km.resource(KEY)][:1] << (
-        {"type": "DELETED", "object": app("a1", "5")},
-        {"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired"}})
-    async with running(api_client) as (inf, rec, metrics):
+        {"type": "MODIFIED", "object": app("a2", "6", op_started="2026-11-22T10:00:00Z")},
+        EXPIRED)
+    metrics = SelfMetrics()
+    source = ArgoCDSource(metrics, Shard())
+    async with running(api_client, handler=source, metrics=metrics) as (inf, _, _m):
         await until(lambda: metrics.restarts.get((APPS.name, "expired"), 0) >= 1, "expiry")
-        await until(lambda: rec.prunes >= 2, "the re-list")
-        # the re-list brings a1 back (it is still on the server), with no duplicates
-        assert set(rec.objects) == {"a1", "a2", "a3"}
-        assert inf.up
+        await until(lambda: len(seeded[km.action.LIST]) >= 2 and inf.up, "the re-list")
+        # and the replay of the next watch (kmock: all objects as ADDED) changes nothing
+        await until(lambda: len(seeded[km.action.WATCH]) >= 2, "the next watch")
+        await until(lambda: watch_events(metrics, "ADDED") >= 3, "the replay")
+        series = samples(b"".join(source.render()))  # also fails on a duplicate series
+    info = sorted(dict(labels)["name"] for name, labels in series
+                  if name == names.ARGOCD_APP_INFO)
+    assert info == ["a1", "a2", "a3"]  # a5 dropped, nothing doubled
+    ops = {dict(labels)["name"]: v for (name, labels), v in series.items()
+           if name == names.ARGOCD_APP_SYNC_OPERATIONS and ("phase", "Succeeded") in labels}
+    assert ops == {"a1": 0, "a2": 1, "a3": 0}  # counted once: from the watch, not the re-list
+    assert metrics.restarts[(APPS.name, "expired")] == 1
 
 
-async def test_410_on_list_relists(seeded, api_client):
+async def test_http_410_on_list_relists(seeded, api_client):
     seeded["list", km.resource(KEY)][:1] << 410 << {
         "kind": "Status", "code": 410, "reason": "Expired"}
     async with running(api_client) as (inf, rec, metrics):
         await asyncio.wait_for(inf.listed.wait(), WAIT)
         assert set(rec.objects) == {"a1", "a2", "a3"}
         assert metrics.restarts[(APPS.name, "expired")] == 1
+    assert len(seeded[km.action.LIST]) >= 2
 
 
-async def test_500_marks_the_source_down_and_keeps_last_state(seeded, api_client):
+async def test_500_marks_the_source_down_keeps_last_state_and_recovers(seeded, api_client):
     # first list fine; the watch fails with 500, and so does the next list
     seeded["watch", km.resource(KEY)][:1] << 500 << {"kind": "Status", "code": 500}
     seeded["list", km.resource(KEY)][1:2] << 500 << {"kind": "Status", "code": 500}
-    slow = WatchSettings(**{**FAST.__dict__, "backoff_base": 0.5, "backoff_max": 0.5})
+    slow = dataclasses.replace(FAST, backoff_base=0.5, backoff_max=0.5)
     async with running(api_client, slow) as (inf, rec, metrics):
         await until(lambda: metrics.restarts.get((APPS.name, "error"), 0) >= 1, "the 500")
         assert not inf.up
@@ -161,11 +275,14 @@ async def test_500_marks_the_source_down_and_keeps_last_state(seeded, api_client
         assert 'sloexporter_source_up{source="argocd"} 0' in metrics.render(
             {"argocd": inf.up})
         await until(lambda: inf.up, "recovery after backoff")
+        # the watch 500 and the list 500: two restarts, each after a backoff
+        assert metrics.restarts[(APPS.name, "error")] == 2
+        assert len(seeded[km.action.LIST]) == 3
 
 
-async def test_dropped_connection_backs_off_and_recovers(seeded, api_client):
+async def test_dropped_connection_rewatches_and_recovers(seeded, api_client):
     seeded["watch", km.resource(KEY)][:1] << (
-        {"type": "MODIFIED", "object": app("a2", "7")}, ConnectionResetError)
+        {"type": "MODIFIED", "object": app("a2", "7", sync="OutOfSync")}, ConnectionResetError)
     async with running(api_client) as (inf, rec, metrics):
         await until(lambda: len(seeded[km.action.WATCH]) >= 2, "a new watch")
         assert ("MODIFIED", "a2") in rec.events
@@ -175,8 +292,60 @@ async def test_dropped_connection_backs_off_and_recovers(seeded, api_client):
 
 
 async def test_watchdog_ends_a_silent_stream(seeded, api_client):
-    quick = WatchSettings(**{**FAST.__dict__, "watchdog_seconds": 0.3})
+    # kmock keeps a watch open with no events after the replay: a silent stream
+    quick = dataclasses.replace(FAST, watchdog_seconds=0.3)
     async with running(api_client, quick) as (inf, rec, metrics):
         await until(lambda: metrics.restarts.get((APPS.name, "watchdog"), 0) >= 1,
                     "the watchdog")
+        await until(lambda: len(seeded[km.action.WATCH]) >= 2, "a new watch")
         await until(lambda: inf.up, "recovery")
+
+
+async def test_a_resource_the_api_does_not_serve_counts_as_listed(kmock, api_client):
+    # no CRD for Velero here: LIST answers 404, and readiness must not wait for it forever
+    velero = Resource("velero.io", "v1", "backups", "Backup")
+    async with running(api_client, resource=velero) as (inf, rec, metrics):
+        await asyncio.wait_for(inf.listed.wait(), WAIT)
+        assert inf.up and rec.objects == {} and rec.prunes == 1
+
+
+async def test_a_failing_source_keeps_serving_its_last_state_with_source_up_0(
+        kube, kubeconfig: Path):
+    """The whole exporter (Exporter, as `serve` builds it) on kmock via a kubeconfig."""
+    seed(kube, [app(f"a{i}") for i in range(1, 4)])
+    # the first watch stays open until `broken` is set, then ends; every later watch and
+    # list fails with 500 (an API server gone bad while we were watching)
+    broken = asyncio.Event()
+
+    async def hold() -> None:
+        await broken.wait()
+
+    kube["watch", km.resource(KEY)][:1] << (
+        {"type": "BOOKMARK", "object": {"kind": "Application",
+                                        "metadata": {"resourceVersion": "9"}}}, hold)
+    kube["watch", km.resource(KEY)][1:] << 500 << {"kind": "Status", "code": 500}
+    kube["list", km.resource(KEY)][1:] << 500 << {"kind": "Status", "code": 500}
+    config = Config.model_validate({
+        "cluster": {"mode": "kubeconfig", "kubeconfig": str(kubeconfig)},
+        "sources": {"backups": {"enabled": False}, "certificates": {"enabled": False},
+                    "services": {"enabled": False}}})
+    exporter = Exporter(config, Shard())
+    await exporter.start()
+    try:
+        await until(exporter.ready, "the first list")
+        healthy = exporter.render()
+        assert value(healthy, names.SOURCE_UP, source="argocd") == 1
+        broken.set()
+        await until(lambda: not exporter.up()["argocd"], "the source to fail")
+        body = exporter.render()
+        for openmetrics in (False, True):  # the scrape itself never fails
+            assert exporter.render(openmetrics)
+    finally:
+        await asyncio.wait_for(exporter.stop(), WAIT)
+    assert value(body, names.SOURCE_UP, source="argocd") == 0
+    assert (value(body, names.WATCH_RESTARTS, resource=APPS.name, reason="error") or 0) >= 1
+    objects = {k: v for k, v in samples(body).items() if k[0].startswith("sloexporter_argocd")}
+    assert objects == {k: v for k, v in samples(healthy).items()
+                       if k[0].startswith("sloexporter_argocd")}
+    assert len([k for k in objects if k[0] == names.ARGOCD_APP_INFO]) == 3
+    assert exporter.ready()  # readiness is about the first list, not the current health
