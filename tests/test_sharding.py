@@ -23,13 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import kmock as km
 import pytest
 import yaml
 
 from sloexporter import names
 from sloexporter.sources.manifests import read_objects
+from sloexporter.sources.store import Shard, jump_hash
 from tests.certs import make_ca, make_leaf
+from tests.kube_fixtures import seed
 from tests.promtext import samples
 from tests.tools import ROOT, require_tool
 
@@ -114,6 +115,29 @@ def cluster_objects(n: int = 24) -> list[dict[str, Any]]:
             "metadata": meta(f"tls-{i}", ns, f"secret-uid-{i}"),
             "data": {"tls.crt": crt, "tls.key": "cmVkYWN0ZWQ="}})
     return objects
+
+
+@pytest.mark.parametrize("total", [1, 2, 3, 5, 16])
+def test_shards_partition_the_keys(total: int):
+    """Every key is owned by exactly one of N shards, and the split is roughly even."""
+    keys = [f"{i:08x}-uid-{i * 7919}" for i in range(20_000)]
+    shards = [Shard(i, total) for i in range(total)]
+    owners = [[s.index for s in shards if s.owns(k)] for k in keys]
+    assert all(len(o) == 1 for o in owners)
+    sizes = [sum(1 for o in owners if o == [i]) for i in range(total)]
+    assert min(sizes) > 0.9 * len(keys) / total  # no shard starves
+    # ownership is a pure function of the key: a second pass agrees
+    assert owners == [[s.index for s in shards if s.owns(k)] for k in keys]
+
+
+def test_growing_the_shard_count_only_moves_keys_to_the_new_shard():
+    """Jump hash is consistent: going from N to N+1 shards moves ~1/(N+1) of the keys,
+    all of them to the new shard, so a scale-up does not reshuffle every replica."""
+    keys = [f"uid-{i}" for i in range(20_000)]
+    for n in (1, 2, 3, 7):
+        moved = [k for k in keys if jump_hash(k, n) != jump_hash(k, n + 1)]
+        assert all(jump_hash(k, n + 1) == n for k in moved)
+        assert abs(len(moved) / len(keys) - 1 / (n + 1)) < 0.02
 
 
 def free_port() -> int:
@@ -223,34 +247,10 @@ def manifests(tmp_path: Path) -> list[str]:
     return ["--config", str(config), "--manifests", str(folder)]
 
 
-#: (group, version, kind) -> plural of every resource the enabled sources watch
-RESOURCES = {("argoproj.io", "v1alpha1", "Application"): "applications",
-             ("batch", "v1", "CronJob"): "cronjobs", ("batch", "v1", "Job"): "jobs",
-             ("velero.io", "v1", "Schedule"): "schedules",
-             ("velero.io", "v1", "Backup"): "backups",
-             ("cert-manager.io", "v1", "Certificate"): "certificates",
-             ("", "v1", "Secret"): "secrets"}
-
-
 @pytest.fixture
-def api_server(kmock: Any, tmp_path: Path) -> list[str]:
+def api_server(kube: Any, kubeconfig: Path, tmp_path: Path) -> list[str]:
     """The objects served by kmock; serve reaches it through a kubeconfig."""
-    for (group, version, kind), plural in RESOURCES.items():
-        kmock.resources[f"{group}/{version}/{plural}".lstrip("/")] = km.ResourceInfo(
-            kind=kind, namespaced=True)
-    for obj in cluster_objects():
-        group, _, version = obj["apiVersion"].rpartition("/")
-        plural = RESOURCES.get((group, version, obj["kind"]))
-        if plural:
-            m = obj["metadata"]
-            kmock.objects[f"{group}/{version}/{plural}".lstrip("/"), m["namespace"],
-                          m["name"]] = obj
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "kmock",
-        "clusters": [{"name": "kmock", "cluster": {"server": str(kmock.url).rstrip("/")}}],
-        "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "test"}}],
-        "users": [{"name": "test", "user": {"token": "test"}}]}))
+    assert seed(kube, cluster_objects()) > 200
     config = tmp_path / "config.yaml"
     config.write_text(json.dumps({**CONFIG, "cluster": {"mode": "kubeconfig",
                                                         "kubeconfig": str(kubeconfig)}}))
