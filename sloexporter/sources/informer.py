@@ -65,6 +65,10 @@ class WatchSettings:
     backoff_max: float = 30.0
 
 
+#: a watch that ends normally sooner than this after it started is a flap
+FLAP_SECONDS = 5.0
+
+
 class Handler(Protocol):
     def apply(self, resource: Resource, event: str, obj: dict[str, Any]) -> None: ...
 
@@ -180,10 +184,19 @@ class Informer:
                 await asyncio.sleep(60)
                 continue
             try:
+                flaps = 0
                 while True:
+                    started = time.monotonic()
                     async for event in self._watch_stream(version):
                         version = self._dispatch(event) or version
                     self.metrics.restart(self.resource.name, "closed")
+                    # a watch the server ends at once, again and again (a proxy, a broken
+                    # server), must not become a busy loop against the API: back off
+                    flaps = flaps + 1 if time.monotonic() - started < FLAP_SECONDS else 0
+                    if flaps:
+                        await asyncio.sleep(random.uniform(0, min(
+                            self.settings.backoff_max,
+                            self.settings.backoff_base * 2 ** min(flaps, 10))))
             except Expired:
                 self.metrics.restart(self.resource.name, "expired")
 
