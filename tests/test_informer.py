@@ -291,6 +291,25 @@ async def test_dropped_connection_rewatches_and_recovers(seeded, api_client):
         assert set(rec.objects) == {"a1", "a2", "a3"}
 
 
+async def test_a_watch_the_server_ends_at_once_backs_off_instead_of_spinning(
+        seeded, api_client):
+    # every watch ends right after one bookmark: without a backoff the informer re-watches
+    # in a busy loop (about 140 requests a second against kmock, more on a fast server)
+    seeded["watch", km.resource(KEY)] << (
+        {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "9"}}},)
+    flappy = dataclasses.replace(FAST, backoff_base=0.05, backoff_max=0.2)
+    async with running(api_client, flappy) as (inf, rec, metrics):
+        await asyncio.wait_for(inf.listed.wait(), WAIT)
+        t0 = asyncio.get_running_loop().time()
+        await until(lambda: metrics.restarts.get((APPS.name, "closed"), 0) >= 3, "flaps")
+        await asyncio.sleep(1.0)  # a fixed window to count requests in, not a wait
+        elapsed = asyncio.get_running_loop().time() - t0
+        watches = len(seeded[km.action.WATCH])
+        assert inf.up and len(seeded[km.action.LIST]) == 1
+    # backoff of up to 0.2 s (mean 0.1 s) per flap: about 10 a second, never hundreds
+    assert watches <= 30 * elapsed
+
+
 async def test_watchdog_ends_a_silent_stream(seeded, api_client):
     # kmock keeps a watch open with no events after the replay: a silent stream
     quick = dataclasses.replace(FAST, watchdog_seconds=0.3)
