@@ -144,9 +144,16 @@ def test_reloads_manifests_when_they_change(demo):
     server, folder = demo
     app = {"namespace": "argocd", "name": "shop-api", "project": "production"}
     path = folder / "argocd.yaml"
+
+    def gzipped() -> str:
+        return gzip.decompress(get(server.url + "/metrics", {"Accept-Encoding": "gzip"})[2]
+                               ).decode()
+
+    assert value(gzipped(), names.ARGOCD_APP_SYNCED, **app) == 0  # fills the gzip cache
     path.write_text(path.read_text().replace("status: OutOfSync", "status: Synced"))
     wait_for(lambda: value(server.metrics(), names.ARGOCD_APP_SYNCED, **app) == 1,
              what="reload")
+    assert value(gzipped(), names.ARGOCD_APP_SYNCED, **app) == 1  # the cache follows the store
     (folder / "backups.yaml").unlink()
     wait_for(lambda: not series(server.metrics(), names.BACKUP_LAST_SUCCESS), what="removal")
 
