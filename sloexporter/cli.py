@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sloexporter import __version__
-from sloexporter.spec.errors import SpecError
+from sloexporter.spec.errors import SpecError, SpecErrors
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
@@ -31,16 +31,24 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from sloexporter import alertmanager
     from sloexporter.output import write_all
     from sloexporter.spec import load_paths
     from sloexporter.testgen import SynthesisError
 
     services, errors = load_paths(args.paths)
+    am_settings = alertmanager.Settings()
+    if args.alertmanager_settings:
+        try:
+            am_settings = alertmanager.load_settings(args.alertmanager_settings)
+        except SpecErrors as exc:
+            errors = [*errors, *exc.errors]
     if errors:
         _print_errors(errors)
         return EXIT_INVALID
     try:
-        written = write_all(services, Path(args.output), args.format, args.with_tests)
+        with alertmanager.using(am_settings):
+            written = write_all(services, Path(args.output), args.format, args.with_tests)
     except SynthesisError as exc:
         print(f"error: cannot generate promtool tests: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -91,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                           default="prometheus", help="rule file format (default: prometheus)")
     generate.add_argument("--with-tests", action="store_true",
                           help="also write promtool unit tests for every SLO")
+    generate.add_argument("--alertmanager-settings", metavar="FILE",
+                          help="Slack, email and PagerDuty settings for the Alertmanager routes "
+                               "(see examples/alertmanager-settings.yaml)")
     generate.set_defaults(func=cmd_generate)
 
     convert = sub.add_parser("convert", help="write native specs in another SLO format")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sloexporter.sources.http_probe import HTTPProbeConfig
 from sloexporter.sources.tls_probe import TLSProbeConfig
-from sloexporter.spec.errors import SpecError, SpecErrors, load_documents
+from sloexporter.spec.errors import load_model
 
 
 class Strict(BaseModel):
@@ -89,15 +88,4 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 def load_config(path: str) -> Config:
     """Read and validate a config file; raises SpecErrors with every problem."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecErrors([SpecError(path, 0, "", f"cannot read: {exc}")]) from None
-    docs = list(load_documents(text, path))
-    if len(docs) != 1:
-        raise SpecErrors([SpecError(path, 1, "", "a config file holds one YAML document")])
-    doc = docs[0]
-    try:
-        return Config.model_validate(doc.data if doc.data is not None else {})
-    except ValidationError as exc:
-        raise SpecErrors(sorted(doc.errors_from_validation(exc))) from None
+    return load_model(path, Config)

@@ -132,6 +132,15 @@ Writer = Callable[[list[Service], Path], list[Path]]
 WRITERS: list[Writer] = []
 
 
+def _alertmanager(services: list[Service], outdir: Path) -> list[Path]:
+    from sloexporter import alertmanager  # it builds on this module's YAML helpers
+
+    return alertmanager.write(services, outdir)
+
+
+WRITERS.append(_alertmanager)
+
+
 def write_all(services: list[Service], outdir: Path, fmt: str = "prometheus",
               with_tests: bool = False) -> list[Path]:
     """Write every artefact for `services` under `outdir`; returns the files written."""

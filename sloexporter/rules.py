@@ -49,6 +49,9 @@ def alert_rule(slo: SLO, tier: Tier) -> Rule:
     labels.update(settings.labels)
     factor = decimal_str(tier.factor)
     budget_query = promql.slo_selector(promql.BUDGET_REMAINING, slo).replace('"', '\\"')
+    # rendered by Prometheus at evaluation: Alertmanager messages only see annotations
+    budget_remaining = (f"{{{{ with query \"{budget_query}\" }}}}"
+                        "{{ . | first | value | humanizePercentage }}{{ else }}unknown{{ end }}")
     annotations = {
         "summary": (f"{slo.service}/{slo.name}: error budget burning "
                     f"{{{{ $value | printf \"%.1f\" }}}}x too fast over {tier.long}"),
@@ -57,9 +60,10 @@ def alert_rule(slo: SLO, tier: Tier) -> Rule:
             f"its {slo.period_str} error budget at {{{{ $value | printf \"%.2f\" }}}}x over "
             f"{tier.long} and above {factor}x over {tier.short}. At {factor}x, "
             f"{decimal_str(tier.budget_percent)}% of the budget is consumed in {tier.long}. "
-            f"Budget remaining: {{{{ with query \"{budget_query}\" }}}}"
-            "{{ . | first | value | humanizePercentage }}{{ else }}unknown{{ end }}."),
+            f"Budget remaining: {budget_remaining}."),
+        "burn_rate": '{{ $value | printf "%.2f" }}',
         "burn_rate_threshold": factor,
+        "budget_remaining": budget_remaining,
     }
     if alerting.runbook_url:
         annotations["runbook_url"] = alerting.runbook_url

@@ -9,10 +9,11 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path as FilePath
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 Path = tuple[str | int, ...]
 
@@ -138,3 +139,25 @@ def load_documents(text: str, file: str) -> Iterator[Document]:
         raise SpecErrors([SpecError(file, line, "", f"invalid YAML: {problem}")]) from None
     finally:
         loader.dispose()
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def load_model(path: str, model: type[Model], what: str = "config file") -> Model:
+    """Read a one-document YAML file into `model`; raises SpecErrors with every problem.
+
+    An empty file gives the model's defaults.
+    """
+    try:
+        text = FilePath(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecErrors([SpecError(path, 0, "", f"cannot read: {exc}")]) from None
+    docs = list(load_documents(text, path))
+    if len(docs) > 1:
+        raise SpecErrors([SpecError(path, 1, "", f"a {what} holds one YAML document")])
+    doc = docs[0] if docs else Document(path, None)
+    try:
+        return model.model_validate(doc.data if doc.data is not None else {})
+    except ValidationError as exc:
+        raise SpecErrors(sorted(doc.errors_from_validation(exc))) from None

@@ -1,0 +1,336 @@
+"""Model -> Alertmanager routes, receivers, inhibition and messages (plain data).
+
+`severity=page` goes to Slack (and PagerDuty when configured), `severity=ticket` to
+email, grouped per SLO; a firing page inhibits the ticket of the same SLO. The tree is
+scoped by matchers on our own labels, so it can sit under a user's existing route.
+Secrets are only ever file paths (Alertmanager reads them at send time) or, for the
+prometheus-operator form, Secret key selectors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import posixpath
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from sloexporter import output, rules
+from sloexporter.model import Service, parse_duration
+
+Data = dict[str, Any]
+
+
+# ---- settings ---------------------------------------------------------------------------
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _check_duration(text: str) -> str:
+    if text.strip() != "0s":
+        parse_duration(text)
+    return text.strip()
+
+
+def _check_file(path: str) -> str:
+    # Alertmanager resolves a relative path against its own working directory
+    if not path.startswith("/"):
+        raise ValueError(f"{path!r} must be an absolute path (a file holding the secret)")
+    return path
+
+
+class Slack(_Strict):
+    #: a file holding the incoming-webhook URL (Alertmanager `api_url_file`)
+    api_url_file: str = "/etc/alertmanager/secrets/slack-api-url"
+    #: the channels pages are posted to, one message each
+    channels: list[str] = Field(default_factory=lambda: ["#slo-pages"], min_length=1)
+    send_resolved: bool = True
+
+    _file = field_validator("api_url_file")(_check_file)
+
+
+class Email(_Strict):
+    to: list[str] = Field(default_factory=lambda: ["slo-tickets@example.com"], min_length=1)
+    from_: str = Field("alertmanager@example.com", alias="from")
+    #: HOST:PORT of the SMTP server
+    smarthost: str = "localhost:25"
+    auth_username: str | None = None
+    #: a file holding the SMTP password (Alertmanager `auth_password_file`)
+    auth_password_file: str | None = None
+    require_tls: bool = True
+    send_resolved: bool = False
+
+    @field_validator("smarthost")
+    @classmethod
+    def _smarthost(cls, v: str) -> str:
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"smarthost {v!r} must be HOST:PORT, e.g. smtp.example.com:587")
+        return v
+
+    @field_validator("auth_password_file")
+    @classmethod
+    def _password_file(cls, v: str | None) -> str | None:
+        return None if v is None else _check_file(v)
+
+    @model_validator(mode="after")
+    def _auth_pair(self) -> Email:
+        if (self.auth_username is None) != (self.auth_password_file is None):
+            raise ValueError("auth_username and auth_password_file go together")
+        return self
+
+
+class PagerDuty(_Strict):
+    #: a file holding the Events API v2 routing key (Alertmanager `routing_key_file`)
+    routing_key_file: str
+    send_resolved: bool = True
+
+    _file = field_validator("routing_key_file")(_check_file)
+
+
+class Timing(_Strict):
+    group_wait: str = "30s"
+    group_interval: str = "5m"
+    page_repeat_interval: str = "1h"
+    ticket_repeat_interval: str = "1d"
+
+    _durations = field_validator("*")(_check_duration)
+
+
+class Kubernetes(_Strict):
+    """The AlertmanagerConfig form: one Secret whose keys are the secret files' names."""
+
+    name: str = "sloexporter"
+    secret_name: str = "sloexporter-alertmanager"
+
+
+class Settings(_Strict):
+    #: receiver names start with it; change it if it clashes with your own receivers
+    receiver_prefix: str = Field("sloexporter", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    slack: Slack = Field(default_factory=Slack)
+    email: Email = Field(default_factory=Email)
+    pagerduty: PagerDuty | None = None
+    timing: Timing = Field(default_factory=Timing)
+    kubernetes: Kubernetes = Field(default_factory=Kubernetes)
+
+
+def load_settings(path: str) -> Settings:
+    """Read a settings file; raises SpecErrors (`FILE:LINE: field.path: message`)."""
+    from sloexporter.spec.errors import load_model
+
+    return load_model(path, Settings, "settings file")
+
+
+_SETTINGS: contextvars.ContextVar[Settings] = contextvars.ContextVar("alertmanager_settings")
+
+
+@contextlib.contextmanager
+def using(settings: Settings) -> Iterator[None]:
+    """Settings the registered writer uses inside this block (else the embedded defaults)."""
+    token = _SETTINGS.set(settings)
+    try:
+        yield
+    finally:
+        _SETTINGS.reset(token)
+
+
+# ---- messages ---------------------------------------------------------------------------
+# Alertmanager templates see labels and annotations only: burn_rate, budget_remaining and
+# the links are annotations the alert rules render (see sloexporter.rules.alert_rule).
+
+TITLE = ('[{{ .Status | toUpper }}{{ if eq .Status "firing" }}:{{ .Alerts.Firing | len }}'
+         '{{ end }}] {{ .CommonLabels.service }}/{{ .CommonLabels.slo }}: error budget burn '
+         '({{ .CommonLabels.severity }})')
+
+
+def _alert_lines(bold: tuple[str, str], link: str, newline: str) -> str:
+    """One paragraph per alert; `link` formats a URL and its text as {url} and {text}."""
+    runbook = link.format(url="{{ . }}", text="runbook")
+    dashboard = link.format(url="{{ . }}", text="dashboard")
+    return (
+        "{{ range .Alerts }}"
+        f"{bold[0]}{{{{ .Labels.service }}}}/{{{{ .Labels.slo }}}}{bold[1]} "
+        "{{ .Labels.severity }}{{ if eq .Status \"resolved\" }} (resolved){{ end }}: "
+        "burn rate {{ .Annotations.burn_rate }}x over {{ .Labels.long_window }} "
+        "(threshold {{ .Annotations.burn_rate_threshold }}x, also over "
+        f"{{{{ .Labels.short_window }}}}){newline}"
+        f"Budget remaining: {{{{ .Annotations.budget_remaining }}}}{newline}"
+        f"{{{{ with .Annotations.runbook_url }}}}Runbook: {runbook}{newline}{{{{ end }}}}"
+        f"{{{{ with .Annotations.dashboard_url }}}}Dashboard: {dashboard}{newline}{{{{ end }}}}"
+        f"{{{{ .Annotations.description }}}}{newline}{newline}"
+        "{{ end }}")
+
+
+SLACK_TEXT = _alert_lines(("*", "*"), "<{url}|{text}>", "\n")
+EMAIL_TEXT = _alert_lines(("", ""), "{url}", "\n")
+EMAIL_HTML = ("<html><body><h3>" + TITLE + "</h3><p>"
+              + _alert_lines(("<b>", "</b>"), '<a href="{url}">{text}</a>', "<br>\n")
+              + "</p></body></html>")
+
+
+# ---- routes -----------------------------------------------------------------------------
+
+class Matcher(NamedTuple):
+    name: str
+    op: str
+    value: str
+
+    def __str__(self) -> str:
+        return f"{self.name}{self.op}{json.dumps(self.value)}"
+
+
+def _alternatives(values: list[str]) -> str:
+    return "|".join(re.sub(r"([.^$*+?()\[\]{}|\\])", r"\\\1", v) for v in values)
+
+
+def _severity(values: list[str]) -> Matcher:
+    if len(values) == 1:
+        return Matcher("severity", "=", values[0])
+    return Matcher("severity", "=~", _alternatives(values))
+
+
+def _tree(services: list[Service], settings: Settings) -> Data:
+    """Our route subtree, receivers and inhibit rules; matchers still as Matcher."""
+    slos = [slo for service in services for slo in service.slos]
+    # only our alerts: one of our services, with an SLO label
+    scope = [Matcher("service", "=~", _alternatives(sorted({s.service for s in slos}))),
+             Matcher("slo", "=~", ".+")]
+    # a spec may rename a tier's severity; route whatever the rules will carry
+    page = _severity(sorted({rules.severity_label(s, "page") for s in slos
+                             if any(t.severity == "page" for t in s.tiers)}) or ["page"])
+    ticket = _severity(sorted({rules.severity_label(s, "ticket") for s in slos
+                               if any(t.severity == "ticket" for t in s.tiers)}) or ["ticket"])
+    prefix, timing = settings.receiver_prefix, settings.timing
+    email_name = f"{prefix}-email"
+    routes: list[Data] = []
+    recv: list[Data] = []
+    if settings.pagerduty:
+        pd = settings.pagerduty
+        routes.append({"receiver": f"{prefix}-pagerduty", "matchers": [page],
+                       "continue": True,  # the same page goes on to Slack
+                       "repeat_interval": timing.page_repeat_interval})
+        recv.append({"name": f"{prefix}-pagerduty", "pagerduty_configs": [{
+            "routing_key_file": pd.routing_key_file, "send_resolved": pd.send_resolved,
+            "description": TITLE}]})
+    routes.append({"receiver": f"{prefix}-slack", "matchers": [page],
+                   "repeat_interval": timing.page_repeat_interval})
+    routes.append({"receiver": email_name, "matchers": [ticket],
+                   "repeat_interval": timing.ticket_repeat_interval})
+    slack = settings.slack
+    recv.append({"name": f"{prefix}-slack", "slack_configs": [
+        {"api_url_file": slack.api_url_file, "channel": channel,
+         "send_resolved": slack.send_resolved, "title": TITLE, "text": SLACK_TEXT}
+        for channel in slack.channels]})
+    mail = settings.email
+    email: Data = {"to": ", ".join(mail.to), "from": mail.from_, "smarthost": mail.smarthost}
+    if mail.auth_username:
+        email.update(auth_username=mail.auth_username,
+                     auth_password_file=mail.auth_password_file)
+    email.update(require_tls=mail.require_tls, send_resolved=mail.send_resolved,
+                 headers={"Subject": TITLE}, html=EMAIL_HTML, text=EMAIL_TEXT)
+    recv.append({"name": email_name, "email_configs": [email]})
+    return {
+        "route": {
+            "receiver": email_name,  # a renamed severity that matches no child still arrives
+            "matchers": scope,
+            # one notification per SLO: its page tiers (1h and 6h) arrive together
+            "group_by": ["service", "slo"],
+            "group_wait": timing.group_wait,
+            "group_interval": timing.group_interval,
+            "routes": routes,
+        },
+        "receivers": recv,
+        # a firing page for an SLO silences the ticket of the same service and SLO
+        "inhibit_rules": [{"source_matchers": [*scope, page],
+                           "target_matchers": [*scope, ticket],
+                           "equal": ["service", "slo"]}],
+    }
+
+
+def _plain(data: Any) -> Any:
+    if isinstance(data, Matcher):
+        return str(data)
+    if isinstance(data, dict):
+        return {k: _plain(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_plain(v) for v in data]
+    return data
+
+
+def alertmanager_config(services: list[Service], settings: Settings) -> Data:
+    """A complete alertmanager.yaml: our subtree under a root that drops everything else."""
+    tree = _plain(_tree(services, settings))
+    drop = f"{settings.receiver_prefix}-drop"
+    return {
+        "route": {"receiver": drop, "routes": [tree["route"]]},
+        "receivers": [{"name": drop}, *tree["receivers"]],
+        "inhibit_rules": tree["inhibit_rules"],
+    }
+
+
+# ---- prometheus-operator form ------------------------------------------------------------
+# The same tree with the CRD's spelling: camelCase keys, matcher objects, and secrets as
+# keys of one Secret. Mounted as a volume, a Secret shows each key as a file of that name,
+# so the key is the name of the file the plain form reads.
+
+_CRD_KEYS = {"api_url_file": "apiURL", "auth_password_file": "authPassword",
+             "routing_key_file": "routingKey", "require_tls": "requireTLS",
+             "source_matchers": "sourceMatch", "target_matchers": "targetMatch"}
+
+
+def _camel(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _crd(data: Any, secret: str) -> Any:
+    if isinstance(data, Matcher):
+        return {"name": data.name, "value": data.value, "matchType": data.op}
+    if isinstance(data, list):
+        return [_crd(v, secret) for v in data]
+    if not isinstance(data, dict):
+        return data
+    out = {}
+    for key, value in data.items():
+        if key.endswith("_file"):
+            out[_CRD_KEYS[key]] = {"name": secret, "key": posixpath.basename(value)}
+        elif key == "headers":
+            out[key] = [{"key": k, "value": v} for k, v in value.items()]
+        else:
+            out[_CRD_KEYS.get(key, _camel(key))] = _crd(value, secret)
+    return out
+
+
+def alertmanager_config_crd(services: list[Service], settings: Settings) -> Data:
+    """The same tree as a monitoring.coreos.com/v1alpha1 AlertmanagerConfig."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1alpha1",
+        "kind": "AlertmanagerConfig",
+        "metadata": {"name": output.k8s_name(settings.kubernetes.name),
+                     "labels": {"app.kubernetes.io/managed-by": "sloexporter"}},
+        "spec": _crd(_tree(services, settings), settings.kubernetes.secret_name),
+    }
+
+
+# ---- writer -----------------------------------------------------------------------------
+
+def write(services: list[Service], outdir: Path) -> list[Path]:
+    """`OUTDIR/alertmanager/alertmanager.yaml` and `alertmanagerconfig.yaml`."""
+    settings = _SETTINGS.get(None) or Settings()
+    head = output.header(output.service_source(s) for s in services)
+    files = {
+        "alertmanager.yaml": alertmanager_config(services, settings),
+        "alertmanagerconfig.yaml": alertmanager_config_crd(services, settings),
+    }
+    written = []
+    for name, data in files.items():
+        path = outdir / "alertmanager" / name
+        output.write_text(path, head + output.to_yaml(data))
+        written.append(path)
+    return written
