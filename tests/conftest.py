@@ -8,6 +8,9 @@ import pytest
 
 from tests.tools import ROOT, require_tool
 
+# slack_webhook and smtp_inbox: notification stand-ins any test can ask for
+pytest_plugins = ["tests.stack"]
+
 
 @pytest.fixture
 def promtool() -> str:

@@ -81,7 +81,7 @@ def test_output_starts_with_a_generated_header(tmp_path):
 
 def test_committed_alerts_match_a_fresh_generation(tmp_path):
     out = generate(tmp_path, "--with-tests")
-    for sub in ("rules", "tests"):
+    for sub in ("rules", "tests", "alertmanager"):
         fresh = sorted(p.name for p in (out / sub).iterdir())
         committed = sorted(p.name for p in (ROOT / "alerts" / sub).iterdir())
         assert fresh == committed, f"alerts/{sub}: run `sloexporter generate examples/slos " \

@@ -1,0 +1,274 @@
+"""Alertmanager routes from `generate`, proved with amtool and a real Alertmanager."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import run_cli
+from tests.stack import (
+    Alertmanager,
+    Mail,
+    SlackMessage,
+    SlackWebhook,
+    SMTPInbox,
+    alertmanager_settings,
+)
+from tests.tools import ROOT, require_tool
+
+EXAMPLE_SETTINGS = ROOT / "examples" / "alertmanager-settings.yaml"
+RUNBOOK = "https://runbooks.example.com/checkout/availability"
+DASHBOARD = "https://grafana.example.com/d/sloexporter-slo-detail?var-service=checkout"
+
+
+def generate(tmp_path: Path, *extra: str) -> Path:
+    out = tmp_path / "out"
+    result = run_cli("generate", "examples/slos", "-o", str(out), *extra)
+    assert result.returncode == 0, result.stderr
+    return out / "alertmanager"
+
+
+def with_secret_files(tmp_path: Path, settings: Path = EXAMPLE_SETTINGS) -> Path:
+    """The example settings with its secret files moved into tmp_path, and written there."""
+    data = yaml.safe_load(settings.read_text())
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    for block in ("slack", "email", "pagerduty"):
+        for key, value in list(data[block].items()):
+            if key.endswith("_file"):
+                path = secrets / Path(value).name
+                path.write_text("not-a-real-secret\n")
+                data[block][key] = str(path)
+    path = tmp_path / "settings.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def amtool(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([require_tool("amtool"), *args], capture_output=True, text=True,
+                          timeout=60)
+
+
+def routes_test(config: Path, receivers: str, *labels: str) -> subprocess.CompletedProcess[str]:
+    return amtool("config", "routes", "test", f"--config.file={config}",
+                  f"--verify.receivers={receivers}", *labels)
+
+
+# ---- static checks -------------------------------------------------------------------------
+
+def test_amtool_accepts_the_default_config(tmp_path):
+    config = generate(tmp_path) / "alertmanager.yaml"
+    result = amtool("check-config", str(config))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 inhibit rules" in result.stdout
+
+
+def test_amtool_accepts_the_example_settings_with_real_secret_files(tmp_path):
+    settings = with_secret_files(tmp_path)
+    config = generate(tmp_path, "--alertmanager-settings", str(settings)) / "alertmanager.yaml"
+    result = amtool("check-config", str(config))
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = config.read_text()
+    assert "not-a-real-secret" not in text  # referenced by path, never inlined
+    assert str(tmp_path / "secrets" / "smtp-password") in text
+
+
+def test_pages_go_to_slack_and_pagerduty_tickets_to_email(tmp_path):
+    settings = with_secret_files(tmp_path)
+    config = generate(tmp_path, "--alertmanager-settings", str(settings)) / "alertmanager.yaml"
+    alert = ("alertname=ErrorBudgetBurn", "service=checkout", "slo=availability")
+    for receivers, severity in (("sloexporter-pagerduty,sloexporter-slack", "page"),
+                                ("sloexporter-email", "ticket")):
+        result = routes_test(config, receivers, *alert, f"severity={severity}")
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_without_pagerduty_pages_go_to_slack_only(tmp_path):
+    config = generate(tmp_path) / "alertmanager.yaml"
+    alert = ("service=auth", "slo=login-availability")
+    result = routes_test(config, "sloexporter-slack", *alert, "severity=page")
+    assert result.returncode == 0, result.stdout + result.stderr
+    result = routes_test(config, "sloexporter-email", *alert, "severity=ticket")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_other_alerts_are_not_routed_to_ours(tmp_path):
+    config = generate(tmp_path) / "alertmanager.yaml"
+    for labels in (("alertname=KubePodCrashLooping", "severity=page"),  # no slo label
+                   ("service=billing", "slo=availability", "severity=page")):  # not our service
+        result = routes_test(config, "sloexporter-drop", *labels)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_check_fails_on_a_wrong_receiver(tmp_path):
+    """--verify.receivers is not vacuous: a page does not reach the email receiver."""
+    config = generate(tmp_path) / "alertmanager.yaml"
+    result = routes_test(config, "sloexporter-email", "service=checkout", "slo=availability",
+                         "severity=page")
+    assert result.returncode == 1
+
+
+def test_the_subtree_merges_under_an_existing_route(tmp_path):
+    """README: our route goes first under the user's, receivers and inhibit rules appended."""
+    ours = yaml.safe_load((generate(tmp_path) / "alertmanager.yaml").read_text())
+    theirs = {"route": {"receiver": "team-default", "group_by": ["alertname"],
+                        "routes": [{"receiver": "team-critical",
+                                    "matchers": ['severity="page"']}]},
+              "receivers": [{"name": "team-default"}, {"name": "team-critical"}]}
+    theirs["route"]["routes"][:0] = ours["route"]["routes"]
+    theirs["receivers"] += [r for r in ours["receivers"] if r["name"] != "sloexporter-drop"]
+    theirs["inhibit_rules"] = ours["inhibit_rules"]
+    merged = tmp_path / "merged.yaml"
+    merged.write_text(yaml.safe_dump(theirs))
+    assert amtool("check-config", str(merged)).returncode == 0
+    page = ("service=checkout", "slo=availability", "severity=page")
+    assert routes_test(merged, "sloexporter-slack", *page).returncode == 0
+    assert routes_test(merged, "team-critical", "alertname=NodeDown",
+                       "severity=page").returncode == 0
+
+
+def test_alertmanagerconfig_matches_the_crd_schema(tmp_path):
+    from tests.test_helm import crd_validator
+
+    settings = with_secret_files(tmp_path)
+    out = generate(tmp_path, "--alertmanager-settings", str(settings))
+    doc = yaml.safe_load((out / "alertmanagerconfig.yaml").read_text())
+    assert (doc["apiVersion"], doc["kind"]) == ("monitoring.coreos.com/v1alpha1",
+                                                "AlertmanagerConfig")
+    crd_validator("AlertmanagerConfig", "v1alpha1").validate(doc)
+    spec = doc["spec"]
+    receivers = {r["name"]: r for r in spec["receivers"]}
+    assert receivers["sloexporter-slack"]["slackConfigs"][0]["apiURL"] == {
+        "name": "sloexporter-alertmanager", "key": "slack-api-url"}
+    assert receivers["sloexporter-email"]["emailConfigs"][0]["authPassword"]["key"] == \
+        "smtp-password"
+    assert receivers["sloexporter-pagerduty"]["pagerdutyConfigs"][0]["routingKey"]["key"] == \
+        "pagerduty-routing-key"
+    assert spec["inhibitRules"][0]["equal"] == ["service", "slo"]
+
+
+def test_output_is_deterministic(tmp_path):
+    a = generate(tmp_path / "a")
+    b = generate(tmp_path / "b")
+    for name in ("alertmanager.yaml", "alertmanagerconfig.yaml"):
+        assert (a / name).read_bytes() == (b / name).read_bytes()
+
+
+# ---- settings errors -----------------------------------------------------------------------
+
+BAD_SETTINGS = """\
+slack:
+  api_url_file: secrets/slack-url
+  chanels: ["#x"]
+email:
+  smarthost: smtp.example.com
+timing:
+  group_wait: soon
+"""
+
+
+def test_bad_settings_name_file_line_and_field_and_write_nothing(tmp_path):
+    bad = tmp_path / "am.yaml"
+    bad.write_text(BAD_SETTINGS)
+    out = tmp_path / "out"
+    result = run_cli("generate", "examples/slos", "-o", str(out),
+                     "--alertmanager-settings", str(bad))
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert f"{bad}:2: slack.api_url_file: 'secrets/slack-url' must be an absolute path " \
+           "(a file holding the secret)" in lines
+    assert f"{bad}:3: slack.chanels: unknown field 'chanels'" in lines
+    assert any(ln.startswith(f"{bad}:5: email.smarthost: ") and "HOST:PORT" in ln
+               for ln in lines)
+    assert any(ln.startswith(f"{bad}:7: timing.group_wait: invalid duration") for ln in lines)
+    assert not out.exists()
+
+
+def test_a_missing_settings_file_is_an_error(tmp_path):
+    result = run_cli("generate", "examples/slos", "-o", str(tmp_path / "out"),
+                     "--alertmanager-settings", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 1
+    assert "nope.yaml:0: cannot read" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+# ---- a real Alertmanager ---------------------------------------------------------------------
+
+def burn_alert(slo: str, severity: str, **annotations: str) -> dict:
+    """An alert as the generated rules send it, annotations rendered by Prometheus."""
+    long_window, short_window = ("1h", "5m") if severity == "page" else ("1d", "2h")
+    return {"labels": {"alertname": "ErrorBudgetBurn", "service": "checkout", "slo": slo,
+                       "team": "payments", "severity": severity,
+                       "long_window": long_window, "short_window": short_window},
+            "annotations": {"summary": f"checkout/{slo}: error budget burning",
+                            "description": f"The {slo} SLO of checkout is burning.",
+                            "burn_rate": "15.23", "burn_rate_threshold": "14.4",
+                            "budget_remaining": "87.5%", "runbook_url": RUNBOOK,
+                            "dashboard_url": DASHBOARD, **annotations}}
+
+
+async def start_alertmanager(tmp_path: Path, slack: SlackWebhook, smtp: SMTPInbox) -> tuple:
+    settings = alertmanager_settings(tmp_path, slack, smtp, group_wait="0s",
+                                     group_interval="1s")
+    config = generate(tmp_path, "--alertmanager-settings", str(settings)) / "alertmanager.yaml"
+    am = Alertmanager(require_tool("prometheus-alertmanager"), tmp_path)
+    return am, config
+
+
+async def test_a_page_reaches_slack_with_service_slo_burn_budget_and_links(
+        tmp_path, slack_webhook, smtp_inbox):
+    am, config = await start_alertmanager(tmp_path, slack_webhook, smtp_inbox)
+    async with am.running(config):
+        await am.post([burn_alert("availability", "page")])
+        msg: SlackMessage = await slack_webhook.inbox.wait_for(
+            lambda m: "checkout/availability" in m.title, "Slack page")
+    assert msg.channel == "#slo-pages"
+    assert msg.title.startswith("[FIRING:1] checkout/availability")
+    assert "(page)" in msg.title
+    for part in ("*checkout/availability*", "burn rate 15.23x over 1h",
+                 "threshold 14.4x, also over 5m", "Budget remaining: 87.5%",
+                 f"<{RUNBOOK}|runbook>", f"<{DASHBOARD}|dashboard>"):
+        assert part in msg.text, (part, msg.text)
+    assert not smtp_inbox.inbox.messages
+
+
+async def test_a_ticket_reaches_email_with_service_slo_burn_budget_and_links(
+        tmp_path, slack_webhook, smtp_inbox):
+    am, config = await start_alertmanager(tmp_path, slack_webhook, smtp_inbox)
+    async with am.running(config):
+        await am.post([burn_alert("latency-p95", "ticket", burn_rate="3.10")])
+        mail: Mail = await smtp_inbox.inbox.wait_for(
+            lambda m: "checkout/latency-p95" in m.subject, "ticket email")
+    assert mail.to == ("tickets@example.com",)
+    assert mail.subject.startswith("[FIRING:1] checkout/latency-p95")
+    for body in (mail.text, mail.html):
+        for part in ("checkout/latency-p95", "burn rate 3.10x over 1d", "also over 2h",
+                     "Budget remaining: 87.5%", RUNBOOK):
+            assert part in body, (part, body)
+    assert f"Dashboard: {DASHBOARD}" in mail.text
+    assert 'href="https://grafana.example.com/d/sloexporter-slo-detail?var-service=checkout"' \
+        in mail.html
+    assert not slack_webhook.inbox.messages
+
+
+async def test_a_firing_page_inhibits_the_ticket_of_the_same_slo_only(
+        tmp_path, slack_webhook, smtp_inbox):
+    am, config = await start_alertmanager(tmp_path, slack_webhook, smtp_inbox)
+    async with am.running(config):
+        await am.post([burn_alert("availability", "page")])
+        await slack_webhook.inbox.wait_for(lambda m: "checkout/availability" in m.title,
+                                           "Slack page")
+        await am.post([burn_alert("availability", "ticket")])
+        # the inhibition is visible in Alertmanager's own view of the ticket
+        inhibited = await am.alerts(slo="availability", severity="ticket")
+        assert inhibited and inhibited[0]["status"]["inhibitedBy"], json.dumps(inhibited)
+        # a later ticket for another SLO is mailed; with group_wait 0s the inhibited one
+        # would have been sent first, so its absence now is a result, not a timeout
+        await am.post([burn_alert("latency-p95", "ticket")])
+        await smtp_inbox.inbox.wait_for(lambda m: "checkout/latency-p95" in m.subject,
+                                        "the other SLO's ticket email")
+    subjects = [m.subject for m in smtp_inbox.inbox.messages]
+    assert not [s for s in subjects if "checkout/availability" in s], subjects
