@@ -194,6 +194,25 @@ class SynthSeries:
 
 
 @dataclass(frozen=True)
+class Traffic:
+    """The request metrics behind an HTTP-style SLI, kept for golden-signal dashboards.
+
+    `requests` counts requests (a counter or a histogram's `_count`); an error is a
+    request whose `status_label` matches `errors_regex`. `duration` is the latency
+    histogram's base name and `in_flight` a gauge of requests in progress, when the
+    convention has them.
+    """
+
+    convention: str
+    requests: str
+    selector: str
+    status_label: str
+    errors_regex: str
+    duration: str | None = None
+    in_flight: str | None = None
+
+
+@dataclass(frozen=True)
 class SLI:
     """An SLI compiled to PromQL templates with a `{{window}}` placeholder.
 
@@ -211,6 +230,8 @@ class SLI:
     good: str | None = None
     records: tuple[tuple[str, str], ...] = ()
     synth: tuple[SynthSeries, ...] | None = None
+    #: the request metrics of `http` and `probe` SLIs, for dashboards
+    traffic: Traffic | None = None
 
     def __post_init__(self) -> None:
         if (self.ratio is None) == (self.errors is None or self.total is None):
@@ -265,3 +286,10 @@ class Service:
     slos: tuple[SLO, ...]
     labels: tuple[tuple[str, str], ...] = ()
     origin: str = ""
+    #: the ArgoCD Applications that deploy the service; None means one named like it
+    argocd_apps: tuple[str, ...] | None = None
+
+    @property
+    def apps(self) -> tuple[str, ...]:
+        """The ArgoCD Application names whose syncs are marked on the SLO dashboards."""
+        return self.argocd_apps if self.argocd_apps is not None else (self.name,)

@@ -141,6 +141,15 @@ def _alertmanager(services: list[Service], outdir: Path) -> list[Path]:
 WRITERS.append(_alertmanager)
 
 
+def _dashboards(services: list[Service], outdir: Path) -> list[Path]:
+    from sloexporter import dashboards  # Grafana's SDK loads only when generating
+
+    return dashboards.write(services, outdir)
+
+
+WRITERS.append(_dashboards)
+
+
 def write_all(services: list[Service], outdir: Path, fmt: str = "prometheus",
               with_tests: bool = False) -> list[Path]:
     """Write every artefact for `services` under `outdir`; returns the files written."""

@@ -9,12 +9,13 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 
 import promql_parser
 
-from sloexporter.model import SLO, Tier, decimal_str, format_duration
+from sloexporter import names
+from sloexporter.model import SLO, Tier, Traffic, decimal_str, format_duration
 
 WINDOW_PLACEHOLDER = re.compile(r"\{\{\s*\.?window\s*\}\}")
 
@@ -144,3 +145,274 @@ def alerts_selector(slo: SLO, severity: str | None = None,
     if state:
         labels.append(("alertstate", state))
     return selector("ALERTS", labels)
+
+
+# --- Dashboard and report queries --------------------------------------------------------
+# Panels read the recorded series above and the exporter's names, so a renamed series
+# breaks the rules and the dashboards together. `filters` is a matcher list such as
+# `template_matchers("service", "slo")`; Grafana fills in the `$` variables.
+
+#: Grafana's per-panel rate window; `$__range` is the dashboard's time range.
+RATE_INTERVAL = "$__rate_interval"
+DASHBOARD_RANGE = "$__range"
+DAY_SECONDS = 86400
+
+
+def template_matchers(*labels: str) -> str:
+    """`service=~"$service",...`: regex matchers, so "All" (`.*`) also matches series
+    that lack the label, as an SLO without a `team` label does."""
+    return ",".join(f'{label}=~"${label}"' for label in labels)
+
+
+def select(metric: str, *matcher_lists: str) -> str:
+    """`metric{a,b}` from matcher lists, any of which may be empty."""
+    joined = ",".join(m for m in matcher_lists if m)
+    return f"{metric}{{{joined}}}" if joined else metric
+
+
+def label_values(metric: str, label: str, filters: str = "") -> str:
+    """A Grafana variable query (not PromQL): the values `label` takes on `metric`."""
+    return f"label_values({select(metric, filters)}, {label})"
+
+
+_REGEX_META = re.compile(r"[\\.^$|?*+()\[\]{}]")
+
+
+def regex_of(values: Iterable[str]) -> str:
+    """A quoted regex that matches exactly one of `values`."""
+    return quote("|".join(_REGEX_META.sub(r"\\\g<0>", v) for v in sorted(set(values))))
+
+
+def _key(slo: SLO) -> tuple[str, str]:
+    return slo.service, slo.name
+
+
+def slo_set_matchers(chosen: Iterable[SLO], every: Iterable[SLO]) -> list[str]:
+    """Matcher lists that together select exactly the `chosen` SLOs among `every`.
+
+    Whole services collapse into one `service=~` matcher, so a query that differs by
+    tier grows with the number of distinct tier layouts, not with the number of SLOs.
+    """
+    wanted = {_key(s) for s in chosen}
+    by_service: dict[str, list[tuple[str, bool]]] = {}
+    for slo in every:
+        by_service.setdefault(slo.service, []).append((slo.name, _key(slo) in wanted))
+    if all(picked for members in by_service.values() for _, picked in members):
+        return [""]
+    whole = [svc for svc, members in by_service.items() if all(p for _, p in members)]
+    out = [f"service=~{regex_of(whole)}"] if whole else []
+    for svc, members in sorted(by_service.items()):
+        names = [name for name, picked in members if picked]
+        if names and svc not in whole:
+            out.append(f"service={quote(svc)},slo=~{regex_of(names)}")
+    return out
+
+
+TierSlot = tuple[str, int]
+
+
+def tier_slots(slos: Iterable[SLO]) -> list[TierSlot]:
+    """(severity, n): the n-th tier of that severity, page before ticket, over all SLOs.
+
+    SLOs with other periods have other windows and factors in the same slot, so a
+    dashboard column or panel per slot fits every SLO.
+    """
+    slots = {slot for slo in slos for slot, _ in slo_tiers(slo)}
+    return sorted(slots, key=lambda s: (s[0] != "page", s))
+
+
+def slo_tiers(slo: SLO) -> list[tuple[TierSlot, Tier]]:
+    counts: dict[str, int] = {}
+    out = []
+    for tier in slo.tiers:
+        counts[tier.severity] = counts.get(tier.severity, 0) + 1
+        out.append(((tier.severity, counts[tier.severity]), tier))
+    return out
+
+
+def _per_tier(slos: list[SLO], slot: TierSlot, key: Callable[[Tier], object],
+              term: Callable[[object, str], str]) -> str:
+    """`term(key, matchers)` for each group of SLOs whose tier in `slot` shares `key`,
+    joined with `or`: each SLO gets the value for its own tier."""
+    groups: dict[object, list[SLO]] = {}
+    for slo in slos:
+        tier = dict(slo_tiers(slo)).get(slot)
+        if tier is not None:
+            groups.setdefault(key(tier), []).append(slo)
+    terms = [term(k, m) for k, members in sorted(groups.items(), key=lambda kv: str(kv[0]))
+             for m in slo_set_matchers(members, slos)]
+    return " or ".join(terms) if terms else "vector(0) * 0 < 0"
+
+
+def tier_burn_rate(slos: list[SLO], slot: TierSlot, filters: str, short: bool = False) -> str:
+    """Each SLO's burn rate over the long (or short) window of its tier in `slot`, with a
+    `window` label naming that window."""
+    def term(window: object, matcher: str) -> str:
+        assert isinstance(window, int)
+        ratio = select(error_ratio_name(window), filters, matcher)
+        budget = select(ERROR_BUDGET, filters, matcher)
+        return f'label_replace({ratio} / {budget}, "window", {quote(format_duration(window))}, ' \
+               '"", "")'
+    return _per_tier(slos, slot, lambda t: t.short_window if short else t.long_window, term)
+
+
+def tier_threshold(slos: list[SLO], slot: TierSlot, filters: str) -> str:
+    """Each SLO's burn-rate factor in `slot`, the line its alert fires above."""
+    def term(factor: object, matcher: str) -> str:
+        assert isinstance(factor, Decimal)
+        return f"{select(INFO, filters, matcher)} * {decimal_str(factor)}"
+    return _per_tier(slos, slot, lambda t: t.factor, term)
+
+
+def by_slo(expr: str) -> str:
+    """One series per SLO (service, slo), so a table merges its columns into one row."""
+    return f"max by (service, slo) ({expr})"
+
+
+def _alerts(slos: list[SLO], state: str, *filters: str) -> str:
+    """The ALERTS series of these SLOs' burn-rate alerts in `state`."""
+    alert_names = f"alertname=~{regex_of(s.alerting.name for s in slos)}"
+    return select("ALERTS", alert_names, f"alertstate={quote(state)}", *filters)
+
+
+def alert_state(slos: list[SLO], page_severities: Iterable[str], filters: str) -> str:
+    """Per SLO: 2 while a page fires, 1 while only a ticket fires, else 0."""
+    page = _alerts(slos, "firing", f"severity=~{regex_of(page_severities)}", filters)
+    return (f"{by_slo(page)} * 2 or {by_slo(_alerts(slos, 'firing', filters))} "
+            f"or {by_slo(select(INFO, filters))} * 0")
+
+
+def alert_history(slos: list[SLO], filters: str) -> str:
+    """Per tier: 2 while its alert fires, 1 while it is pending."""
+    by = "max by (severity, long_window, short_window)"
+    return (f"{by} ({_alerts(slos, 'firing', filters)}) * 2 or "
+            f"{by} ({_alerts(slos, 'pending', filters)})")
+
+
+def sync_annotations(apps_by_service: Mapping[str, Iterable[str]], filters: str) -> str:
+    """Completed ArgoCD syncs of the apps of the services `filters` selects, by phase.
+
+    PromQL cannot map a service to its apps, so each service contributes a term that
+    only passes (`and on()`) while its own SLO info series is selected.
+    """
+    terms = []
+    for service, apps in sorted(apps_by_service.items()):
+        if not list(apps):
+            continue
+        ops = select(names.ARGOCD_APP_SYNC_OPERATIONS, f"name=~{regex_of(apps)}")
+        gate = select(INFO, f"service={quote(service)}", filters)
+        terms.append(f"(sum by (namespace, name, phase) (increase({ops}[$__interval])) > 0 "
+                     f"and on() count({gate}) > 0)")
+    return " or ".join(terms) if terms else "vector(0) * 0 < 0"
+
+
+def count_or_zero(expr: str) -> str:
+    """How many series `expr` has; 0, not "no data", when none."""
+    return f"count({expr}) or vector(0)"
+
+
+# ArgoCD
+def argocd_apps_by(label: str, filters: str) -> str:
+    return f"count by ({label}) ({select(names.ARGOCD_APP_INFO, filters)})"
+
+
+def _bad_for(metric: str, filters: str) -> str:
+    """Seconds since `metric` (0/1) was last 1, for the series that are 0 now.
+
+    A series not seen at 1 in the whole dashboard range shows the range itself.
+    """
+    now = select(metric, filters)
+    since = f"time() - max_over_time(timestamp({now} == 1)[{DASHBOARD_RANGE}:1m])"
+    return f"(({since}) or {now} * 0 + {DASHBOARD_RANGE}_s) and {now} == 0"
+
+
+def argocd_not_synced_for(filters: str) -> str:
+    return _bad_for(names.ARGOCD_APP_SYNCED, filters)
+
+
+def argocd_unhealthy_for(filters: str) -> str:
+    """How long each unhealthy app has been so, with its `health_status` (Degraded, ...)."""
+    status = f"max by (namespace, name, project, health_status) " \
+             f"({select(names.ARGOCD_APP_INFO, filters)})"
+    return f"({_bad_for(names.ARGOCD_APP_HEALTHY, filters)}) " \
+           f"* on (namespace, name, project) group_left (health_status) {status}"
+
+
+def argocd_sync_operations(filters: str, by: str, window: str = RATE_INTERVAL,
+                           failed: bool = False) -> str:
+    phase = f"phase=~{regex_of(names.ARGOCD_SYNC_FAILED_PHASES)}" if failed else ""
+    ops = select(names.ARGOCD_APP_SYNC_OPERATIONS, filters, phase)
+    return f"sum by ({by}) (increase({ops}[{window}]))"
+
+
+def argocd_since_last_sync(filters: str) -> str:
+    return f"time() - {select(names.ARGOCD_APP_LAST_SYNCED, filters)}"
+
+
+# Backups
+def backup_age(filters: str) -> str:
+    return f"time() - {select(names.BACKUP_LAST_SUCCESS, filters)}"
+
+
+def backup_age_ratio(filters: str) -> str:
+    """Age of the last success in expected intervals: above 1 is late."""
+    return f"({backup_age(filters)}) / {select(names.BACKUP_EXPECTED_INTERVAL, filters)}"
+
+
+def backup_overdue_by(filters: str) -> str:
+    """Seconds past the expected interval, for the backups that are overdue."""
+    return f"({backup_age(filters)}) - {select(names.BACKUP_EXPECTED_INTERVAL, filters)} > 0"
+
+
+def backup_never_succeeded(filters: str) -> str:
+    return (f"{select(names.BACKUP_EXPECTED_INTERVAL, filters)} unless on (kind, namespace, "
+            f"name) {select(names.BACKUP_LAST_SUCCESS, filters)}")
+
+
+def backup_runs(filters: str, by: str, window: str = RATE_INTERVAL) -> str:
+    return f"sum by ({by}) (increase({select(names.BACKUP_RUNS, filters)}[{window}]))"
+
+
+# Certificates
+def cert_days_left(filters: str) -> str:
+    return f"({select(names.CERT_NOT_AFTER, filters)} - time()) / {DAY_SECONDS}"
+
+
+def certs_expiring_within(days: int, filters: str) -> str:
+    expiring = f"{select(names.CERT_NOT_AFTER, filters)} - time() < {days * DAY_SECONDS}"
+    return count_or_zero(expiring)
+
+
+def tls_probe_failures(by: str = "") -> str:
+    """Failing TLS probes; by a label list, counted per value."""
+    info = select(names.TLS_PROBE_FAILURE_INFO)
+    return f"count by ({by}) ({info})" if by else info
+
+
+def aggregate(op: str, by: str, expr: str) -> str:
+    """`sum by (a, b) (expr)`, or `sum(expr)` when `by` is empty."""
+    return f"{op} by ({by}) ({expr})" if by else f"{op}({expr})"
+
+
+# Golden signals, from an SLI's Traffic (the spec's preset) or sloexporter's own probes
+def request_rate(traffic: Traffic, by: str = "") -> str:
+    return aggregate("sum", by, f"rate({traffic.requests}{traffic.selector}[{RATE_INTERVAL}])")
+
+
+def request_error_ratio(traffic: Traffic, by: str = "") -> str:
+    bad = f"{traffic.status_label}=~{quote(traffic.errors_regex)}"
+    errors = aggregate("sum", by, f"rate({traffic.requests}"
+                                  f"{merge_selector(traffic.selector, bad)}[{RATE_INTERVAL}])")
+    return safe_ratio(errors, request_rate(traffic, by))
+
+
+def latency_quantile(traffic: Traffic, quantile: str, by: str = "") -> str:
+    assert traffic.duration is not None
+    labels = ", ".join(p for p in (by, "le") if p)
+    buckets = f"{traffic.duration}_bucket{traffic.selector}"
+    return f"histogram_quantile({quantile}, sum by ({labels}) (rate({buckets}[{RATE_INTERVAL}])))"
+
+
+def in_flight(traffic: Traffic, by: str = "") -> str:
+    assert traffic.in_flight is not None
+    return aggregate("sum", by, f"{traffic.in_flight}{traffic.selector}")

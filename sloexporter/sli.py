@@ -6,10 +6,11 @@ also describe the series a generated test must feed (`SynthSeries`).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 from sloexporter import names
-from sloexporter.model import SLI, SynthSeries, parse_duration
+from sloexporter.model import SLI, SynthSeries, Traffic, parse_duration
 from sloexporter.promql import (
     STATE_BAD,
     STATE_TOTAL,
@@ -31,7 +32,7 @@ from sloexporter.spec.native import (
 )
 
 W = "{{window}}"
-SERVER_ERRORS = '"5.."'
+SERVER_ERRORS = "5.."
 
 #: (metric base name, status label) of each HTTP convention.
 HTTP_CONVENTIONS: dict[str, tuple[str, str]] = {
@@ -42,6 +43,25 @@ HTTP_CONVENTIONS: dict[str, tuple[str, str]] = {
     # Go promhttp and most client libraries; FastAPI instrumentator uses `status`
     "requests_total": ("http_requests_total", "code"),
 }
+#: In-flight request gauges (the saturation signal) of the conventions that define one.
+HTTP_IN_FLIGHT: dict[str, str] = {
+    "otel": "http_server_active_requests",
+}
+
+
+def http_traffic(body: HTTPSLI) -> Traffic:
+    """The request metrics an `http` SLI reads, whatever its signal."""
+    metric, label = HTTP_CONVENTIONS[body.convention]
+    histogram = body.convention != "requests_total"
+    return Traffic(body.convention, f"{metric}_count" if histogram else metric, body.selector,
+                   body.status_label or label, SERVER_ERRORS,
+                   metric if histogram else None, HTTP_IN_FLIGHT.get(body.convention))
+
+
+def probe_traffic(sel: str) -> Traffic:
+    """sloexporter's own HTTP probes: a failed request is a 5xx or no answer at all."""
+    return Traffic("probe", names.PROBE_REQUESTS, sel, "code",
+                   f"5..|{names.PROBE_ERROR_CODE}", names.PROBE_DURATION)
 
 
 def rate_sum(metric: str, sel: str, extra: str = "") -> str:
@@ -83,6 +103,15 @@ def _state_sli(kind: str, bad: str, total: str, ident: tuple[tuple[str, str], ..
                synth=synth)
 
 
+def _traffic_sli(kind: str, traffic: Traffic, signal: str, threshold: Decimal | None) -> SLI:
+    if signal == "latency":
+        assert threshold is not None and traffic.duration is not None
+        return _latency_sli(kind, traffic.duration, traffic.selector, threshold)
+    bad = names.PROBE_ERROR_CODE if traffic.convention == "probe" else "500"
+    return _status_sli(kind, traffic.requests, traffic.selector, traffic.status_label,
+                       quote(traffic.errors_regex), bad)
+
+
 def compile_sli(spec: SLISpec, service: str, slo: str) -> SLI:
     """Turn the one SLI kind set in `spec` into queries."""
     ident = (("service", service), ("slo", slo))
@@ -97,21 +126,9 @@ def compile_sli(spec: SLISpec, service: str, slo: str) -> SLI:
         return SLI(kind, ratio=body.query)
     if isinstance(body, LatencySLI):
         return _latency_sli(kind, body.metric, body.selector, body.threshold)
-    if isinstance(body, HTTPSLI):
-        metric, label = HTTP_CONVENTIONS[body.convention]
-        label = body.status_label or label
-        if body.signal == "latency":
-            assert body.threshold is not None
-            return _latency_sli(kind, metric, body.selector, body.threshold)
-        counted = metric if body.convention == "requests_total" else f"{metric}_count"
-        return _status_sli(kind, counted, body.selector, label, SERVER_ERRORS, "500")
-    if isinstance(body, ProbeSLI):
-        if body.signal == "latency":
-            assert body.threshold is not None
-            return _latency_sli(kind, names.PROBE_DURATION, body.selector, body.threshold)
-        errors = quote(f"5..|{names.PROBE_ERROR_CODE}")
-        return _status_sli(kind, names.PROBE_REQUESTS, body.selector, "code", errors,
-                           names.PROBE_ERROR_CODE)
+    if isinstance(body, HTTPSLI | ProbeSLI):
+        traffic = http_traffic(body) if isinstance(body, HTTPSLI) else probe_traffic(body.selector)
+        return replace(_traffic_sli(kind, traffic, body.signal, body.threshold), traffic=traffic)
     if isinstance(body, ArgoCDSLI):
         return _argocd(body, ident)
     if isinstance(body, BackupSLI):

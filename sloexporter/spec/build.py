@@ -129,8 +129,9 @@ def build_service(doc: Document, spec: ServiceLevels, prefix: Path = ()) -> Serv
             alerting=_alerting(slo.alerting),
             origin=f"{doc.file}:{doc.line_of(prefix + ('slos', i))}",
         ))
+    apps = tuple(spec.argocd_apps) if spec.argocd_apps is not None else None
     return Service(spec.service, tuple(slos), tuple(sorted(service_labels.items())),
-                   f"{doc.file}:{doc.line_of(prefix)}")
+                   f"{doc.file}:{doc.line_of(prefix)}", apps)
 
 
 def load_native(doc: Document, _all: list[Document]) -> list[Service]:

@@ -43,6 +43,21 @@ def _check_alert_labels(labels: dict[str, str]) -> dict[str, str]:
     return _check_labels(labels, RESERVED_LABELS - {"severity"})
 
 
+APP_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+
+def _check_apps(apps: list[str] | None) -> list[str] | None:
+    seen: set[str] = set()
+    for app in apps or ():
+        if not APP_NAME.match(app):
+            raise ValueError(f"ArgoCD application name {app!r} must be a Kubernetes name: "
+                             "lowercase letters, digits, '-' and '.'")
+        if app in seen:
+            raise ValueError(f"ArgoCD application {app!r} is listed twice")
+        seen.add(app)
+    return apps
+
+
 def _duration(value: str) -> str:
     parse_duration(value)
     return value
@@ -232,6 +247,9 @@ class ServiceLevels(Strict):
     kind: Literal["ServiceLevels"]
     service: Annotated[str, AfterValidator(lambda v: _check_name(v, "service"))]
     labels: Labels
+    #: the ArgoCD Applications that deploy the service (default: one named like it); their
+    #: syncs are drawn on the SLO detail dashboard. An empty list turns that off.
+    argocd_apps: Annotated[list[str] | None, AfterValidator(_check_apps)] = None
     slos: list[SLOSpec] = Field(min_length=1)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
