@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import run_cli
@@ -197,9 +201,10 @@ def test_a_missing_settings_file_is_an_error(tmp_path):
 
 # ---- a real Alertmanager ---------------------------------------------------------------------
 
-def burn_alert(slo: str, severity: str, **annotations: str) -> dict:
+def burn_alert(slo: str, severity: str, windows: tuple[str, str] | None = None,
+               **annotations: str) -> dict:
     """An alert as the generated rules send it, annotations rendered by Prometheus."""
-    long_window, short_window = ("1h", "5m") if severity == "page" else ("1d", "2h")
+    long_window, short_window = windows or (("1h", "5m") if severity == "page" else ("1d", "2h"))
     return {"labels": {"alertname": "ErrorBudgetBurn", "service": "checkout", "slo": slo,
                        "team": "payments", "severity": severity,
                        "long_window": long_window, "short_window": short_window},
@@ -210,8 +215,9 @@ def burn_alert(slo: str, severity: str, **annotations: str) -> dict:
                             "dashboard_url": DASHBOARD, **annotations}}
 
 
-async def start_alertmanager(tmp_path: Path, slack: SlackWebhook, smtp: SMTPInbox) -> tuple:
-    settings = alertmanager_settings(tmp_path, slack, smtp, group_wait="0s",
+async def start_alertmanager(tmp_path: Path, slack: SlackWebhook, smtp: SMTPInbox,
+                             group_wait: str = "0s") -> tuple[Alertmanager, Path]:
+    settings = alertmanager_settings(tmp_path, slack, smtp, group_wait=group_wait,
                                      group_interval="1s")
     config = generate(tmp_path, "--alertmanager-settings", str(settings)) / "alertmanager.yaml"
     am = Alertmanager(require_tool("prometheus-alertmanager"), tmp_path)
@@ -233,6 +239,19 @@ async def test_a_page_reaches_slack_with_service_slo_burn_budget_and_links(
                  f"<{RUNBOOK}|runbook>", f"<{DASHBOARD}|dashboard>"):
         assert part in msg.text, (part, msg.text)
     assert not smtp_inbox.inbox.messages
+
+
+async def test_both_page_tiers_of_an_slo_arrive_as_one_message(
+        tmp_path, slack_webhook, smtp_inbox):
+    am, config = await start_alertmanager(tmp_path, slack_webhook, smtp_inbox, group_wait="1s")
+    async with am.running(config):
+        await am.post([burn_alert("availability", "page"),
+                       burn_alert("availability", "page", ("6h", "30m"), burn_rate="7.02")])
+        msg = await slack_webhook.inbox.wait_for(lambda m: "checkout/availability" in m.title,
+                                                 "Slack page")
+    assert msg.title.startswith("[FIRING:2] checkout/availability")
+    assert "burn rate 15.23x over 1h" in msg.text and "burn rate 7.02x over 6h" in msg.text
+    assert len(slack_webhook.inbox.messages) == 1
 
 
 async def test_a_ticket_reaches_email_with_service_slo_burn_budget_and_links(
@@ -272,3 +291,72 @@ async def test_a_firing_page_inhibits_the_ticket_of_the_same_slo_only(
                                         "the other SLO's ticket email")
     subjects = [m.subject for m in smtp_inbox.inbox.messages]
     assert not [s for s in subjects if "checkout/availability" in s], subjects
+
+
+# ---- the README's "Alertmanager routing" commands ---------------------------------------------
+
+def readme_commands() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Alertmanager routing", 1)[1]
+    section = re.split(r"\n##+ ", section, maxsplit=1)[0]
+    return re.findall(r"```sh\n(.*?)\n```", section, re.S)
+
+
+def run_sh(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Bash with this venv's `sloexporter` and `python3` and the real amtool first."""
+    path = os.pathsep.join([str(Path(sys.executable).parent),
+                            str(Path(require_tool("amtool")).parent), os.environ["PATH"]])
+    return subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=cwd,
+                          capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PATH=path))
+
+
+@pytest.fixture
+def readme_workdir(tmp_path: Path) -> Path:
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    result = run_sh(readme_commands()[0], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return tmp_path
+
+
+def test_readme_generate_check_and_route_commands_pass(readme_workdir):
+    assert (readme_workdir / "out" / "alertmanager" / "alertmanagerconfig.yaml").is_file()
+
+
+def test_readme_merge_keeps_the_users_tree_and_adds_ours(readme_workdir):
+    theirs = {"route": {"receiver": "team-default",
+                        "routes": [{"receiver": "team-critical", "matchers": ['severity="page"']}]},
+              "receivers": [{"name": "team-default"}, {"name": "team-critical"}]}
+    (readme_workdir / "alertmanager.yaml").write_text(yaml.safe_dump(theirs))
+    result = run_sh(readme_commands()[1], readme_workdir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    merged = readme_workdir / "alertmanager.merged.yaml"
+    page = ("service=checkout", "slo=availability", "severity=page")
+    assert routes_test(merged, "sloexporter-pagerduty,sloexporter-slack", *page).returncode == 0
+    assert routes_test(merged, "sloexporter-email", "service=checkout", "slo=availability",
+                       "severity=ticket").returncode == 0
+    assert routes_test(merged, "team-critical", "alertname=NodeDown",
+                       "severity=page").returncode == 0
+    assert routes_test(merged, "team-default", "alertname=Other").returncode == 0
+
+
+def test_readme_secret_keys_are_the_ones_the_alertmanagerconfig_reads(readme_workdir):
+    kubectl = readme_commands()[2]
+    (name,) = re.findall(r"create secret generic (\S+)", kubectl)
+    keys = set(re.findall(r"--from-file=(\S+)", kubectl))
+    doc = yaml.safe_load((readme_workdir / "out" / "alertmanager" /
+                          "alertmanagerconfig.yaml").read_text())
+    refs = [v for r in doc["spec"]["receivers"] for kind, configs in r.items()
+            if kind != "name" for c in configs for v in c.values()
+            if isinstance(v, dict) and "key" in v]
+    assert {r["name"] for r in refs} == {name}
+    assert {r["key"] for r in refs} == keys
+    assert "alertmanagerconfig.yaml" in kubectl
+
+
+def test_readme_namespace_matcher_note_matches_the_crd():
+    from tests.test_helm import crd_schema
+
+    matchers = crd_schema("AlertmanagerConfig", "v1alpha1")["properties"]["spec"][
+        "properties"]["route"]["properties"]["matchers"]["description"]
+    assert "adds a `namespace: <object\nnamespace>` matcher" in matchers
