@@ -83,6 +83,12 @@ MISTAKES = [
      "must be 1-63 characters"),
     ("invalid YAML", "labels: {team: payments}", "labels: {team: payments", 5, "",
      "invalid YAML"),
+    ("ArgoCD app name not a Kubernetes name", "labels: {team: payments}",
+     "labels: {team: payments}\nargocd_apps: [Checkout_API]", 5, "argocd_apps",
+     "must be a Kubernetes name"),
+    ("ArgoCD app listed twice", "labels: {team: payments}",
+     "labels: {team: payments}\nargocd_apps: [checkout, checkout]", 5, "argocd_apps",
+     "listed twice"),
     ("custom tier short longer than long", "    alerting:\n      page:",
      "    alerting:\n      tiers: [{severity: page, long_window: 5m, short_window: 1h, "
      "budget_consumed: 2}]\n      page:", 15, "slos[0].alerting.tiers[0]",

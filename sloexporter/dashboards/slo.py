@@ -73,7 +73,8 @@ def overview(services: list[Service]) -> db.Dashboard:
                                     promql.template_matchers("service")))
             .with_variable(variable("team", "Team", promql.INFO,
                                     promql.template_matchers("service")))
-            .with_panel(single("SLOs", promql.count_or_zero(promql.select(promql.INFO, f))))
+            .with_panel(single("Number of SLOs",
+                               promql.count_or_zero(promql.select(promql.INFO, f))))
             .with_panel(single("SLOs alerting", firing,
                                thresholds=[(None, "green"), (1, "red")]))
             .with_panel(single("SLOs out of budget", promql.count_or_zero(f"{budget} <= 0"),
