@@ -4,7 +4,7 @@ A stand-in API server (aiohttp, paginated LIST, idle WATCH) serves N objects of 
 a real `serve` process lists them. Printed per kind: time to /readyz, CPU seconds to get
 there, resident memory, and the wall and CPU time of one /metrics scrape.
 
-    .venv/bin/python helm/sizing.py [--objects 10000] [--kinds applications,...]
+    .venv/bin/python bench/sizing.py [--objects 10000] [--kinds applications,...]
 
 The objects are the sharding test's (tests/test_sharding.py), renamed per copy.
 """
@@ -27,11 +27,10 @@ import aiohttp
 from aiohttp import web
 
 ROOT = Path(__file__).resolve().parent.parent
-# this folder holds the chart dir `sloexporter/`, which would shadow the package
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path[0] = str(ROOT)
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere; it reuses the test objects
 
-from tests.test_sharding import RESOURCES, cluster_objects  # noqa: E402
+from tests.kube_fixtures import RESOURCES  # noqa: E402
+from tests.test_sharding import cluster_objects  # noqa: E402
 
 #: kind -> API paths served; a CronJob comes with its two Jobs
 KINDS = {"applications": ["applications"], "cronjobs": ["cronjobs", "jobs"],
@@ -42,7 +41,8 @@ SCRAPES = 20
 
 def api_path(obj: dict[str, Any]) -> str:
     group, _, version = obj["apiVersion"].rpartition("/")
-    plural = RESOURCES[(group, version, obj["kind"])]
+    plural = next(key.rsplit("/", 1)[1] for key, kind in RESOURCES.items()
+                  if kind == obj["kind"] and key.startswith(obj["apiVersion"] + "/"))
     return f"/apis/{group}/{version}/{plural}" if group else f"/api/{version}/{plural}"
 
 
@@ -70,13 +70,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def api_server(store: dict[str, list[dict[str, Any]]]) -> tuple[web.AppRunner, int]:
+async def api_server(store: dict[str, list[dict[str, Any]]],
+                     done: asyncio.Event) -> tuple[web.AppRunner, int]:
     async def handle(request: web.Request) -> web.StreamResponse:
         items = store.get(request.path, [])
         if request.query.get("watch") == "true":
             resp = web.StreamResponse()
             await resp.prepare(request)
-            await asyncio.sleep(DEADLINE)  # an idle watch; the process is stopped first
+            await done.wait()  # an idle watch until the measurement ends
             return resp
         limit = int(request.query.get("limit", 500))
         start = int(request.query.get("continue") or 0)
@@ -104,7 +105,8 @@ def usage(pid: int) -> tuple[float, float]:
 
 async def measure(kind: str, count: int, workdir: Path) -> dict[str, Any]:
     store = objects(kind, count)
-    runner, port = await api_server(store)
+    done = asyncio.Event()
+    runner, port = await api_server(store, done)
     kubeconfig, config = workdir / "kubeconfig", workdir / "config.yaml"
     kubeconfig.write_text(json.dumps({
         "apiVersion": "v1", "kind": "Config", "current-context": "k",
@@ -144,6 +146,7 @@ async def measure(kind: str, count: int, workdir: Path) -> dict[str, Any]:
     finally:
         proc.terminate()
         await asyncio.wait_for(proc.wait(), 30)
+        done.set()
         await runner.cleanup()
     return {"kind": kind, "objects": sum(len(v) for v in store.values()),
             "ready_s": round(ready, 2), "cpu_to_ready_s": round(cpu_ready, 2),
@@ -155,8 +158,14 @@ async def measure(kind: str, count: int, workdir: Path) -> dict[str, Any]:
 
 async def main_async(kinds: list[str], count: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
+        # the same process with nothing to watch: each kind's cost is its figures minus these
+        base = await measure(kinds[0], 0, Path(tmp))
+        print(json.dumps(dict(base, kind="baseline: nothing to watch")), flush=True)
         for kind in kinds:
-            print(json.dumps(await measure(kind, count, Path(tmp))), flush=True)
+            row = await measure(kind, count, Path(tmp))
+            row["rss_over_baseline_mib"] = round(row["rss_mib"] - base["rss_mib"], 1)
+            row["cpu_over_baseline_s"] = round(row["cpu_to_ready_s"] - base["cpu_to_ready_s"], 2)
+            print(json.dumps(row), flush=True)
 
 
 def main() -> int:

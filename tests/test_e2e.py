@@ -1,0 +1,154 @@
+"""End to end on 127.0.0.1, real processes only.
+
+An instrumented app and `sloexporter serve --manifests examples/cluster` are scraped by a
+real Prometheus that evaluates the rules `sloexporter generate` wrote; its alerts go to a
+real Alertmanager configured by the same `generate`, which delivers pages to a
+Slack-compatible webhook and tickets to an SMTP inbox. Every dashboard query then runs
+against that Prometheus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+from tests.e2e_app import App, Prometheus, wait_until
+from tests.test_serve import free_port
+from tests.tools import ROOT, require_tool
+
+pytestmark = pytest.mark.e2e
+
+RUNBOOK = "https://runbooks.example.com/e2e-shop/availability"
+DASHBOARD = "https://grafana.example.com/d/sloexporter-slo-detail?var-service=e2e-shop"
+
+# 1d periods scale the windows down (5 min is the floor), so the page fires in seconds;
+# the rules come from the same code path as any other period.
+SHOP = f"""\
+apiVersion: sloexporter.dev/v1
+kind: ServiceLevels
+service: e2e-shop
+labels: {{team: payments}}
+slos:
+  - name: availability
+    objective: 99
+    period: 1d
+    description: Checkout requests succeed
+    sli:
+      http: {{convention: prometheus, selector: '{{job="e2e-app"}}', signal: availability}}
+    alerting:
+      runbook_url: {RUNBOOK}
+      dashboard_url: {DASHBOARD}
+  - name: latency
+    objective: 99
+    period: 1d
+    description: Checkout requests finish within 500 ms
+    sli:
+      http: {{convention: prometheus, selector: '{{job="e2e-app"}}', signal: latency,
+             threshold: 0.5}}
+"""
+
+# The demo cluster's MinIO mirror is overdue: a ticket. Everything else here is healthy.
+PLATFORM = """\
+apiVersion: sloexporter.dev/v1
+kind: ServiceLevels
+service: e2e-platform
+labels: {team: platform}
+slos:
+  - name: minio-rpo
+    objective: 99
+    description: The MinIO mirror succeeded within its schedule plus 15 minutes
+    sli:
+      backup: {selector: '{kind="cronjob",namespace="storage",name="minio-mirror"}'}
+    alerting:
+      page: {disabled: true}
+      runbook_url: https://runbooks.example.com/backups/minio
+  - name: postgres-rpo
+    objective: 99
+    sli:
+      backup: {selector: '{kind="cronjob",namespace="databases",name="postgres-pg-dumpall"}'}
+  - name: shop-tls-renewal
+    objective: 99.9
+    sli:
+      certificate: {selector: '{source="certificate",name="shop-tls"}', min_days_left: 14}
+  - name: frontend-synced
+    objective: 99
+    sli:
+      argocd: {selector: '{name="shop-frontend"}'}
+"""
+HEALTHY = ("latency", "postgres-rpo", "shop-tls-renewal", "frontend-synced")
+
+
+@contextlib.asynccontextmanager
+async def serve(workdir: Path, port: int, app_url: str) -> AsyncIterator[str]:
+    """`sloexporter serve` on the demo cluster, also probing the app over HTTP."""
+    config = workdir / "serve.yaml"
+    config.write_text(json.dumps({"http_probe": {
+        "targets": [{"name": "e2e-checkout", "url": app_url + "/checkout"}],
+        "interval": "1s", "timeout": "1s"}}))
+    log = (workdir / "serve.log").open("wb")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sloexporter.cli", "serve", "--manifests",
+        str(ROOT / "examples" / "cluster"), "--config", str(config), "--listen",
+        f"127.0.0.1:{port}", cwd=ROOT, stdout=log, stderr=log)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            await asyncio.wait_for(proc.wait(), 10)
+        log.close()
+
+
+async def alerts(prom: Prometheus, state: str = "firing") -> set[tuple[str, str, str]]:
+    """(service, slo, severity) of every alert in `state`."""
+    result = await prom.query(f'ALERTS{{alertstate="{state}"}}')
+    return {(r["metric"].get("service", ""), r["metric"].get("slo", ""),
+             r["metric"].get("severity", "")) for r in result}
+
+
+async def test_outage_pages_overdue_backup_tickets_healthy_slos_stay_quiet(tmp_path):
+    prometheus = require_tool("prometheus")
+    specs = tmp_path / "slos"
+    specs.mkdir()
+    (specs / "shop.yaml").write_text(SHOP)
+    (specs / "platform.yaml").write_text(PLATFORM)
+    out = tmp_path / "out"
+    res = run_cli("generate", str(specs), "-o", str(out))
+    assert res.returncode == 0, res.stderr
+
+    app = App()
+    prom = Prometheus(prometheus, tmp_path, free_port())
+    async with app.running(free_port()), serve(tmp_path, free_port(), app.url) as exporter:
+        config = prom.write_config(
+            {"e2e-app": app.url.removeprefix("http://"), "sloexporter": exporter},
+            sorted((out / "rules").glob("*.yaml")), f"127.0.0.1:{free_port()}")
+        async with prom.running(config):
+            # healthy traffic first: the SLI is measured and says 0 errors
+            ratio = 'slo:sli_error:ratio_rate5m{service="e2e-shop",slo="availability"}'
+            await wait_until(lambda: _equals(prom, ratio, 0.0), "a measured error ratio of 0")
+            await wait_until(lambda: _has(prom, ("e2e-platform", "minio-rpo", "ticket")),
+                             "the overdue backup's ticket")
+            assert not {a for a in await alerts(prom, "pending") | await alerts(prom)
+                        if a[0] == "e2e-shop"}, "the healthy app alerted"
+
+            app.failing = True
+            await wait_until(lambda: _has(prom, ("e2e-shop", "availability", "page")),
+                             "the outage's page")
+            firing = await alerts(prom) | await alerts(prom, "pending")
+            assert not {a for a in firing if a[1] in HEALTHY}, firing
+            assert ("e2e-platform", "minio-rpo", "page") not in firing  # disabled
+
+
+async def _equals(prom: Prometheus, expr: str, expected: float) -> bool:
+    return await prom.value(expr) == expected
+
+
+async def _has(prom: Prometheus, alert: tuple[str, str, str]) -> bool:
+    return alert in await alerts(prom)
