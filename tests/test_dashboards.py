@@ -11,14 +11,20 @@ regenerate them (and the chart's copies) with:
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import promql_parser
 import pytest
+import yaml
 
 from sloexporter import names, promql
 from sloexporter.dashboards import ALL, build_all, dashboard_queries, expand
@@ -28,6 +34,7 @@ from sloexporter.model import SLO, Service
 from sloexporter.sli import HTTP_CONVENTIONS, HTTP_IN_FLIGHT
 from sloexporter.spec import load_paths
 from tests.conftest import run_cli
+from tests.helm_util import CHART, helm_path, render
 from tests.tools import ROOT
 
 SERVICES, _ERRORS = load_paths([str(ROOT / "examples" / "slos")])
@@ -442,3 +449,101 @@ def test_the_dashboards_are_json_grafana_reads():
         data = json.loads(path.read_text())
         assert data["schemaVersion"] >= 39 and data["title"].startswith("sloexporter / ")
         assert path.read_text().endswith("}\n")
+
+
+def test_an_empty_app_list_draws_no_syncs(tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text((ROOT / "examples" / "slos" / "checkout-api.yaml").read_text()
+                    .replace("argocd_apps: [payments]", "argocd_apps: []", 1))
+    services, errors = load_paths([str(spec)])
+    assert not errors and services[0].apps == ()
+    [ann] = build_all(services)["slo-detail"]["annotations"]["list"]
+    assert metric_names(ann["expr"]) == set()
+
+
+# --- the README's "Import the dashboards" ---------------------------------------------------
+
+README = (ROOT / "README.md").read_text()
+SECTION = re.split(r"\n##+ ", README.split("### Import the dashboards", 1)[1], maxsplit=1)[0]
+COMMANDS = re.findall(r"```sh\n(.*?)\n```", SECTION, re.S)
+
+
+def run_sh(script: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Bash with this venv's `sloexporter` and `python3` first on PATH."""
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+    result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=cwd,
+                            capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, PATH=path, **env))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+@pytest.fixture
+def readme_out(tmp_path: Path) -> Path:
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    run_sh(COMMANDS[0], tmp_path)
+    return tmp_path
+
+
+def test_readme_lists_the_uids_and_the_saturation_metric():
+    assert len(COMMANDS) == 4
+    assert set(re.findall(r"`(sloexporter-[a-z-]+)`", SECTION)) == {m.uid for m in ALL}
+    assert f"`{HTTP_IN_FLIGHT['otel']}`" in SECTION and list(HTTP_IN_FLIGHT) == ["otel"]
+    assert re.search(r"`argocd_apps: \[payments\]`", SECTION)
+    assert "argocd_apps: [payments]" in (ROOT / "examples/slos/checkout-api.yaml").read_text()
+
+
+def test_readme_curl_posts_every_dashboard_to_the_grafana_api(readme_out):
+    received: list[tuple[str, str, dict[str, Any]]] = []
+
+    class Grafana(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (the handler API's name)
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            received.append((self.path, self.headers["Authorization"], body))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"status": "success"}')
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Grafana)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        run_sh(COMMANDS[1], readme_out, GRAFANA_URL=f"http://127.0.0.1:{server.server_port}",
+               GRAFANA_TOKEN="glsa_test")
+    finally:
+        server.shutdown()
+    files = sorted((readme_out / "out" / "dashboards").glob("*.json"))
+    assert len(received) == len(files) == len(ALL)
+    for (path, auth, body), file in zip(received, files, strict=True):
+        assert (path, auth) == ("/api/dashboards/db", "Bearer glsa_test")
+        assert body == {"dashboard": json.loads(file.read_text()), "overwrite": True}
+
+
+def test_readme_configmap_holds_every_dashboard_with_the_sidecar_label(readme_out):
+    create, apply = COMMANDS[2].splitlines()
+    run_sh(create, readme_out, KUBECONFIG=os.devnull)
+    [target] = re.findall(r"-f (\S+)$", apply)
+    doc = yaml.safe_load((readme_out / target).read_text())
+    assert apply.startswith("kubectl apply --server-side ")
+    assert doc["kind"] == "ConfigMap" and doc["metadata"]["namespace"] == "monitoring"
+    values = yaml.safe_load((CHART / "values.yaml").read_text())["dashboards"]
+    assert doc["metadata"]["labels"] == {values["label"]: values["labelValue"]} == \
+        {"grafana_dashboard": "1"}
+    files = {p.name: p.read_text() for p in (readme_out / "out" / "dashboards").iterdir()}
+    assert doc["data"] == files
+
+
+def test_readme_helm_command_puts_labelled_dashboards_in_the_namespace():
+    helm = helm_path()
+    sets = dict(s.split("=", 1) for s in re.findall(r"--set (\S+)", COMMANDS[3]))
+    assert sets == {"dashboards.namespace": "monitoring"}
+    docs = render(helm, {"dashboards": {"namespace": "monitoring"}})
+    maps = [d for d in docs if d["kind"] == "ConfigMap" and
+            d["metadata"]["labels"].get("grafana_dashboard") == "1"]
+    assert sorted(name for m in maps for name in m["data"]) == \
+        sorted(f"{m.file}.json" for m in ALL)
+    assert {m["metadata"]["namespace"] for m in maps} == {"monitoring"}
