@@ -243,6 +243,7 @@ def _tree(services: list[Service], settings: Settings) -> Data:
             "group_by": ["service", "slo"],
             "group_wait": timing.group_wait,
             "group_interval": timing.group_interval,
+            "repeat_interval": timing.ticket_repeat_interval,
             "routes": routes,
         },
         "receivers": recv,
@@ -318,15 +319,22 @@ def alertmanager_config_crd(services: list[Service], settings: Settings) -> Data
     }
 
 
+def helm_values(services: list[Service], settings: Settings) -> Data:
+    """Values for the chart's `alertmanagerConfig`, which renders the same spec."""
+    spec = alertmanager_config_crd(services, settings)["spec"]
+    return {"alertmanagerConfig": {"enabled": True, **spec}}
+
+
 # ---- writer -----------------------------------------------------------------------------
 
 def write(services: list[Service], outdir: Path) -> list[Path]:
-    """`OUTDIR/alertmanager/alertmanager.yaml` and `alertmanagerconfig.yaml`."""
+    """`OUTDIR/alertmanager/`: alertmanager.yaml, alertmanagerconfig.yaml, helm-values.yaml."""
     settings = _SETTINGS.get(None) or Settings()
     head = output.header(output.service_source(s) for s in services)
     files = {
         "alertmanager.yaml": alertmanager_config(services, settings),
         "alertmanagerconfig.yaml": alertmanager_config_crd(services, settings),
+        "helm-values.yaml": helm_values(services, settings),
     }
     written = []
     for name, data in files.items():

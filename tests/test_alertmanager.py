@@ -154,10 +154,27 @@ def test_alertmanagerconfig_matches_the_crd_schema(tmp_path):
     assert spec["inhibitRules"][0]["equal"] == ["service", "slo"]
 
 
+def test_the_chart_renders_the_same_alertmanagerconfig_from_the_helm_values(tmp_path):
+    from tests.helm_util import helm_path, one, template
+    from tests.test_helm import _CRDLoader, crd_validator
+
+    settings = with_secret_files(tmp_path)
+    out = generate(tmp_path, "--alertmanager-settings", str(settings))
+    values = yaml.safe_load((out / "helm-values.yaml").read_text())
+    result = template(helm_path(), values)
+    assert result.returncode == 0, result.stderr
+    # helm writes `matchType: =` unquoted: YAML 1.1's value tag to PyYAML, a string to Go
+    docs = [d for d in yaml.load_all(result.stdout, Loader=_CRDLoader) if d]
+    rendered = one(docs, "AlertmanagerConfig")
+    crd_validator("AlertmanagerConfig", "v1alpha1").validate(rendered)
+    assert rendered["spec"] == yaml.safe_load((out / "alertmanagerconfig.yaml").read_text())[
+        "spec"]
+
+
 def test_output_is_deterministic(tmp_path):
     a = generate(tmp_path / "a")
     b = generate(tmp_path / "b")
-    for name in ("alertmanager.yaml", "alertmanagerconfig.yaml"):
+    for name in ("alertmanager.yaml", "alertmanagerconfig.yaml", "helm-values.yaml"):
         assert (a / name).read_bytes() == (b / name).read_bytes()
 
 
@@ -352,6 +369,8 @@ def test_readme_secret_keys_are_the_ones_the_alertmanagerconfig_reads(readme_wor
     assert {r["name"] for r in refs} == {name}
     assert {r["key"] for r in refs} == keys
     assert "alertmanagerconfig.yaml" in kubectl
+    helm = readme_commands()[3]
+    assert "-f out/alertmanager/helm-values.yaml" in helm  # rendered by the chart test above
 
 
 def test_readme_namespace_matcher_note_matches_the_crd():
