@@ -12,14 +12,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from sloexporter.dashboards.queries import dashboard_queries
 from tests.conftest import run_cli
 from tests.e2e_app import App, Prometheus, wait_until
+from tests.stack import Alertmanager, SlackWebhook, SMTPInbox, alertmanager_settings
 from tests.test_serve import free_port
 from tests.tools import ROOT, require_tool
 
@@ -113,37 +116,81 @@ async def alerts(prom: Prometheus, state: str = "firing") -> set[tuple[str, str,
              r["metric"].get("severity", "")) for r in result}
 
 
+# Every panel of these returns data on the demo cluster; the others must at least execute.
+MUST_HAVE_DATA = ("slo-overview.json", "argocd.json", "backups.json", "certificates.json")
+
+
 async def test_outage_pages_overdue_backup_tickets_healthy_slos_stay_quiet(tmp_path):
     prometheus = require_tool("prometheus")
+    am = Alertmanager(require_tool("prometheus-alertmanager"), tmp_path)
     specs = tmp_path / "slos"
     specs.mkdir()
     (specs / "shop.yaml").write_text(SHOP)
     (specs / "platform.yaml").write_text(PLATFORM)
     out = tmp_path / "out"
-    res = run_cli("generate", str(specs), "-o", str(out))
-    assert res.returncode == 0, res.stderr
-
     app = App()
     prom = Prometheus(prometheus, tmp_path, free_port())
-    async with app.running(free_port()), serve(tmp_path, free_port(), app.url) as exporter:
-        config = prom.write_config(
-            {"e2e-app": app.url.removeprefix("http://"), "sloexporter": exporter},
-            sorted((out / "rules").glob("*.yaml")), f"127.0.0.1:{free_port()}")
-        async with prom.running(config):
-            # healthy traffic first: the SLI is measured and says 0 errors
-            ratio = 'slo:sli_error:ratio_rate5m{service="e2e-shop",slo="availability"}'
-            await wait_until(lambda: _equals(prom, ratio, 0.0), "a measured error ratio of 0")
-            await wait_until(lambda: _has(prom, ("e2e-platform", "minio-rpo", "ticket")),
-                             "the overdue backup's ticket")
-            assert not {a for a in await alerts(prom, "pending") | await alerts(prom)
-                        if a[0] == "e2e-shop"}, "the healthy app alerted"
+    async with SlackWebhook().running() as slack, SMTPInbox().running() as smtp:
+        settings = alertmanager_settings(tmp_path, slack, smtp, group_wait="1s",
+                                         group_interval="1s")
+        res = run_cli("generate", str(specs), "-o", str(out), "--alertmanager-settings",
+                      str(settings))
+        assert res.returncode == 0, res.stderr
+        async with am.running(out / "alertmanager" / "alertmanager.yaml"), \
+                app.running(free_port()), serve(tmp_path, free_port(), app.url) as exporter:
+            config = prom.write_config(
+                {"e2e-app": app.url.removeprefix("http://"), "sloexporter": exporter},
+                sorted((out / "rules").glob("*.yaml")), am.address)
+            async with prom.running(config):
+                await _outage_and_notifications(prom, app, slack, smtp)
+                await _dashboards_run(prom, out / "dashboards")
 
-            app.failing = True
-            await wait_until(lambda: _has(prom, ("e2e-shop", "availability", "page")),
-                             "the outage's page")
-            firing = await alerts(prom) | await alerts(prom, "pending")
-            assert not {a for a in firing if a[1] in HEALTHY}, firing
-            assert ("e2e-platform", "minio-rpo", "page") not in firing  # disabled
+
+async def _outage_and_notifications(prom: Prometheus, app: App, slack: SlackWebhook,
+                                    smtp: SMTPInbox) -> None:
+    # healthy traffic first: the SLI is measured and says 0 errors
+    ratio = 'slo:sli_error:ratio_rate5m{service="e2e-shop",slo="availability"}'
+    await wait_until(lambda: _equals(prom, ratio, 0.0), "a measured error ratio of 0")
+    mail = await smtp.inbox.wait_for(lambda m: "e2e-platform/minio-rpo" in m.subject,
+                                     "the overdue backup's ticket email", 60)
+    assert "https://runbooks.example.com/backups/minio" in mail.text + mail.html
+    assert not {a for a in await alerts(prom, "pending") | await alerts(prom)
+                if a[0] == "e2e-shop"}, "the healthy app alerted"
+
+    app.failing = True
+    page = await slack.inbox.wait_for(lambda m: "e2e-shop/availability" in m.title,
+                                      "the outage's page on Slack", 60)
+    assert f"<{RUNBOOK}|runbook>" in page.text and f"<{DASHBOARD}|dashboard>" in page.text
+    assert re.search(r"burn rate [0-9.]+x over 5m", page.text), page.text
+    assert "Budget remaining: " in page.text and "Budget remaining: unknown" not in page.text
+
+    firing = await alerts(prom) | await alerts(prom, "pending")
+    assert ("e2e-shop", "availability", "page") in firing
+    assert not {a for a in firing if a[1] in HEALTHY}, firing
+    assert ("e2e-platform", "minio-rpo", "page") not in firing  # its page is disabled
+    delivered = [m.title for m in slack.inbox.messages] + [m.subject for m in smtp.inbox.messages]
+    assert not [d for d in delivered for slo in HEALTHY if f"/{slo}" in d], delivered
+
+
+async def _dashboards_run(prom: Prometheus, folder: Path) -> None:
+    files = sorted(folder.glob("*.json"))
+    assert {f.name for f in files} >= set(MUST_HAVE_DATA)
+    empty: list[str] = []
+    ran = 0
+    for path in files:
+        data = json.loads(path.read_text())
+        panels: dict[str, bool] = {}
+        for query in dashboard_queries(data):
+            result = await prom.query(query.expr)  # fails on any PromQL error
+            ran += 1
+            if query.where.startswith("panel "):
+                where = query.where.rsplit(" ", 1)[0]  # one panel, all its targets
+                panels[where] = panels.get(where, False) or bool(result)
+        assert panels, f"{path.name}: no panel queries"
+        if path.name in MUST_HAVE_DATA:
+            empty += [f"{path.name}: {where}" for where, has in panels.items() if not has]
+    print(f"{ran} dashboard queries ran against Prometheus")
+    assert not empty, "panels without data:\n" + "\n".join(empty)
 
 
 async def _equals(prom: Prometheus, expr: str, expected: float) -> bool:
