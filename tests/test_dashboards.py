@@ -290,6 +290,14 @@ def test_overview_has_a_row_per_slo_with_every_column():
         assert target["expr"].startswith("max by (service, slo) ("), target["expr"]
 
 
+def test_each_overview_row_links_to_its_slo_detail():
+    [override] = [o for o in panel("slo-overview", "SLOs")["fieldConfig"]["overrides"]
+                  if o["matcher"]["options"] == "slo"]
+    [link] = override["properties"][0]["value"]
+    assert link["url"].startswith(f"/d/{DETAIL.uid}?var-service=${{__data.fields.service}}"
+                                  "&var-slo=${__data.fields.slo}&")
+
+
 def test_overview_filters_by_service_slo_and_team_and_all_matches_a_missing_team():
     variables = {v["name"]: v for v in DASHBOARDS["slo-overview"]["templating"]["list"]}
     assert {"service", "slo", "team"} <= set(variables)

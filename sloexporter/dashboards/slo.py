@@ -31,6 +31,9 @@ from sloexporter.rules import severity_label
 
 OVERVIEW_FILTERS = promql.template_matchers("service", "slo", "team")
 DETAIL_FILTERS = promql.template_matchers("service", "slo")
+# a row's SLO opens its detail dashboard, keeping the time range and data source
+DETAIL_LINK = (f"/d/{DETAIL.uid}?var-service=${{__data.fields.service}}"
+               "&var-slo=${__data.fields.slo}&${__url_time_range}&${datasource:queryparam}")
 ALERT_STATES = {0: ("OK", "green"), 1: ("ticket", "orange"), 2: ("page", "red")}
 HISTORY_STATES = {1: ("pending", "yellow"), 2: ("firing", "red")}
 
@@ -58,6 +61,8 @@ def overview(services: list[Service]) -> db.Dashboard:
     table = (grid("SLOs", columns, height=12, sort="Error budget remaining",
                   description="One row per SLO. Each burn rate is over the long window of "
                               "that SLO's own tier; a tier fires above its factor.")
+             .override_by_name("slo", [model.DynamicConfigValue(id_val="links", value=[{
+                 "title": "SLO detail", "url": DETAIL_LINK}])])
              .override_by_name("Objective", [unit_override("percentunit")])
              .override_by_name("SLI over the period", [unit_override("percentunit")])
              .override_by_name("Error budget remaining", [unit_override("percentunit")])
