@@ -89,6 +89,8 @@ class Email(_Strict):
 class PagerDuty(_Strict):
     #: a file holding the Events API v2 routing key (Alertmanager `routing_key_file`)
     routing_key_file: str
+    #: the Events API v2 endpoint; unset: PagerDuty's default (set it for the EU region)
+    url: str | None = Field(None, pattern=r"^https?://.+$")
     send_resolved: bool = True
 
     _file = field_validator("routing_key_file")(_check_file)
@@ -172,6 +174,9 @@ EMAIL_TEXT = _alert_lines(("", ""), "{url}", "\n")
 EMAIL_HTML = ("<html><body><h3>" + TITLE + "</h3><p>"
               + _alert_lines(("<b>", "</b>"), '<a href="{url}">{text}</a>', "<br>\n")
               + "</p></body></html>")
+PAGERDUTY_DETAILS = {"alerts": EMAIL_TEXT,
+                     "runbook_url": "{{ .CommonAnnotations.runbook_url }}",
+                     "dashboard_url": "{{ .CommonAnnotations.dashboard_url }}"}
 
 
 # ---- routes -----------------------------------------------------------------------------
@@ -215,9 +220,13 @@ def _tree(services: list[Service], settings: Settings) -> Data:
         routes.append({"receiver": f"{prefix}-pagerduty", "matchers": [page],
                        "continue": True,  # the same page goes on to Slack
                        "repeat_interval": timing.page_repeat_interval})
-        recv.append({"name": f"{prefix}-pagerduty", "pagerduty_configs": [{
-            "routing_key_file": pd.routing_key_file, "send_resolved": pd.send_resolved,
-            "description": TITLE}]})
+        config: Data = {"routing_key_file": pd.routing_key_file}
+        if pd.url:
+            config["url"] = pd.url
+        # PagerDuty takes critical/error/warning/info only, not our severity label
+        config.update(send_resolved=pd.send_resolved, severity="critical", description=TITLE,
+                      details=PAGERDUTY_DETAILS)
+        recv.append({"name": f"{prefix}-pagerduty", "pagerduty_configs": [config]})
     routes.append({"receiver": f"{prefix}-slack", "matchers": [page],
                    "repeat_interval": timing.page_repeat_interval})
     routes.append({"receiver": email_name, "matchers": [ticket],
@@ -301,7 +310,7 @@ def _crd(data: Any, secret: str) -> Any:
     for key, value in data.items():
         if key.endswith("_file"):
             out[_CRD_KEYS[key]] = {"name": secret, "key": posixpath.basename(value)}
-        elif key == "headers":
+        elif key in ("headers", "details"):  # maps become lists of KeyValue
             out[key] = [{"key": k, "value": v} for k, v in value.items()]
         else:
             out[_CRD_KEYS.get(key, _camel(key))] = _crd(value, secret)

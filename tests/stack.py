@@ -22,7 +22,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 import aiohttp
 import pytest_asyncio
@@ -33,6 +33,7 @@ from tests.test_serve import free_port
 
 T = TypeVar("T")
 TIMEOUT = aiohttp.ClientTimeout(total=5)
+PAGERDUTY_KEY = "0123456789abcdef0123456789abcdef"
 
 
 class Inbox(Generic[T]):
@@ -71,33 +72,57 @@ class SlackMessage:
     body: dict[str, Any] = field(repr=False)
 
 
-class SlackWebhook:
-    """A Slack-compatible incoming webhook: POST JSON to `url`, read `inbox`."""
+class JSONWebhook(Generic[T]):
+    """An HTTP endpoint on 127.0.0.1 that takes JSON POSTs at `url`; read `inbox`."""
+
+    path = "/hook"
+    status = 200
 
     def __init__(self) -> None:
-        self.inbox: Inbox[SlackMessage] = Inbox()
+        self.inbox: Inbox[T] = Inbox()
         self.url = ""
 
+    def messages(self, body: dict[str, Any]) -> list[T]:
+        raise NotImplementedError
+
     async def _post(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        for attachment in body.get("attachments") or [{}]:
-            self.inbox.add(SlackMessage(body.get("channel", ""), attachment.get("title", ""),
-                                        attachment.get("text", ""), body))
-        return web.Response(text="ok")  # what Slack answers
+        for message in self.messages(await request.json()):
+            self.inbox.add(message)
+        return web.json_response({"status": "success"}, status=self.status)
 
     @contextlib.asynccontextmanager
-    async def running(self, port: int | None = None) -> AsyncIterator[SlackWebhook]:
+    async def running(self, port: int | None = None) -> AsyncIterator[Self]:
         app = web.Application()
-        app.router.add_post("/services/hook", self._post)
+        app.router.add_post(self.path, self._post)
         runner = web.AppRunner(app)
         await runner.setup()
         port = port or free_port()
         await web.TCPSite(runner, "127.0.0.1", port).start()
-        self.url = f"http://127.0.0.1:{port}/services/hook"
+        self.url = f"http://127.0.0.1:{port}{self.path}"
         try:
             yield self
         finally:
             await runner.cleanup()
+
+
+class SlackWebhook(JSONWebhook[SlackMessage]):
+    """A Slack-compatible incoming webhook: one SlackMessage per attachment."""
+
+    path = "/services/hook"
+
+    def messages(self, body: dict[str, Any]) -> list[SlackMessage]:
+        return [SlackMessage(body.get("channel", ""), a.get("title", ""), a.get("text", ""),
+                             body) for a in body.get("attachments") or [{}]]
+
+
+class PagerDutyEvents(JSONWebhook[dict[str, Any]]):
+    """A stand-in for PagerDuty's Events API v2: each event as it was sent."""
+
+    path = "/v2/enqueue"
+    status = 202  # what PagerDuty answers
+
+    def messages(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        return [body]
 
 
 @dataclass(frozen=True)
@@ -211,20 +236,25 @@ class Alertmanager:
 
 
 def alertmanager_settings(workdir: Path, slack: SlackWebhook, smtp: SMTPInbox,
-                          **timing: str) -> Path:
+                          pagerduty: PagerDutyEvents | None = None, **timing: str) -> Path:
     """A settings file pointing the generated routes at these stand-ins.
 
-    The webhook URL goes into a file, as a real one would; `timing` overrides
-    group_wait and friends (e.g. group_wait="0s" for routing tests).
+    Secrets go into files, as real ones would (the PagerDuty routing key is
+    `PAGERDUTY_KEY`); `timing` overrides group_wait and friends (e.g. group_wait="0s"
+    for routing tests).
     """
     url_file = workdir / "slack-api-url"
     url_file.write_text(slack.url + "\n")
-    settings = {
+    settings: dict[str, Any] = {
         "slack": {"api_url_file": str(url_file), "channels": ["#slo-pages"]},
         "email": {"to": ["tickets@example.com"], "from": "alertmanager@example.com",
                   "smarthost": f"127.0.0.1:{smtp.port}", "require_tls": False},
         "timing": timing,
     }
+    if pagerduty:
+        key_file = workdir / "pagerduty-routing-key"
+        key_file.write_text(PAGERDUTY_KEY + "\n")
+        settings["pagerduty"] = {"routing_key_file": str(key_file), "url": pagerduty.url}
     path = workdir / "alertmanager-settings.yaml"
     path.write_text(json.dumps(settings, indent=2))  # JSON is YAML
     return path
@@ -242,5 +272,6 @@ async def smtp_inbox() -> AsyncIterator[SMTPInbox]:
         yield inbox
 
 
-__all__ = ["Alertmanager", "Inbox", "Mail", "SMTPInbox", "SlackMessage", "SlackWebhook",
-           "alertmanager_settings", "slack_webhook", "smtp_inbox"]
+__all__ = ["Alertmanager", "Inbox", "JSONWebhook", "Mail", "PagerDutyEvents", "SMTPInbox",
+           "SlackMessage", "SlackWebhook", "alertmanager_settings", "slack_webhook",
+           "smtp_inbox"]

@@ -14,8 +14,10 @@ import yaml
 
 from tests.conftest import run_cli
 from tests.stack import (
+    PAGERDUTY_KEY,
     Alertmanager,
     Mail,
+    PagerDutyEvents,
     SlackMessage,
     SlackWebhook,
     SMTPInbox,
@@ -233,8 +235,9 @@ def burn_alert(slo: str, severity: str, windows: tuple[str, str] | None = None,
 
 
 async def start_alertmanager(tmp_path: Path, slack: SlackWebhook, smtp: SMTPInbox,
-                             group_wait: str = "0s") -> tuple[Alertmanager, Path]:
-    settings = alertmanager_settings(tmp_path, slack, smtp, group_wait=group_wait,
+                             group_wait: str = "0s", pagerduty: PagerDutyEvents | None = None,
+                             ) -> tuple[Alertmanager, Path]:
+    settings = alertmanager_settings(tmp_path, slack, smtp, pagerduty, group_wait=group_wait,
                                      group_interval="1s")
     config = generate(tmp_path, "--alertmanager-settings", str(settings)) / "alertmanager.yaml"
     am = Alertmanager(require_tool("prometheus-alertmanager"), tmp_path)
@@ -256,6 +259,26 @@ async def test_a_page_reaches_slack_with_service_slo_burn_budget_and_links(
                  f"<{RUNBOOK}|runbook>", f"<{DASHBOARD}|dashboard>"):
         assert part in msg.text, (part, msg.text)
     assert not smtp_inbox.inbox.messages
+
+
+async def test_a_page_also_reaches_pagerduty_when_configured(
+        tmp_path, slack_webhook, smtp_inbox):
+    async with PagerDutyEvents().running() as pagerduty:
+        am, config = await start_alertmanager(tmp_path, slack_webhook, smtp_inbox,
+                                              pagerduty=pagerduty)
+        async with am.running(config):
+            await am.post([burn_alert("availability", "page")])
+            event = await pagerduty.inbox.wait_for(lambda e: True, "PagerDuty event")
+            await slack_webhook.inbox.wait_for(lambda m: True, "the Slack page as well")
+    assert event["routing_key"] == PAGERDUTY_KEY  # read from the file, never inlined
+    assert event["event_action"] == "trigger"
+    payload = event["payload"]
+    assert payload["severity"] == "critical"
+    assert payload["summary"].startswith("[FIRING:1] checkout/availability")
+    details = payload["custom_details"]
+    assert (details["runbook_url"], details["dashboard_url"]) == (RUNBOOK, DASHBOARD)
+    assert "burn rate 15.23x over 1h" in details["alerts"]
+    assert PAGERDUTY_KEY not in config.read_text()
 
 
 async def test_both_page_tiers_of_an_slo_arrive_as_one_message(
