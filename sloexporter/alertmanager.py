@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from sloexporter import output, rules
 from sloexporter.model import Service, parse_duration
+from sloexporter.spec.errors import load_model
 
 Data = dict[str, Any]
 
@@ -124,8 +125,6 @@ class Settings(_Strict):
 
 def load_settings(path: str) -> Settings:
     """Read a settings file; raises SpecErrors (`FILE:LINE: field.path: message`)."""
-    from sloexporter.spec.errors import load_model
-
     return load_model(path, Settings, "settings file")
 
 

@@ -109,6 +109,20 @@ def test_other_alerts_are_not_routed_to_ours(tmp_path):
         assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_a_renamed_severity_is_routed_as_the_rules_label_it(tmp_path):
+    spec = tmp_path / "checkout.yaml"
+    spec.write_text((ROOT / "examples" / "slos" / "checkout-api.yaml").read_text().replace(
+        "page: {labels: {}, annotations: {}}", "page: {labels: {severity: critical}}"))
+    out = tmp_path / "out"
+    assert run_cli("generate", str(spec), "-o", str(out)).returncode == 0
+    config = out / "alertmanager" / "alertmanager.yaml"
+    # latency-p95 still pages with severity=page: both values reach Slack
+    for severity in ("critical", "page"):
+        result = routes_test(config, "sloexporter-slack", "service=checkout", "slo=x",
+                             f"severity={severity}")
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_the_check_fails_on_a_wrong_receiver(tmp_path):
     """--verify.receivers is not vacuous: a page does not reach the email receiver."""
     config = generate(tmp_path) / "alertmanager.yaml"
