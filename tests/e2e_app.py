@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -17,6 +19,8 @@ import aiohttp
 import yaml
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+
+from tests.tools import ROOT
 
 TIMEOUT = aiohttp.ClientTimeout(total=5)
 
@@ -72,6 +76,42 @@ class App:
                 async with session.get(self.url + "/checkout") as resp:
                     await resp.read()
                 await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def serve(workdir: Path, port: int, config: dict[str, Any] | None = None
+                ) -> AsyncIterator[str]:
+    """`sloexporter serve --manifests examples/cluster` on 127.0.0.1:`port`, until ready."""
+    args = []
+    if config is not None:
+        path = workdir / "serve.yaml"
+        path.write_text(json.dumps(config))
+        args = ["--config", str(path)]
+    log_path = workdir / "serve.log"
+    log = log_path.open("wb")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sloexporter.cli", "serve", "--manifests",
+        str(ROOT / "examples" / "cluster"), *args, "--listen", f"127.0.0.1:{port}", cwd=ROOT,
+        stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}/readyz"
+
+    async def ready() -> bool:
+        assert proc.returncode is None, log_path.read_text()[-2000:]
+        try:
+            async with aiohttp.ClientSession(timeout=TIMEOUT) as session, \
+                    session.get(url) as resp:
+                return resp.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    try:
+        await wait_until(ready, "sloexporter serve /readyz", 30)
+        yield f"127.0.0.1:{port}"
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            await asyncio.wait_for(proc.wait(), 10)
+        log.close()
 
 
 async def wait_until(check: Callable[[], Awaitable[Any]], what: str,

@@ -9,22 +9,18 @@ against that Prometheus.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import re
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from sloexporter.dashboards.queries import dashboard_queries
 from tests.conftest import run_cli
-from tests.e2e_app import App, Prometheus, wait_until
+from tests.e2e_app import App, Prometheus, serve, wait_until
 from tests.stack import Alertmanager, SlackWebhook, SMTPInbox, alertmanager_settings
 from tests.test_serve import free_port
-from tests.tools import ROOT, require_tool
+from tests.tools import require_tool
 
 pytestmark = pytest.mark.e2e
 
@@ -88,27 +84,6 @@ slos:
 HEALTHY = ("latency", "postgres-rpo", "shop-tls-renewal", "frontend-synced")
 
 
-@contextlib.asynccontextmanager
-async def serve(workdir: Path, port: int, app_url: str) -> AsyncIterator[str]:
-    """`sloexporter serve` on the demo cluster, also probing the app over HTTP."""
-    config = workdir / "serve.yaml"
-    config.write_text(json.dumps({"http_probe": {
-        "targets": [{"name": "e2e-checkout", "url": app_url + "/checkout"}],
-        "interval": "1s", "timeout": "1s"}}))
-    log = (workdir / "serve.log").open("wb")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sloexporter.cli", "serve", "--manifests",
-        str(ROOT / "examples" / "cluster"), "--config", str(config), "--listen",
-        f"127.0.0.1:{port}", cwd=ROOT, stdout=log, stderr=log)
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            await asyncio.wait_for(proc.wait(), 10)
-        log.close()
-
-
 async def alerts(prom: Prometheus, state: str = "firing") -> set[tuple[str, str, str]]:
     """(service, slo, severity) of every alert in `state`."""
     result = await prom.query(f'ALERTS{{alertstate="{state}"}}')
@@ -137,7 +112,9 @@ async def test_outage_pages_overdue_backup_tickets_healthy_slos_stay_quiet(tmp_p
                       str(settings))
         assert res.returncode == 0, res.stderr
         async with am.running(out / "alertmanager" / "alertmanager.yaml"), \
-                app.running(free_port()), serve(tmp_path, free_port(), app.url) as exporter:
+                app.running(free_port()), serve(tmp_path, free_port(), {"http_probe": {
+                    "targets": [{"name": "e2e-checkout", "url": app.url + "/checkout"}],
+                    "interval": "1s", "timeout": "1s"}}) as exporter:
             config = prom.write_config(
                 {"e2e-app": app.url.removeprefix("http://"), "sloexporter": exporter},
                 sorted((out / "rules").glob("*.yaml")), am.address)
