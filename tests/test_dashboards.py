@@ -555,3 +555,73 @@ def test_readme_helm_command_puts_labelled_dashboards_in_the_namespace():
     assert sorted(name for m in maps for name in m["data"]) == \
         sorted(f"{m.file}.json" for m in ALL)
     assert {m["metadata"]["namespace"] for m in maps} == {"monitoring"}
+
+
+# --- what the queries compute, evaluated by promtool's PromQL engine -------------------------
+
+def promtool_eval(promtool: str, tmp_path: Path, series: dict[str, str],
+                  checks: list[tuple[str, str, list[tuple[str, float]]]]) -> None:
+    """Feed `series` (1m apart) and assert each (expr, eval_time, [(labels, value)])."""
+    test = {"rule_files": [], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m",
+        "input_series": [{"series": s, "values": v} for s, v in series.items()],
+        "promql_expr_test": [{"expr": expr, "eval_time": at, "exp_samples": [
+            {"labels": labels, "value": value} for labels, value in samples]}
+            for expr, at, samples in checks]}]}
+    path = tmp_path / "dash.test.yaml"
+    path.write_text(yaml.safe_dump(test, sort_keys=False))
+    result = subprocess.run([promtool, "test", "rules", path.name], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def overview_column(title: str) -> str:
+    table = panel("slo-overview", "SLOs")
+    names_by_ref = {f"Value #{k[-1]}": v for k, v in
+                    table["transformations"][1]["options"]["renameByName"].items()}
+    [ref] = [k[-1] for k, v in names_by_ref.items() if v == title]
+    return expand(next(t["expr"] for t in table["targets"] if t["refId"] == ref))
+
+
+def test_overview_alert_state_and_all_teams_in_promtool(promtool, tmp_path):
+    checkout = 'service="checkout",slo="availability",team="payments"'
+    auth = 'service="auth",slo="availability"'  # no team label: "All" must keep it
+    gitops = 'service="platform-gitops",slo="sync-success",team="platform"'
+    promtool_eval(promtool, tmp_path, {
+        f"slo:info{{{checkout}}}": "1x10", f"slo:info{{{auth}}}": "1x10",
+        f"slo:info{{{gitops}}}": "1x10",
+        f'ALERTS{{alertname="ErrorBudgetBurn",alertstate="firing",severity="page",{checkout}}}':
+            "1x10",
+        f'ALERTS{{alertname="ErrorBudgetBurn",alertstate="firing",severity="ticket",{gitops}}}':
+            "1x10",
+    }, [(overview_column("Alert state"), "5m", [
+        ('{service="checkout",slo="availability"}', 2),
+        ('{service="auth",slo="availability"}', 0),
+        ('{service="platform-gitops",slo="sync-success"}', 1)])])
+
+
+def test_detail_burn_and_threshold_in_promtool(promtool, tmp_path):
+    slo = find_slo("checkout", "availability")
+    tier = slo.tiers[0]
+    ident = ",".join(f'{k}="{v}"' for k, v in slo.identity)
+    targets = panel("slo-detail", "Burn rate, page tier 1")["targets"]
+    values = {"service": slo.service, "slo": slo.name}
+    long_q, _, threshold_q = (expand(t["expr"], values) for t in targets)
+    # binary fractions, so the burn rate (ratio / budget) is exact in floating point
+    promtool_eval(promtool, tmp_path, {
+        f"{promql.error_ratio_name(tier.long_window)}{{{ident}}}": "0.5x10",
+        f"{promql.ERROR_BUDGET}{{{ident}}}": "0.03125x10",
+        f"{promql.INFO}{{{ident}}}": "1x10",
+    }, [(long_q, "5m", [(f"{{{ident},window=\"{tier.long}\"}}", 16)]),
+        (threshold_q, "5m", [(f"{{{ident}}}", float(tier.factor))])])
+
+
+def test_argocd_out_of_sync_for_in_promtool(promtool, tmp_path):
+    app = 'namespace="argocd",name="shop",project="production"'
+    other = 'namespace="argocd",name="web",project="production"'
+    expr = expand(panel("argocd", "OutOfSync apps and for how long")["targets"][0]["expr"],
+                  range_="1h")
+    promtool_eval(promtool, tmp_path, {
+        f"{names.ARGOCD_APP_SYNCED}{{{app}}}": "1 1 1 0 0 0 0 0",
+        f"{names.ARGOCD_APP_SYNCED}{{{other}}}": "0x8",
+    }, [(expr, "6m", [(f"{{{app}}}", 240), (f"{{{other}}}", 3600)])])
