@@ -188,17 +188,23 @@ def _key(slo: SLO) -> tuple[str, str]:
 
 
 def slo_set_matchers(chosen: Iterable[SLO], every: Iterable[SLO]) -> list[str]:
-    """Matcher lists that together select exactly the `chosen` SLOs among `every`.
+    """Matcher lists on `slo:info` that together select exactly the `chosen` SLOs.
 
-    Whole services collapse into one `service=~` matcher, so a query that differs by
-    tier grows with the number of distinct tier layouts, not with the number of SLOs.
+    When the chosen SLOs are all those of some periods (default tiers depend on the
+    period only), one `period=~` matcher does; otherwise whole services collapse into
+    one `service=~` matcher. So a per-tier query grows with the number of distinct tier
+    layouts, not with the number of SLOs.
     """
+    every = list(every)
     wanted = {_key(s) for s in chosen}
+    if wanted == {_key(s) for s in every}:
+        return [""]
+    periods = {s.period_str for s in every if _key(s) in wanted}
+    if wanted == {_key(s) for s in every if s.period_str in periods}:
+        return [f"period=~{regex_of(periods)}"]
     by_service: dict[str, list[tuple[str, bool]]] = {}
     for slo in every:
         by_service.setdefault(slo.service, []).append((slo.name, _key(slo) in wanted))
-    if all(picked for members in by_service.values() for _, picked in members):
-        return [""]
     whole = [svc for svc, members in by_service.items() if all(p for _, p in members)]
     out = [f"service=~{regex_of(whole)}"] if whole else []
     for svc, members in sorted(by_service.items()):
@@ -206,6 +212,13 @@ def slo_set_matchers(chosen: Iterable[SLO], every: Iterable[SLO]) -> list[str]:
         if names and svc not in whole:
             out.append(f"service={quote(svc)},slo=~{regex_of(names)}")
     return out
+
+
+def among(expr: str, filters: str, matcher: str) -> str:
+    """`expr` (one series per SLO) kept for the SLOs whose `slo:info` matches."""
+    if not matcher:
+        return expr
+    return f"({expr}) and on (service, slo) {select(INFO, filters, matcher)}"
 
 
 TierSlot = tuple[str, int]
@@ -249,10 +262,9 @@ def tier_burn_rate(slos: list[SLO], slot: TierSlot, filters: str, short: bool = 
     `window` label naming that window."""
     def term(window: object, matcher: str) -> str:
         assert isinstance(window, int)
-        ratio = select(error_ratio_name(window), filters, matcher)
-        budget = select(ERROR_BUDGET, filters, matcher)
-        return f'label_replace({ratio} / {budget}, "window", {quote(format_duration(window))}, ' \
-               '"", "")'
+        burn = f"{select(error_ratio_name(window), filters)} / {select(ERROR_BUDGET, filters)}"
+        return f"label_replace({among(burn, filters, matcher)}, \"window\", " \
+               f"{quote(format_duration(window))}, \"\", \"\")"
     return _per_tier(slos, slot, lambda t: t.short_window if short else t.long_window, term)
 
 

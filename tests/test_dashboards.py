@@ -31,6 +31,7 @@ from sloexporter.dashboards import ALL, build_all, dashboard_queries, expand
 from sloexporter.dashboards.common import DETAIL
 from sloexporter.dashboards.queries import variable_selector
 from sloexporter.model import SLO, Service
+from sloexporter.rules import meta_rules
 from sloexporter.sli import HTTP_CONVENTIONS, HTTP_IN_FLIGHT
 from sloexporter.spec import load_paths
 from tests.conftest import run_cli
@@ -148,9 +149,15 @@ def or_terms(node: Any) -> list[Any]:
     return [node]
 
 
+def info_labels(slo: SLO) -> dict[str, str]:
+    """The labels of the SLO's `slo:info` series, as its meta rules record them."""
+    [info] = [r for r in meta_rules(slo) if r["record"] == promql.INFO]
+    return dict(info["labels"])
+
+
 def for_slo(expr: str, slo: SLO) -> Any:
     """The one `or` term of a per-tier query whose selectors pick this SLO's series."""
-    labels = dict(slo.identity)
+    labels = info_labels(slo)
     picked = [t for t in or_terms(promql_parser.parse(expr))
               if all(matches(s, labels) for s in selectors(t))]
     assert len(picked) == 1, (slo.name, expr)
@@ -181,7 +188,8 @@ def test_detail_burn_panels_draw_the_model_windows_and_factors(service, name, pe
         for query, window in ((long_q, tier.long_window), (short_q, tier.short_window)):
             term = for_slo(query, slo)
             assert term.func.name == "label_replace"
-            assert term.args[0].lhs.name == promql.error_ratio_name(window)
+            ratios = {s.name for s in selectors(term) if s.name.startswith("slo:sli_error:")}
+            assert ratios == {promql.error_ratio_name(window)}
             assert term.args[2].val == promql.format_duration(window)
 
 
@@ -195,7 +203,7 @@ def test_the_two_periods_really_differ():
 def test_a_disabled_tier_has_no_burn_line_for_that_slo():
     slo = find_slo("platform-gitops", "sync-success")  # page is disabled
     targets = panel("slo-detail", "Burn rate, page tier 1")["targets"]
-    labels = dict(slo.identity)
+    labels = info_labels(slo)
     for target in targets:
         terms = or_terms(promql_parser.parse(expand(target["expr"])))
         assert not [t for t in terms if all(matches(s, labels) for s in selectors(t))
@@ -604,6 +612,7 @@ def test_detail_burn_and_threshold_in_promtool(promtool, tmp_path):
     slo = find_slo("checkout", "availability")
     tier = slo.tiers[0]
     ident = ",".join(f'{k}="{v}"' for k, v in slo.identity)
+    info = ",".join(f'{k}="{v}"' for k, v in info_labels(slo).items())
     targets = panel("slo-detail", "Burn rate, page tier 1")["targets"]
     values = {"service": slo.service, "slo": slo.name}
     long_q, _, threshold_q = (expand(t["expr"], values) for t in targets)
@@ -611,9 +620,9 @@ def test_detail_burn_and_threshold_in_promtool(promtool, tmp_path):
     promtool_eval(promtool, tmp_path, {
         f"{promql.error_ratio_name(tier.long_window)}{{{ident}}}": "0.5x10",
         f"{promql.ERROR_BUDGET}{{{ident}}}": "0.03125x10",
-        f"{promql.INFO}{{{ident}}}": "1x10",
+        f"{promql.INFO}{{{info}}}": "1x10",
     }, [(long_q, "5m", [(f"{{{ident},window=\"{tier.long}\"}}", 16)]),
-        (threshold_q, "5m", [(f"{{{ident}}}", float(tier.factor))])])
+        (threshold_q, "5m", [(f"{{{info}}}", float(tier.factor))])])
 
 
 def test_argocd_out_of_sync_for_in_promtool(promtool, tmp_path):
@@ -625,3 +634,30 @@ def test_argocd_out_of_sync_for_in_promtool(promtool, tmp_path):
         f"{names.ARGOCD_APP_SYNCED}{{{app}}}": "1 1 1 0 0 0 0 0",
         f"{names.ARGOCD_APP_SYNCED}{{{other}}}": "0x8",
     }, [(expr, "6m", [(f"{{{app}}}", 240), (f"{{{other}}}", 3600)])])
+
+
+def test_custom_tiers_get_their_own_threshold_beside_default_ones_of_the_same_period(tmp_path):
+    custom = tmp_path / "custom.yaml"
+    custom.write_text("""\
+apiVersion: sloexporter.dev/v1
+kind: ServiceLevels
+service: search
+slos:
+  - name: availability
+    objective: 99.5
+    period: 30d
+    sli: {probe: {selector: '{target="https://search.example.com/"}'}}
+    alerting:
+      tiers: [{severity: page, long_window: 2h, short_window: 10m, budget_consumed: 5}]
+""")
+    services, errors = load_paths([str(ROOT / "examples" / "slos"), str(custom)])
+    assert not errors
+    detail = build_all(services)["slo-detail"]
+    [threshold] = [t["expr"] for p in walk(detail["panels"])
+                   if p.get("title") == "Burn rate, page tier 1" for t in p["targets"]
+                   if t["legendFormat"] == "threshold"]
+    for slo in (find_slo("search", "availability", services),
+                find_slo("checkout", "availability", services)):
+        assert Decimal(str(for_slo(expand(threshold), slo).rhs.val)) == slo.tiers[0].factor
+    assert find_slo("search", "availability", services).tiers[0].factor != \
+        find_slo("checkout", "availability", services).tiers[0].factor
