@@ -276,6 +276,14 @@ def tier_threshold(slos: list[SLO], slot: TierSlot, filters: str) -> str:
     return _per_tier(slos, slot, lambda t: t.factor, term)
 
 
+def sli_over_period(filters: str) -> str:
+    return f"1 - {select(PERIOD_ERROR, filters)}"
+
+
+def slos_out_of_budget(filters: str) -> str:
+    return count_or_zero(f"{select(BUDGET_REMAINING, filters)} <= 0")
+
+
 def by_slo(expr: str) -> str:
     """One series per SLO (service, slo), so a table merges its columns into one row."""
     return f"max by (service, slo) ({expr})"
@@ -292,6 +300,14 @@ def alert_state(slos: list[SLO], page_severities: Iterable[str], filters: str) -
     page = _alerts(slos, "firing", f"severity=~{regex_of(page_severities)}", filters)
     return (f"{by_slo(page)} * 2 or {by_slo(_alerts(slos, 'firing', filters))} "
             f"or {by_slo(select(INFO, filters))} * 0")
+
+
+def alerts_firing(slos: list[SLO], filters: str) -> str:
+    return count_or_zero(_alerts(slos, "firing", filters))
+
+
+def slos_alerting(slos: list[SLO], page_severities: Iterable[str], filters: str) -> str:
+    return count_or_zero(f"{alert_state(slos, page_severities, filters)} > 0")
 
 
 def alert_history(slos: list[SLO], filters: str) -> str:
@@ -321,6 +337,20 @@ def sync_annotations(apps_by_service: Mapping[str, Iterable[str]], filters: str)
 def count_or_zero(expr: str) -> str:
     """How many series `expr` has; 0, not "no data", when none."""
     return f"count({expr}) or vector(0)"
+
+
+def sum_or_zero(expr: str) -> str:
+    return f"sum({expr}) or vector(0)"
+
+
+def count_zero(metric: str, filters: str) -> str:
+    """How many series of a 0/1 gauge are 0 (not synced, not healthy, not ready)."""
+    return count_or_zero(f"{select(metric, filters)} == 0")
+
+
+def template_selector(*labels: str) -> str:
+    """`{target=~"$target"}`, for a preset that takes a selector."""
+    return f"{{{template_matchers(*labels)}}}"
 
 
 # ArgoCD
@@ -357,6 +387,12 @@ def argocd_sync_operations(filters: str, by: str, window: str = RATE_INTERVAL,
     return f"sum by ({by}) (increase({ops}[{window}]))"
 
 
+def argocd_failed_syncs(filters: str) -> str:
+    """Failed sync operations of all apps in the dashboard's time range."""
+    return sum_or_zero(argocd_sync_operations(filters, "namespace, name, project",
+                                              DASHBOARD_RANGE, failed=True))
+
+
 def argocd_since_last_sync(filters: str) -> str:
     return f"time() - {select(names.ARGOCD_APP_LAST_SYNCED, filters)}"
 
@@ -381,8 +417,14 @@ def backup_never_succeeded(filters: str) -> str:
             f"name) {select(names.BACKUP_LAST_SUCCESS, filters)}")
 
 
-def backup_runs(filters: str, by: str, window: str = RATE_INTERVAL) -> str:
-    return f"sum by ({by}) (increase({select(names.BACKUP_RUNS, filters)}[{window}]))"
+def backup_runs(filters: str, by: str, window: str = RATE_INTERVAL, result: str = "") -> str:
+    runs = select(names.BACKUP_RUNS, filters, f"result={quote(result)}" if result else "")
+    return f"sum by ({by}) (increase({runs}[{window}]))"
+
+
+def backup_failed_runs(filters: str) -> str:
+    """Failed runs of all backups in the dashboard's time range."""
+    return sum_or_zero(backup_runs(filters, "kind, namespace, name", DASHBOARD_RANGE, "failure"))
 
 
 # Certificates

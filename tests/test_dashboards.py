@@ -661,3 +661,17 @@ slos:
         assert Decimal(str(for_slo(expand(threshold), slo).rhs.val)) == slo.tiers[0].factor
     assert find_slo("search", "availability", services).tiers[0].factor != \
         find_slo("checkout", "availability", services).tiers[0].factor
+
+
+def test_dashboard_modules_write_no_promql_of_their_own():
+    """Queries come from promql.py; a literal like `rate(` or `== 0` here would drift."""
+    import ast
+
+    promqlish = re.compile(r"\w\(|==|!=|=~|<=|>=|\[\$__|\bby \(")
+    for path in sorted((ROOT / "sloexporter" / "dashboards").glob("*.py")):
+        if path.name == "queries.py":  # reads queries, builds none
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
+                    not (node.value.startswith('"""') or "\n" in node.value):
+                assert not promqlish.search(node.value), (path.name, node.value)

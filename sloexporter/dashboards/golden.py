@@ -54,7 +54,8 @@ def golden(services: list[Service]) -> db.Dashboard:
     dash = (new_dashboard(GOLDEN, "now-6h")
             .with_variable(variable("target", "Probe target", names.PROBE_REQUESTS))
             .with_row(db.Row("HTTP probes by target (sloexporter_probe_*)")))
-    for panel in signal_panels(probe_traffic('{target=~"$target"}'), "target", "{{target}}"):
+    probes = probe_traffic(promql.template_selector("target"))
+    for panel in signal_panels(probes, "target", "{{target}}"):
         dash = dash.with_panel(panel)
     for service, traffic in instrumented(services):
         row = db.Row(f"{service}: {traffic.convention} {traffic.requests}{traffic.selector}") \

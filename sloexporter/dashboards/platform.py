@@ -43,15 +43,12 @@ def argocd() -> db.Dashboard:
                                     promql.template_matchers("namespace")))
             .with_panel(single("Apps", promql.count_or_zero(
                 promql.select(names.ARGOCD_APP_INFO, f)), width=6))
-            .with_panel(single("OutOfSync", promql.count_or_zero(
-                promql.select(names.ARGOCD_APP_SYNCED, f) + " == 0"), width=6,
-                thresholds=RED_ABOVE_0))
-            .with_panel(single("Unhealthy", promql.count_or_zero(
-                promql.select(names.ARGOCD_APP_HEALTHY, f) + " == 0"), width=6,
-                thresholds=RED_ABOVE_0))
-            .with_panel(single("Failed syncs in range", "sum(" + promql.argocd_sync_operations(
-                f, app_keys, promql.DASHBOARD_RANGE, failed=True) + ") or vector(0)", width=6,
-                thresholds=RED_ABOVE_0))
+            .with_panel(single("OutOfSync", promql.count_zero(names.ARGOCD_APP_SYNCED, f),
+                               width=6, thresholds=RED_ABOVE_0))
+            .with_panel(single("Unhealthy", promql.count_zero(names.ARGOCD_APP_HEALTHY, f),
+                               width=6, thresholds=RED_ABOVE_0))
+            .with_panel(single("Failed syncs in range", promql.argocd_failed_syncs(f), width=6,
+                               thresholds=RED_ABOVE_0))
             .with_panel(_pie("Apps by sync status", promql.argocd_apps_by("sync_status", f),
                              "{{sync_status}}"))
             .with_panel(_pie("Apps by health status", promql.argocd_apps_by("health_status", f),
@@ -88,9 +85,8 @@ def backups() -> db.Dashboard:
                                width=6, thresholds=RED_ABOVE_0))
             .with_panel(single("Never succeeded", promql.count_or_zero(
                 promql.backup_never_succeeded(f)), width=6, thresholds=RED_ABOVE_0))
-            .with_panel(single("Failed runs in range", "sum(" + promql.backup_runs(
-                f + ',result="failure"', "kind, namespace, name", promql.DASHBOARD_RANGE)
-                + ") or vector(0)", width=6, thresholds=RED_ABOVE_0))
+            .with_panel(single("Failed runs in range", promql.backup_failed_runs(f), width=6,
+                               thresholds=RED_ABOVE_0))
             .with_panel(grid("Last success age against the expected interval", [
                 (promql.backup_age(f), "Last success age"),
                 (promql.select(names.BACKUP_EXPECTED_INTERVAL, f), "Expected interval"),
@@ -124,8 +120,8 @@ def certificates() -> db.Dashboard:
             description="Certificates (expired ones included) with fewer days left.",
             thresholds=RED_ABOVE_0))
     return (dash
-            .with_panel(single("Not Ready (cert-manager)", promql.count_or_zero(
-                promql.select(names.CERT_READY, f) + " == 0"), thresholds=RED_ABOVE_0))
+            .with_panel(single("Not Ready (cert-manager)", promql.count_zero(names.CERT_READY, f),
+                               thresholds=RED_ABOVE_0))
             .with_panel(single("TLS probes failing", promql.count_or_zero(
                 promql.tls_probe_failures()), width=8, thresholds=RED_ABOVE_0))
             .with_panel(grid("Days left per certificate", [

@@ -52,7 +52,7 @@ def overview(services: list[Service]) -> db.Dashboard:
     pages = sorted({severity_label(s, "page") for s in slos})
     columns = [
         (promql.by_slo(promql.select(promql.OBJECTIVE, f)), "Objective"),
-        (promql.by_slo(f"1 - {promql.select(promql.PERIOD_ERROR, f)}"), "SLI over the period"),
+        (promql.by_slo(promql.sli_over_period(f)), "SLI over the period"),
         (promql.by_slo(promql.select(promql.BUDGET_REMAINING, f)), "Error budget remaining"),
     ]
     columns += [(promql.by_slo(promql.tier_burn_rate(slos, slot, f)),
@@ -71,7 +71,7 @@ def overview(services: list[Service]) -> db.Dashboard:
                  model.DynamicConfigValue(id_val="custom.cellOptions",
                                           value={"type": "color-background"})]))
     budget = promql.select(promql.BUDGET_REMAINING, f)
-    firing = promql.count_or_zero(promql.alert_state(slos, pages, f) + " > 0")
+    firing = promql.slos_alerting(slos, pages, f)
     return (new_dashboard(OVERVIEW, "now-7d")
             .with_variable(variable("service", "Service", promql.INFO))
             .with_variable(variable("slo", "SLO", promql.INFO,
@@ -82,7 +82,7 @@ def overview(services: list[Service]) -> db.Dashboard:
                                promql.count_or_zero(promql.select(promql.INFO, f))))
             .with_panel(single("SLOs alerting", firing,
                                thresholds=[(None, "green"), (1, "red")]))
-            .with_panel(single("SLOs out of budget", promql.count_or_zero(f"{budget} <= 0"),
+            .with_panel(single("SLOs out of budget", promql.slos_out_of_budget(f),
                                thresholds=[(None, "green"), (1, "red")]))
             .with_panel(graph("Error budget remaining", [(budget, "{{service}} / {{slo}}")],
                               unit="percentunit", width=12, height=4))
@@ -101,14 +101,13 @@ def detail(services: list[Service]) -> db.Dashboard:
     dash = (dash
             .with_panel(single("Objective", promql.select(promql.OBJECTIVE, f), "percentunit"))
             .with_panel(single("SLI over the period",
-                               f"1 - {promql.select(promql.PERIOD_ERROR, f)}", "percentunit"))
+                               promql.sli_over_period(f), "percentunit"))
             .with_panel(single("Error budget remaining", promql.select(promql.BUDGET_REMAINING, f),
                                "percentunit", thresholds=[(None, "red"), (0, "orange"),
                                                           (0.25, "green")]))
             .with_panel(single("Burn rate over the period", promql.select(promql.PERIOD_BURN, f),
                                "x", thresholds=[(None, "green"), (1, "red")]))
-            .with_panel(single("Alerts firing", promql.count_or_zero(
-                promql.alert_history(slos, f) + " == 2"), width=8,
+            .with_panel(single("Alerts firing", promql.alerts_firing(slos, f), width=8,
                 thresholds=[(None, "green"), (1, "red")]))
             .with_panel(graph("Error budget burn-down",
                               [(promql.select(promql.BUDGET_REMAINING, f), "budget remaining")],
