@@ -675,3 +675,28 @@ def test_dashboard_modules_write_no_promql_of_their_own():
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
                     not (node.value.startswith('"""') or "\n" in node.value):
                 assert not promqlish.search(node.value), (path.name, node.value)
+
+
+def test_more_than_26_overview_columns_keep_unique_refs(tmp_path):
+    tiers = ", ".join(f"{{severity: ticket, long_window: {h}h, short_window: 5m, "
+                      "budget_consumed: 1}" for h in range(1, 31))
+    spec = tmp_path / "many.yaml"
+    spec.write_text(f"""\
+apiVersion: sloexporter.dev/v1
+kind: ServiceLevels
+service: many
+slos:
+  - name: tiers
+    objective: 99
+    sli: {{probe: {{}}}}
+    alerting: {{tiers: [{tiers}]}}
+""")
+    services, errors = load_paths([str(spec)])
+    assert not errors
+    table = next(p for p in build_all(services)["slo-overview"]["panels"]
+                 if p["title"] == "SLOs")
+    refs = [t["refId"] for t in table["targets"]]
+    assert len(refs) == len(set(refs)) == 3 + 30 + 1
+    renames = table["transformations"][1]["options"]["renameByName"]
+    assert set(renames) == {f"Value #{r}" for r in refs}
+    assert renames[f"Value #{refs[-1]}"] == "Alert state"

@@ -7,8 +7,9 @@ panels and their queries.
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,8 +81,12 @@ def query(expr: str, legend: str = "", ref: str = "A", instant: bool = False) ->
     return q.instant().format(PromQueryFormat.TABLE) if instant else q
 
 
-def refs() -> Iterable[str]:
-    return (chr(c) for c in range(ord("A"), ord("Z") + 1))
+def refs() -> Iterator[str]:
+    """Query refIds as Grafana names them: A..Z, then AA, AB, ... (never ends)."""
+    letters = [chr(c) for c in range(ord("A"), ord("Z") + 1)]
+    for size in itertools.count(1):
+        for combo in itertools.product(letters, repeat=size):
+            yield "".join(combo)
 
 
 def graph(title: str, queries: list[tuple[str, str]], unit: str = "short", width: int = 12,
@@ -117,11 +122,11 @@ def grid(title: str, columns: list[tuple[str, str]], width: int = 24, height: in
     panel = panel.with_transformation(model.DataTransformerConfig(
         id_val="organize", options={"excludeByName": {"Time": True}, "renameByName": renames}))
     if sort:
-        panel = panel.sort_by([db_sort(sort, desc)])
+        panel = panel.sort_by([sort_by_column(sort, desc)])
     return panel
 
 
-def db_sort(column: str, desc: bool) -> common.TableSortByFieldState:
+def sort_by_column(column: str, desc: bool) -> common.TableSortByFieldState:
     return common.TableSortByFieldState().display_name(column).desc(desc)
 
 
@@ -129,7 +134,7 @@ def unit_override(unit: str) -> model.DynamicConfigValue:
     return model.DynamicConfigValue(id_val="unit", value=unit)
 
 
-def value_text(mapping: dict[int, tuple[str, str]]) -> list[Any]:
+def value_text(mapping: dict[int, tuple[str, str]]) -> list[model.ValueMap]:
     """Value mappings: number -> (text, color)."""
     options = {str(k): model.ValueMappingResult(text=t, color=c, index=i)
                for i, (k, (t, c)) in enumerate(sorted(mapping.items()))}
