@@ -80,6 +80,9 @@ def test_amtool_accepts_the_example_settings_with_real_secret_files(tmp_path):
     text = config.read_text()
     assert "not-a-real-secret" not in text  # referenced by path, never inlined
     assert str(tmp_path / "secrets" / "smtp-password") in text
+    slack = next(r for r in yaml.safe_load(text)["receivers"] if r["name"] == "sloexporter-slack")
+    # one message per channel: a Slack config each
+    assert [c["channel"] for c in slack["slack_configs"]] == ["#payments-oncall", "#slo-pages"]
 
 
 def test_pages_go_to_slack_and_pagerduty_tickets_to_email(tmp_path):
