@@ -199,6 +199,34 @@ def _severity(values: list[str]) -> Matcher:
     return Matcher("severity", "=~", _alternatives(values))
 
 
+def _receivers(settings: Settings) -> list[Data]:
+    prefix = settings.receiver_prefix
+    out: list[Data] = []
+    if settings.pagerduty:
+        pd = settings.pagerduty
+        config: Data = {"routing_key_file": pd.routing_key_file}
+        if pd.url:
+            config["url"] = pd.url
+        # PagerDuty takes critical/error/warning/info only, not our severity label
+        config.update(send_resolved=pd.send_resolved, severity="critical", description=TITLE,
+                      details=PAGERDUTY_DETAILS)
+        out.append({"name": f"{prefix}-pagerduty", "pagerduty_configs": [config]})
+    slack = settings.slack
+    out.append({"name": f"{prefix}-slack", "slack_configs": [
+        {"api_url_file": slack.api_url_file, "channel": channel,
+         "send_resolved": slack.send_resolved, "title": TITLE, "text": SLACK_TEXT}
+        for channel in slack.channels]})
+    mail = settings.email
+    email: Data = {"to": ", ".join(mail.to), "from": mail.from_, "smarthost": mail.smarthost}
+    if mail.auth_username:
+        email.update(auth_username=mail.auth_username,
+                     auth_password_file=mail.auth_password_file)
+    email.update(require_tls=mail.require_tls, send_resolved=mail.send_resolved,
+                 headers={"Subject": TITLE}, html=EMAIL_HTML, text=EMAIL_TEXT)
+    out.append({"name": f"{prefix}-email", "email_configs": [email]})
+    return out
+
+
 def _tree(services: list[Service], settings: Settings) -> Data:
     """Our route subtree, receivers and inhibit rules; matchers still as Matcher."""
     slos = [slo for service in services for slo in service.slos]
@@ -211,41 +239,18 @@ def _tree(services: list[Service], settings: Settings) -> Data:
     ticket = _severity(sorted({rules.severity_label(s, "ticket") for s in slos
                                if any(t.severity == "ticket" for t in s.tiers)}) or ["ticket"])
     prefix, timing = settings.receiver_prefix, settings.timing
-    email_name = f"{prefix}-email"
     routes: list[Data] = []
-    recv: list[Data] = []
     if settings.pagerduty:
-        pd = settings.pagerduty
         routes.append({"receiver": f"{prefix}-pagerduty", "matchers": [page],
                        "continue": True,  # the same page goes on to Slack
                        "repeat_interval": timing.page_repeat_interval})
-        config: Data = {"routing_key_file": pd.routing_key_file}
-        if pd.url:
-            config["url"] = pd.url
-        # PagerDuty takes critical/error/warning/info only, not our severity label
-        config.update(send_resolved=pd.send_resolved, severity="critical", description=TITLE,
-                      details=PAGERDUTY_DETAILS)
-        recv.append({"name": f"{prefix}-pagerduty", "pagerduty_configs": [config]})
     routes.append({"receiver": f"{prefix}-slack", "matchers": [page],
                    "repeat_interval": timing.page_repeat_interval})
-    routes.append({"receiver": email_name, "matchers": [ticket],
+    routes.append({"receiver": f"{prefix}-email", "matchers": [ticket],
                    "repeat_interval": timing.ticket_repeat_interval})
-    slack = settings.slack
-    recv.append({"name": f"{prefix}-slack", "slack_configs": [
-        {"api_url_file": slack.api_url_file, "channel": channel,
-         "send_resolved": slack.send_resolved, "title": TITLE, "text": SLACK_TEXT}
-        for channel in slack.channels]})
-    mail = settings.email
-    email: Data = {"to": ", ".join(mail.to), "from": mail.from_, "smarthost": mail.smarthost}
-    if mail.auth_username:
-        email.update(auth_username=mail.auth_username,
-                     auth_password_file=mail.auth_password_file)
-    email.update(require_tls=mail.require_tls, send_resolved=mail.send_resolved,
-                 headers={"Subject": TITLE}, html=EMAIL_HTML, text=EMAIL_TEXT)
-    recv.append({"name": email_name, "email_configs": [email]})
     return {
         "route": {
-            "receiver": email_name,  # a renamed severity that matches no child still arrives
+            "receiver": f"{prefix}-email",  # a renamed severity no child matches still arrives
             "matchers": scope,
             # one notification per SLO: its page tiers (1h and 6h) arrive together
             "group_by": ["service", "slo"],
@@ -254,7 +259,7 @@ def _tree(services: list[Service], settings: Settings) -> Data:
             "repeat_interval": timing.ticket_repeat_interval,
             "routes": routes,
         },
-        "receivers": recv,
+        "receivers": _receivers(settings),
         # a firing page for an SLO silences the ticket of the same service and SLO
         "inhibit_rules": [{"source_matchers": [*scope, page],
                            "target_matchers": [*scope, ticket],
