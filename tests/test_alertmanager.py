@@ -359,13 +359,13 @@ def readme_commands() -> list[str]:
     return re.findall(r"```sh\n(.*?)\n```", section, re.S)
 
 
-def run_sh(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def run_sh(script: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     """Bash with this venv's `sloexporter` and `python3` and the real amtool first."""
     path = os.pathsep.join([str(Path(sys.executable).parent),
                             str(Path(require_tool("amtool")).parent), os.environ["PATH"]])
     return subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=cwd,
                           capture_output=True, text=True, timeout=120,
-                          env=dict(os.environ, PATH=path))
+                          env=dict(os.environ, PATH=path, **env))
 
 
 @pytest.fixture
@@ -398,6 +398,7 @@ def test_readme_merge_keeps_the_users_tree_and_adds_ours(readme_workdir):
 
 
 def test_readme_secret_keys_are_the_ones_the_alertmanagerconfig_reads(readme_workdir):
+    require_tool("kubectl")
     kubectl = readme_commands()[2]
     (name,) = re.findall(r"create secret generic (\S+)", kubectl)
     keys = set(re.findall(r"--from-file=(\S+)", kubectl))
@@ -409,6 +410,15 @@ def test_readme_secret_keys_are_the_ones_the_alertmanagerconfig_reads(readme_wor
     assert {r["name"] for r in refs} == {name}
     assert {r["key"] for r in refs} == keys
     assert "alertmanagerconfig.yaml" in kubectl
+    # the real kubectl builds that Secret offline from files named like the keys
+    create = kubectl.splitlines()[0] + " --dry-run=client -o yaml"
+    for key in keys:
+        (readme_workdir / key).write_text("not-a-real-secret\n")
+    result = run_sh(create, readme_workdir, KUBECONFIG=os.devnull)
+    assert result.returncode == 0, result.stderr
+    secret = yaml.safe_load(result.stdout)
+    assert (secret["kind"], secret["metadata"]["name"]) == ("Secret", name)
+    assert set(secret["data"]) == keys
     helm = readme_commands()[3]
     assert "-f out/alertmanager/helm-values.yaml" in helm  # rendered by the chart test above
 
