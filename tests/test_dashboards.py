@@ -1,11 +1,7 @@
 """Grafana dashboards: PromQL from promql.py, thresholds from the model, stable, committed.
 
 The committed dashboards are what `generate` writes for the examples. After a change,
-regenerate them (and the chart's copies) with:
-
-    .venv/bin/python -m sloexporter.cli generate examples/slos -o /tmp/sloexporter-dash
-    rm -rf dashboards && cp -r /tmp/sloexporter-dash/dashboards dashboards
-    .venv/bin/python helm/generate.py
+regenerate them (with alerts/ and the chart's copies): `bash scripts/regenerate.sh`.
 """
 
 from __future__ import annotations
@@ -266,7 +262,7 @@ def test_generation_is_byte_for_byte_deterministic(tmp_path):
 def test_committed_dashboards_match_a_fresh_generation(tmp_path):
     fresh = generated(tmp_path)
     committed = {p.name: p.read_bytes() for p in sorted((ROOT / "dashboards").iterdir())}
-    assert fresh.keys() == committed.keys(), "see the regenerate commands at the top"
+    assert fresh.keys() == committed.keys(), "run `bash scripts/regenerate.sh`"
     for name in fresh:
         assert fresh[name] == committed[name], f"dashboards/{name} is stale; see the top"
 

@@ -84,11 +84,10 @@ def test_committed_alerts_match_a_fresh_generation(tmp_path):
     for sub in ("rules", "tests", "alertmanager"):
         fresh = sorted(p.name for p in (out / sub).iterdir())
         committed = sorted(p.name for p in (ROOT / "alerts" / sub).iterdir())
-        assert fresh == committed, f"alerts/{sub}: run `sloexporter generate examples/slos " \
-                                   "-o alerts --with-tests`"
+        assert fresh == committed, f"alerts/{sub}: run `bash scripts/regenerate.sh`"
         for name in fresh:
             assert (out / sub / name).read_text() == (ROOT / "alerts" / sub / name).read_text(), \
-                f"alerts/{sub}/{name} is stale"
+                f"alerts/{sub}/{name} is stale: run `bash scripts/regenerate.sh`"
 
 
 def test_prometheus_operator_format_is_a_prometheusrule(tmp_path, promtool):

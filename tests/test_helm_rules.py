@@ -43,7 +43,7 @@ def test_chart_files_match_a_fresh_generation(tmp_path):
         _, mismatch, errors = filecmp.cmpfiles(fresh, shipped, [p.name for p in
                                                                  fresh.iterdir()],
                                                shallow=False)
-        assert not mismatch and not errors, f"stale: {mismatch}; run helm/generate.py"
+        assert not mismatch and not errors, f"stale: {mismatch}; run `bash scripts/regenerate.sh`"
 
 
 def test_shipped_rules_are_the_generator_output_with_release_metadata(helm):
