@@ -6,12 +6,12 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests import tools
 from tests.conftest import run_cli
 from tests.stack import (
     PAGERDUTY_KEY,
@@ -360,12 +360,9 @@ def readme_commands() -> list[str]:
 
 
 def run_sh(script: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    """Bash with this venv's `sloexporter` and `python3` and the real amtool first."""
-    path = os.pathsep.join([str(Path(sys.executable).parent),
-                            str(Path(require_tool("amtool")).parent), os.environ["PATH"]])
-    return subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=cwd,
-                          capture_output=True, text=True, timeout=120,
-                          env=dict(os.environ, PATH=path, **env))
+    """A README snippet, with the real amtool first on PATH; the caller checks the result."""
+    return tools.run_sh(script, cwd, check=False,
+                        first=(str(Path(require_tool("amtool")).parent),), **env)
 
 
 @pytest.fixture

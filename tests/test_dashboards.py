@@ -10,7 +10,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from decimal import Decimal
@@ -32,7 +31,7 @@ from sloexporter.sli import HTTP_CONVENTIONS, HTTP_IN_FLIGHT
 from sloexporter.spec import load_paths
 from tests.conftest import run_cli
 from tests.helm_util import CHART, helm_path, render
-from tests.tools import ROOT
+from tests.tools import ROOT, require_tool, run_sh
 
 SERVICES, _ERRORS = load_paths([str(ROOT / "examples" / "slos")])
 assert not _ERRORS
@@ -480,16 +479,6 @@ SECTION = re.split(r"\n##+ ", README.split("### Import the dashboards", 1)[1], m
 COMMANDS = re.findall(r"```sh\n(.*?)\n```", SECTION, re.S)
 
 
-def run_sh(script: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    """Bash with this venv's `sloexporter` and `python3` first on PATH."""
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
-    result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=cwd,
-                            capture_output=True, text=True, timeout=120,
-                            env=dict(os.environ, PATH=path, **env))
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result
-
-
 @pytest.fixture
 def readme_out(tmp_path: Path) -> Path:
     (tmp_path / "examples").symlink_to(ROOT / "examples")
@@ -536,6 +525,7 @@ def test_readme_curl_posts_every_dashboard_to_the_grafana_api(readme_out):
 
 
 def test_readme_configmap_holds_every_dashboard_with_the_sidecar_label(readme_out):
+    require_tool("kubectl")
     create, apply = COMMANDS[2].splitlines()
     run_sh(create, readme_out, KUBECONFIG=os.devnull)
     [target] = re.findall(r"-f (\S+)$", apply)

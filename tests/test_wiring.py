@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,22 +12,11 @@ import yaml
 from tests.e2e_app import Prometheus, serve, wait_until
 from tests.helm_util import one, render
 from tests.test_serve import free_port
-from tests.tools import ROOT, require_tool
+from tests.tools import ROOT, require_tool, run_sh
 
 README = (ROOT / "README.md").read_text()
 SECTION = README.split("### Scrape the exporter and load the rules", 1)[1].split("\n### ", 1)[0]
 PLAIN, OPERATOR = re.findall(r"```sh\n(.*?)\n```", SECTION, re.S)
-
-
-def run_sh(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Bash with this venv's `sloexporter` and the project's tools first on PATH."""
-    path = os.pathsep.join([str(Path(sys.executable).parent), str(ROOT / ".tools" / "bin"),
-                            os.environ["PATH"]])
-    res = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=cwd, text=True,
-                         capture_output=True, timeout=120,
-                         env=dict(os.environ, PATH=path, KUBECONFIG=os.devnull))
-    assert res.returncode == 0, res.stdout + res.stderr
-    return res
 
 
 @pytest.fixture
@@ -47,7 +34,7 @@ def test_the_scrape_target_is_where_the_run_command_serves():
 async def test_prometheus_with_the_readme_config_scrapes_serve_and_evaluates_the_rules(
         workdir: Path):
     require_tool("promtool")
-    res = run_sh(PLAIN, workdir)
+    res = run_sh(PLAIN, workdir, KUBECONFIG=os.devnull)
     rule_files = sorted((workdir / "out" / "rules").glob("*.yaml"))
     assert rule_files and f"SUCCESS: {len(rule_files)} rule files found" in res.stdout
 
@@ -72,7 +59,7 @@ async def test_prometheus_with_the_readme_config_scrapes_serve_and_evaluates_the
 def test_operator_commands_label_the_rules_for_kube_prometheus_stack(workdir: Path):
     require_tool("kubectl")
     generate, label, apply = OPERATOR.splitlines()[1:]
-    run_sh(generate + "\n" + label, workdir)
+    run_sh(generate + "\n" + label, workdir, KUBECONFIG=os.devnull)
     target = re.findall(r"> (\S+)$", label)[0]
     doc = yaml.safe_load((workdir / target).read_text())
     assert doc["kind"] == "PrometheusRule"

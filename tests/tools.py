@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,3 +27,20 @@ def require_tool(name: str) -> str:
     if os.environ.get("SLOEXPORTER_REQUIRE_TOOLS") == "1":
         pytest.fail(message)
     pytest.skip(message)
+
+
+def run_sh(script: str, cwd: Path, check: bool = True, first: tuple[str, ...] = (),
+           **env: str) -> subprocess.CompletedProcess[str]:
+    """Run a README snippet with bash -euo pipefail, as a user would paste it.
+
+    The folders in `first`, this venv's `sloexporter` and `python3`, then the project's
+    tools come first on PATH; `check` fails the test with the output when the snippet fails.
+    """
+    path = os.pathsep.join([*first, str(Path(sys.executable).parent), str(LOCAL_TOOLS),
+                            os.environ["PATH"]])
+    result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=cwd,
+                            capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, PATH=path, **env))
+    if check:
+        assert result.returncode == 0, result.stdout + result.stderr
+    return result
