@@ -31,7 +31,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -64,6 +63,7 @@ from sloexporter.sources import argocd, backups, certificates  # noqa: E402
 from sloexporter.sources.base import Source  # noqa: E402
 from sloexporter.sources.informer import Resource  # noqa: E402
 from sloexporter.sources.store import Shard  # noqa: E402
+from tests.tools import free_port  # noqa: E402
 
 Obj = dict[str, Any]
 Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -283,12 +283,6 @@ def proc_stats(pid: int) -> tuple[float, float]:
             rss = int(line.split()[1]) / 1024
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return rss, (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def curl(url: str, gzip: bool) -> tuple[float, int]:

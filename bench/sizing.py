@@ -16,7 +16,6 @@ import asyncio
 import copy
 import json
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -31,6 +30,7 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere; it reuses the te
 
 from tests.kube_fixtures import RESOURCES  # noqa: E402
 from tests.test_sharding import cluster_objects  # noqa: E402
+from tests.tools import free_port  # noqa: E402
 
 #: kind -> API paths served; a CronJob comes with its two Jobs
 KINDS = {"applications": ["applications"], "cronjobs": ["cronjobs", "jobs"],
@@ -62,12 +62,6 @@ def objects(kind: str, count: int) -> dict[str, list[dict[str, Any]]]:
                 ref["name"] += f"-{i}"
             out.setdefault(api_path(obj), []).append(obj)
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def api_server(store: dict[str, list[dict[str, Any]]],

@@ -20,7 +20,7 @@ import yaml
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 
-from tests.tools import ROOT
+from tests.tools import ROOT, terminate
 
 TIMEOUT = aiohttp.ClientTimeout(total=5)
 
@@ -108,9 +108,7 @@ async def serve(workdir: Path, port: int, config: dict[str, Any] | None = None
         await wait_until(ready, "sloexporter serve /readyz", 30)
         yield f"127.0.0.1:{port}"
     finally:
-        if proc.returncode is None:
-            proc.terminate()
-            await asyncio.wait_for(proc.wait(), 10)
+        await terminate(proc)
         log.close()
 
 
@@ -164,13 +162,7 @@ class Prometheus:
             yield self
         finally:
             await self.session.close()
-            if self.proc.returncode is None:
-                self.proc.terminate()
-                try:
-                    await asyncio.wait_for(self.proc.wait(), 10)
-                except TimeoutError:
-                    self.proc.kill()
-                    await self.proc.wait()
+            await terminate(self.proc)
             log.close()
 
     async def _ready(self) -> bool:

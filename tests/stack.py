@@ -29,7 +29,7 @@ import pytest_asyncio
 from aiohttp import web
 from aiosmtpd.controller import Controller
 
-from tests.test_serve import free_port
+from tests.tools import free_port, terminate
 
 T = TypeVar("T")
 TIMEOUT = aiohttp.ClientTimeout(total=5)
@@ -196,13 +196,7 @@ class Alertmanager:
                 yield self
             finally:
                 await self.session.close()
-                if proc.returncode is None:
-                    proc.terminate()
-                    try:
-                        await asyncio.wait_for(proc.wait(), 10)
-                    except TimeoutError:
-                        proc.kill()
-                        await proc.wait()
+                await terminate(proc)
 
     async def _until_ready(self, proc: asyncio.subprocess.Process, deadline: float) -> None:
         assert self.session is not None

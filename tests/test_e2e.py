@@ -19,8 +19,7 @@ from sloexporter.dashboards.queries import dashboard_queries
 from tests.conftest import run_cli
 from tests.e2e_app import App, Prometheus, serve, wait_until
 from tests.stack import Alertmanager, SlackWebhook, SMTPInbox, alertmanager_settings
-from tests.test_serve import free_port
-from tests.tools import require_tool
+from tests.tools import free_port, require_tool
 
 pytestmark = pytest.mark.e2e
 

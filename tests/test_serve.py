@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,15 +18,9 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from sloexporter import names
 from tests.promtext import samples, series, value
-from tests.tools import ROOT
+from tests.tools import ROOT, free_port
 
 DEMO = ROOT / "examples" / "cluster"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:

@@ -14,7 +14,6 @@ import contextlib
 import json
 import math
 import re
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterable
@@ -32,7 +31,7 @@ from sloexporter.sources.store import Shard, jump_hash
 from tests.certs import make_ca, make_leaf
 from tests.kube_fixtures import seed
 from tests.promtext import samples
-from tests.tools import ROOT, require_tool
+from tests.tools import ROOT, free_port, require_tool, terminate
 
 #: kmock with the watch=True normalisation (the informer sends watch=true itself)
 pytest_plugins = ["tests.kube_fixtures"]
@@ -140,12 +139,6 @@ def test_growing_the_shard_count_only_moves_keys_to_the_new_shard():
         assert abs(len(moved) / len(keys) - 1 / (n + 1)) < 0.02
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Serve:
     """One `sloexporter serve` child process, driven without blocking the event loop."""
 
@@ -179,13 +172,7 @@ class Serve:
         await asyncio.wait_for(poll(), DEADLINE)
 
     async def stop(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.terminate()
-            try:
-                await asyncio.wait_for(self.proc.wait(), 10)
-            except TimeoutError:
-                self.proc.kill()
-                await asyncio.wait_for(self.proc.wait(), 10)
+        await terminate(self.proc)
 
 
 @contextlib.asynccontextmanager

@@ -11,8 +11,7 @@ import yaml
 
 from tests.e2e_app import Prometheus, serve, wait_until
 from tests.helm_util import one, render
-from tests.test_serve import free_port
-from tests.tools import ROOT, require_tool, run_sh
+from tests.tools import ROOT, free_port, require_tool, run_sh
 
 README = (ROOT / "README.md").read_text()
 SECTION = README.split("### Scrape the exporter and load the rules", 1)[1].split("\n### ", 1)[0]

@@ -6,8 +6,10 @@ Run without it (plain `pytest`), a missing tool skips the test with the reason.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +18,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_TOOLS = ROOT / ".tools" / "bin"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def require_tool(name: str) -> str:
@@ -44,3 +53,15 @@ def run_sh(script: str, cwd: Path, check: bool = True, first: tuple[str, ...] = 
     if check:
         assert result.returncode == 0, result.stdout + result.stderr
     return result
+
+
+async def terminate(proc: asyncio.subprocess.Process, grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after `grace` seconds: a test never leaves a process behind."""
+    if proc.returncode is not None:
+        return
+    proc.terminate()
+    try:
+        await asyncio.wait_for(proc.wait(), grace)
+    except TimeoutError:
+        proc.kill()
+        await asyncio.wait_for(proc.wait(), grace)
