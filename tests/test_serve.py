@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import shutil
 import signal
 import subprocess
@@ -206,3 +207,31 @@ def test_bad_listen_and_missing_folder_are_usage_errors(tmp_path):
                                 capture_output=True, text=True, timeout=30, cwd=ROOT)
         assert result.returncode == 2
         assert "Traceback" not in result.stderr
+
+
+def test_an_annotated_service_is_probed_until_the_annotation_goes(tmp_path):
+    """Service manifest -> discovery -> HTTP prober -> /metrics, and back out again."""
+    folder = tmp_path / "cluster"
+    folder.mkdir()
+    service = {"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": "web", "namespace": "shop", "uid": "svc-1",
+                            "annotations": {names.PROBE_ANNOTATION: "true",
+                                            names.PROBE_PATH_ANNOTATION: "/healthz"}},
+               "spec": {"ports": [{"name": "http", "port": 8080}]}}
+    (folder / "service.yaml").write_text(json.dumps(service))
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps({"http_probe": {"interval": "1s", "timeout": "1s"}}))
+    target = "http://web.shop.svc:8080/healthz"
+    server = Server("--manifests", str(folder), "--config", str(config))
+    try:
+        wait_for(lambda: ready(server), what="/readyz")
+        # no cluster DNS here: the probe runs and counts its failure as code="error"
+        wait_for(lambda: (value(server.metrics(), names.PROBE_REQUESTS, target=target,
+                                code=names.PROBE_ERROR_CODE) or 0) >= 1, what="a probe")
+        assert value(server.metrics(), names.PROBE_SUCCESS, target=target) == 0
+        del service["metadata"]["annotations"][names.PROBE_ANNOTATION]
+        (folder / "service.yaml").write_text(json.dumps(service))
+        wait_for(lambda: not series(server.metrics(), names.PROBE_SUCCESS, target=target),
+                 what="the target to go")
+    finally:
+        server.stop()
