@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.tools import ROOT, require_tool
+# test modules import these helpers before naming them as plugins; rewrite their asserts too
+pytest.register_assert_rewrite("tests.kube_fixtures", "tests.stack")
+
+from tests.tools import ROOT, require_tool  # noqa: E402
 
 # slack_webhook and smtp_inbox: notification stand-ins any test can ask for
 pytest_plugins = ["tests.stack"]
