@@ -57,3 +57,24 @@ PY
   done
   rm -rf "$layer_tmp"
 fi
+
+# sloth v0.16.0, the peer the compat tests run on its own examples (tests/compat). It has
+# no Debian package or prebuilt binary we can pin by hash, so it is built from its pinned
+# module version (about 2 minutes, once; Go's default module and build caches are reused).
+SLOTH_MODULE=github.com/slok/sloth/cmd/sloth@v0.16.0
+if [ ! -x "$TOOLS/sloth" ] && ! command -v sloth >/dev/null; then
+  if ! command -v go >/dev/null; then
+    echo "install-tools.sh: building sloth needs Go 1.26 or later, and go is not on PATH;" \
+      "install Go, then run this script again (the compat tests run sloth)." >&2
+    exit 1
+  fi
+  go_log="$(mktemp)"
+  if ! GOBIN="$TOOLS" go install "$SLOTH_MODULE" >"$go_log" 2>&1; then
+    cat "$go_log" >&2
+    echo "install-tools.sh: go install $SLOTH_MODULE failed (it needs Go 1.26 or later;" \
+      "this is $(go version))." >&2
+    rm -f "$go_log"
+    exit 1
+  fi
+  rm -f "$go_log"
+fi

@@ -1,4 +1,4 @@
-"""Shared helpers of the compatibility tests: where the peers' files are, and promtool.
+"""Shared helpers of the compatibility tests: where the peers' files are, promtool, sloth.
 
 The peers' examples and expected outputs are read in place from ../shared/peers; when
 that folder is absent the compat tests skip and say why (the only allowed skip).
@@ -20,9 +20,12 @@ from sloexporter import rules
 from sloexporter.model import Service
 from sloexporter.output import to_yaml
 from sloexporter.spec import load_paths
-from tests.tools import ROOT
+from tests.tools import ROOT, require_tool
 
 PEERS = ROOT.parent / "shared" / "peers"
+#: the Sloth release of the examples and `_gen` outputs in ../shared (SOURCE.md), which
+#: scripts/install-tools.sh builds
+SLOTH_VERSION = "v0.16.0"
 
 
 def peer(*parts: str) -> Path:
@@ -47,14 +50,19 @@ def first_fire(selector: str, over: int) -> str:
     return f"min(min_over_time(timestamp({selector})[{over}s:1m]))"
 
 
+def rule_documents(path: Path) -> list[dict[str, Any]]:
+    """The YAML documents of a Prometheus rule file or of PrometheusRule objects."""
+    return [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc]
+
+
+def groups_of(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rule groups of one of those documents (the document's own list)."""
+    return doc["spec"]["groups"] if doc.get("kind") == "PrometheusRule" else doc["groups"]
+
+
 def rule_groups(path: Path) -> list[dict[str, Any]]:
     """The rule groups of a Prometheus rule file or of PrometheusRule objects."""
-    groups: list[dict[str, Any]] = []
-    for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
-        if doc:
-            groups += doc["spec"]["groups"] if doc.get("kind") == "PrometheusRule" \
-                else doc["groups"]
-    return groups
+    return [g for doc in rule_documents(path) for g in groups_of(doc)]
 
 
 def promtool_test(promtool: str, folder: Path, rule_files: dict[str, list[dict[str, Any]]],
@@ -76,3 +84,29 @@ def run_all(jobs: list[Callable[[], str | None]]) -> None:
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         failures = [f for f in pool.map(lambda job: job(), jobs) if f]
     assert not failures, "\n".join(failures)
+
+
+def run_sloth(source: Path, out: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    """Run the real `sloth generate` on one input, as upstream's examplesgen.sh made `_gen`:
+    its extra label and its examples folder as the plugins path (SOURCE.md)."""
+    examples = peer("sloth", "examples")
+    return subprocess.run([require_tool("sloth"), "generate", "--no-log", "-i", str(source),
+                           "-o", str(out), "-p", str(examples),
+                           "--extra-labels", "cmd=examplesgen.sh", *flags],
+                          capture_output=True, text=True, timeout=120)
+
+
+def sloth_stderr(proc: subprocess.CompletedProcess[str]) -> str:
+    # Sloth logs that it cannot read the cgroup's PSI files on every start, even with
+    # --no-log; it says nothing about the run
+    return "".join(line for line in proc.stderr.splitlines(keepends=True)
+                   if "disable exposing PSI metrics" not in line)
+
+
+def sloth_groups(source: Path, out: Path, *flags: str) -> list[dict[str, Any]]:
+    """The rule groups Sloth generates for `source`; a Sloth failure fails the test."""
+    proc = run_sloth(source, out, *flags)
+    if proc.returncode != 0:
+        pytest.fail(f"sloth generate {source.name} exited {proc.returncode}:\n"
+                    f"{sloth_stderr(proc)}")
+    return rule_groups(out)
