@@ -301,6 +301,14 @@ def sloth_tiers(groups: list[dict[str, Any]]) -> set[tuple[str, int, int, float]
     return tiers
 
 
+def test_the_comparisons_cover_the_slos_docs_compat_md_counts() -> None:
+    def slos(examples: list[str]) -> int:
+        return sum(len(s.slos) for e in examples for s in load(peer("sloth", "examples", e)))
+
+    assert (len(EXAMPLES), slos(EXAMPLES)) == (13, 20)
+    assert (len(SLOTH_FORMAT), slos(SLOTH_FORMAT)) == (11, 16)
+
+
 def test_every_sloth_expected_output_is_compared() -> None:
     gen = peer("sloth", "examples", "_gen")
     compared = set(EXAMPLES) | set(UNSUPPORTED_GEN)
