@@ -36,7 +36,7 @@ from tests.compat.peers import (
     promtool_test,
     rule_groups,
     run_all,
-    sloth_groups,
+    sloth_output,
 )
 
 STEP = 60
@@ -244,7 +244,7 @@ def test_alerts_fire_in_the_same_step_as_sloths_golden_rules(example: str, promt
 def test_alerts_fire_in_the_same_step_as_the_rules_sloth_generates(example: str, promtool: str,
                                                                    tmp_path: Path) -> None:
     source = peer("sloth", "examples", example)
-    theirs = sloth_groups(source, tmp_path / example)
+    theirs = rule_groups(sloth_output(source, tmp_path / example))
     assert_same_alerts(example, [source], theirs, promtool, tmp_path / "promtool")
 
 
@@ -262,8 +262,9 @@ def test_alerts_fire_in_the_same_step_as_sloths_with_its_alert_windows(
         example: str, windows: str, promtool: str, tmp_path: Path) -> None:
     source = peer("sloth", "examples", example)
     window_file = peer("sloth", "examples", "windows", windows)
-    theirs = sloth_groups(source, tmp_path / example, "--slo-period-windows-path",
-                          str(window_file.parent), "--default-slo-period", WINDOWS[windows])
+    theirs = rule_groups(sloth_output(source, tmp_path / example, "--slo-period-windows-path",
+                                      str(window_file.parent),
+                                      "--default-slo-period", WINDOWS[windows]))
     # the scenarios cannot tell close burn factors apart (13.44 from 14.4), so check that
     # both use the AlertWindows' period, windows and factors, not the default 30d ones
     slos = [slo for s in load(source, window_file) for slo in s.slos]
