@@ -62,19 +62,19 @@ fi
 # no Debian package or prebuilt binary we can pin by hash, so it is built from its pinned
 # module version (about 2 minutes, once; Go's default module and build caches are reused).
 SLOTH_MODULE=github.com/slok/sloth/cmd/sloth@v0.16.0
+# Not fatal: without sloth the rest of the suite still runs, and the compat tests that need
+# it fail by name (tests/tools.py require_tool) instead of the whole run stopping here.
 if [ ! -x "$TOOLS/sloth" ] && ! command -v sloth >/dev/null; then
   if ! command -v go >/dev/null; then
     echo "install-tools.sh: building sloth needs Go 1.26 or later, and go is not on PATH;" \
-      "install Go, then run this script again (the compat tests run sloth)." >&2
-    exit 1
-  fi
-  go_log="$(mktemp)"
-  if ! GOBIN="$TOOLS" go install "$SLOTH_MODULE" >"$go_log" 2>&1; then
-    cat "$go_log" >&2
-    echo "install-tools.sh: go install $SLOTH_MODULE failed (it needs Go 1.26 or later;" \
-      "this is $(go version))." >&2
+      "the compat tests that run sloth will fail until it is installed." >&2
+  else
+    go_log="$(mktemp)"
+    if ! GOBIN="$TOOLS" go install "$SLOTH_MODULE" >"$go_log" 2>&1; then
+      cat "$go_log" >&2
+      echo "install-tools.sh: go install $SLOTH_MODULE failed (it needs Go 1.26 or later;" \
+        "this is $(go version)); the compat tests that run sloth will fail." >&2
+    fi
     rm -f "$go_log"
-    exit 1
   fi
-  rm -f "$go_log"
 fi

