@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from sloexporter.output import write_all
-from sloexporter.spec import load_paths
+from sloexporter.specs import load_paths
 
 KINDS = [
     {"events": {"errors": 'sum(rate(http_requests_total{job="svc%d",code=~"5.."}[{{window}}]))',

@@ -30,7 +30,7 @@ SPECS = "examples/slos/platform-*.yaml"
 def generate(out: Path) -> list[Path]:
     """Write rules and dashboards under `out`; returns the files written."""
     from sloexporter.output import render_rules
-    from sloexporter.spec import load_paths
+    from sloexporter.specs import load_paths
 
     os.chdir(ROOT)  # the rule header names the spec by its path relative to the repo
     specs = sorted(str(p.relative_to(ROOT)) for p in ROOT.glob(SPECS))

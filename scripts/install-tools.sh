@@ -22,6 +22,9 @@ fi
 # promtool and prometheus (Debian package prometheus), alertmanager and amtool
 command -v promtool >/dev/null || apt_install prometheus
 command -v prometheus-alertmanager >/dev/null || apt_install prometheus-alertmanager
+# etcdctl (compaction in the real-cluster tests) and headless chromium (the status UI tests)
+command -v etcdctl >/dev/null || apt_install etcd-client
+command -v chromium >/dev/null || apt_install chromium
 
 # Python environment with the package and its test extras
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
@@ -58,23 +61,7 @@ PY
   rm -rf "$layer_tmp"
 fi
 
-# sloth v0.16.0, the peer the compat tests run on its own examples (tests/compat). It has
-# no Debian package or prebuilt binary we can pin by hash, so it is built from its pinned
-# module version (about 2 minutes, once; Go's default module and build caches are reused).
-SLOTH_MODULE=github.com/slok/sloth/cmd/sloth@v0.16.0
-# Not fatal: without sloth the rest of the suite still runs, and the compat tests that need
-# it fail by name (tests/tools.py require_tool) instead of the whole run stopping here.
-if [ ! -x "$TOOLS/sloth" ] && ! command -v sloth >/dev/null; then
-  if ! command -v go >/dev/null; then
-    echo "install-tools.sh: building sloth needs Go 1.26 or later, and go is not on PATH;" \
-      "the compat tests that run sloth will fail until it is installed." >&2
-  else
-    go_log="$(mktemp)"
-    if ! GOBIN="$TOOLS" go install "$SLOTH_MODULE" >"$go_log" 2>&1; then
-      cat "$go_log" >&2
-      echo "install-tools.sh: go install $SLOTH_MODULE failed (it needs Go 1.26 or later;" \
-        "this is $(go version)); the compat tests that run sloth will fail." >&2
-    fi
-    rm -f "$go_log"
-  fi
-fi
+# Go tools built from pinned module versions and cached in .tools/bin: sloth, promtool and
+# prometheus 3, kube-apiserver, etcd, kube-controller-manager, victoria-metrics, vmalert.
+# The first run on a fresh machine takes about 20 minutes; later runs skip every build.
+bash scripts/build-go-tools.sh

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from sloexporter import output, rules
 from sloexporter.model import Service, parse_duration
-from sloexporter.spec.errors import load_model
+from sloexporter.specs.errors import load_model
 
 Data = dict[str, Any]
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sloexporter import __version__
-from sloexporter.spec.errors import SpecError, SpecErrors
+from sloexporter.specs.errors import SpecError, SpecErrors
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
@@ -19,7 +19,7 @@ def _print_errors(errors: list[SpecError]) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from sloexporter.spec import load_paths
+    from sloexporter.specs import load_paths
 
     services, errors = load_paths(args.paths)
     _print_errors(errors)
@@ -33,7 +33,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     from sloexporter import alertmanager
     from sloexporter.output import write_all
-    from sloexporter.spec import load_paths
+    from sloexporter.specs import load_paths
     from sloexporter.testgen import SynthesisError
 
     services, errors = load_paths(args.paths)

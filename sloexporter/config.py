@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sloexporter.sources.http_probe import HTTPProbeConfig
 from sloexporter.sources.tls_probe import TLSProbeConfig
-from sloexporter.spec.errors import load_model
+from sloexporter.specs.errors import load_model
 
 
 class Strict(BaseModel):

@@ -23,11 +23,11 @@ from pydantic import ValidationError
 
 from sloexporter.model import SLO, Service
 from sloexporter.output import header, to_yaml, write_text
-from sloexporter.spec import spec_files
-from sloexporter.spec.build import build_service
-from sloexporter.spec.errors import SpecError, SpecErrors, load_documents
-from sloexporter.spec.native import API_VERSION, KIND, ServiceLevels, SLOSpec
-from sloexporter.spec.openslo import ANNOTATION_ALERTING, ANNOTATION_NAME, ANNOTATION_SLI
+from sloexporter.specs import spec_files
+from sloexporter.specs.build import build_service
+from sloexporter.specs.errors import SpecError, SpecErrors, load_documents
+from sloexporter.specs.native import API_VERSION, KIND, ServiceLevels, SLOSpec
+from sloexporter.specs.openslo import ANNOTATION_ALERTING, ANNOTATION_NAME, ANNOTATION_SLI
 
 
 def rfc1123(name: str) -> str:

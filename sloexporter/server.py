@@ -32,7 +32,7 @@ from sloexporter.sources.manifests import ManifestFeed
 from sloexporter.sources.prober import Prober
 from sloexporter.sources.store import Shard
 from sloexporter.sources.tls_probe import TLSProbeConfig, TLSProber
-from sloexporter.spec.errors import SpecErrors
+from sloexporter.specs.errors import SpecErrors
 
 log = logging.getLogger("sloexporter")
 

@@ -19,7 +19,7 @@ from sloexporter.promql import (
     quote,
     selector,
 )
-from sloexporter.spec.native import (
+from sloexporter.specs.native import (
     HTTPSLI,
     ArgoCDSLI,
     BackupSLI,

@@ -28,7 +28,7 @@ from sloexporter.dashboards.queries import variable_selector
 from sloexporter.model import SLO, Service
 from sloexporter.rules import meta_rules
 from sloexporter.sli import HTTP_CONVENTIONS, HTTP_IN_FLIGHT
-from sloexporter.spec import load_paths
+from sloexporter.specs import load_paths
 from tests.conftest import run_cli
 from tests.helm_util import CHART, helm_path, render
 from tests.tools import ROOT, require_tool, run_sh

@@ -18,9 +18,9 @@ import pytest
 import yaml
 
 from sloexporter.output import render_rules, to_yaml
-from sloexporter.spec.build import build_service
-from sloexporter.spec.errors import Document
-from sloexporter.spec.native import ServiceLevels
+from sloexporter.specs.build import build_service
+from sloexporter.specs.errors import Document
+from sloexporter.specs.native import ServiceLevels
 from sloexporter.testgen import (
     Segment,
     count_alerts,

@@ -19,7 +19,7 @@ import yaml
 from sloexporter import rules
 from sloexporter.model import Service
 from sloexporter.output import to_yaml
-from sloexporter.spec import load_paths
+from sloexporter.specs import load_paths
 from tests.tools import ROOT, require_tool
 
 PEERS = ROOT.parent / "shared" / "peers"

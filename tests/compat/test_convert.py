@@ -9,8 +9,8 @@ import yaml
 
 from sloexporter import rules
 from sloexporter.convert import rfc1123
-from sloexporter.spec import load_paths
-from sloexporter.spec.openslo_schema import RFC1123
+from sloexporter.specs import load_paths
+from sloexporter.specs.openslo_schema import RFC1123
 from tests.conftest import run_cli
 from tests.tools import ROOT
 

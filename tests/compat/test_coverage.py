@@ -17,8 +17,8 @@ import yaml
 
 from sloexporter.model import Service
 from sloexporter.output import write_all
-from sloexporter.spec import load_paths
-from sloexporter.spec.errors import SpecError
+from sloexporter.specs import load_paths
+from sloexporter.specs.errors import SpecError
 from tests.compat.peers import PEERS, peer, run_all
 from tests.conftest import run_cli
 

@@ -10,8 +10,8 @@ from typing import Any
 from sloexporter import rules
 from sloexporter.model import Service
 from sloexporter.output import write_all
-from sloexporter.spec import load_paths
-from sloexporter.spec.openslo_queries import rate_selectors
+from sloexporter.specs import load_paths
+from sloexporter.specs.openslo_queries import rate_selectors
 from tests.compat.peers import our_groups, peer, promtool_test
 
 

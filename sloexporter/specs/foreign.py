@@ -17,9 +17,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
 from sloexporter.model import Service
-from sloexporter.spec.build import build_service
-from sloexporter.spec.errors import Document, Path, SpecError, SpecErrors, format_path
-from sloexporter.spec.native import API_VERSION, KIND, ServiceLevels
+from sloexporter.specs.build import build_service
+from sloexporter.specs.errors import Document, Path, SpecError, SpecErrors, format_path
+from sloexporter.specs.native import API_VERSION, KIND, ServiceLevels
 
 
 class Foreign(BaseModel):

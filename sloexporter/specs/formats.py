@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from sloexporter.spec import Format, register
-from sloexporter.spec.build import load_native
-from sloexporter.spec.native import API_VERSION, KIND
-from sloexporter.spec.openslo import is_openslo, load_openslo
-from sloexporter.spec.pyrra import is_pyrra, load_pyrra
-from sloexporter.spec.sloth import is_sloth, load_sloth
+from sloexporter.specs import Format, register
+from sloexporter.specs.build import load_native
+from sloexporter.specs.native import API_VERSION, KIND
+from sloexporter.specs.openslo import is_openslo, load_openslo
+from sloexporter.specs.pyrra import is_pyrra, load_pyrra
+from sloexporter.specs.sloth import is_sloth, load_sloth
 
 
 def _is_native(data: object) -> bool:

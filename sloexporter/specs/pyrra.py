@@ -20,8 +20,8 @@ from pydantic import Field, field_validator
 
 from sloexporter.model import Service, SynthSeries, parse_duration
 from sloexporter.promql import le_matcher, merge_selector
-from sloexporter.spec.errors import Document, Path, SpecErrors
-from sloexporter.spec.foreign import Foreign, Lenient, NativeBuilder, label_values, validate
+from sloexporter.specs.errors import Document, Path, SpecErrors
+from sloexporter.specs.foreign import Foreign, Lenient, NativeBuilder, label_values, validate
 
 API = "pyrra.dev/v1alpha1"
 KIND = "ServiceLevelObjective"

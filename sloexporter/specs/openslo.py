@@ -18,10 +18,10 @@ from decimal import Decimal
 from typing import Any
 
 from sloexporter.model import SLO, Service
-from sloexporter.spec.errors import Document, Path, SpecError, SpecErrors
-from sloexporter.spec.foreign import NativeBuilder, label_values, percent
-from sloexporter.spec.openslo_alerts import alerting_from_policies, check_policy_refs
-from sloexporter.spec.openslo_objects import (
+from sloexporter.specs.errors import Document, Path, SpecError, SpecErrors
+from sloexporter.specs.foreign import NativeBuilder, label_values, percent
+from sloexporter.specs.openslo_alerts import alerting_from_policies, check_policy_refs
+from sloexporter.specs.openslo_objects import (
     Located,
     check_object,
     index_objects,
@@ -29,13 +29,13 @@ from sloexporter.spec.openslo_objects import (
     objects,
     resolve,
 )
-from sloexporter.spec.openslo_queries import (
+from sloexporter.specs.openslo_queries import (
     SliError,
     alpha_sli,
     timeslices,
     v1_sli,
 )
-from sloexporter.spec.openslo_schema import (
+from sloexporter.specs.openslo_schema import (
     SHORTHAND,
     AlertPolicySpec,
     Object,

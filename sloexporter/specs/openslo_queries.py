@@ -21,16 +21,16 @@ from pydantic import ValidationError
 from sloexporter.model import format_duration, parse_duration
 from sloexporter.promql import WINDOW_PLACEHOLDER, quote, substitute_window
 from sloexporter.sli import compile_sli
-from sloexporter.spec.errors import Path
-from sloexporter.spec.native import SLISpec
-from sloexporter.spec.openslo_schema import (
+from sloexporter.specs.errors import Path
+from sloexporter.specs.native import SLISpec
+from sloexporter.specs.openslo_schema import (
     AlphaObjective,
     AlphaQuery,
     Metric,
     Objective,
     SLOSpecV1Alpha,
 )
-from sloexporter.spec.openslo_schema import (
+from sloexporter.specs.openslo_schema import (
     SLISpec as OpenSLOSLI,
 )
 

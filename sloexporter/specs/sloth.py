@@ -14,9 +14,9 @@ from typing import Any
 from pydantic import Field
 
 from sloexporter.model import Service, format_duration, parse_duration
-from sloexporter.spec.errors import Document, Path, SpecError, SpecErrors
-from sloexporter.spec.foreign import Foreign, Lenient, NativeBuilder, label_values, validate
-from sloexporter.spec.native import Duration
+from sloexporter.specs.errors import Document, Path, SpecError, SpecErrors
+from sloexporter.specs.foreign import Foreign, Lenient, NativeBuilder, label_values, validate
+from sloexporter.specs.native import Duration
 
 PROM_V1 = "prometheus/v1"
 K8S_API = "sloth.slok.dev/v1"

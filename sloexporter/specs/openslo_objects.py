@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sloexporter.spec.errors import Document, Path, SpecError, SpecErrors
-from sloexporter.spec.foreign import validate
-from sloexporter.spec.openslo_schema import KINDS, V1, V1ALPHA, Object
+from sloexporter.specs.errors import Document, Path, SpecError, SpecErrors
+from sloexporter.specs.foreign import validate
+from sloexporter.specs.openslo_schema import KINDS, V1, V1ALPHA, Object
 
 Located = tuple[Document, Path, dict[str, Any]]
 

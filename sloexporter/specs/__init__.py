@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path as FsPath
 
 from sloexporter.model import Service
-from sloexporter.spec.errors import Document, SpecError, SpecErrors, load_documents
+from sloexporter.specs.errors import Document, SpecError, SpecErrors, load_documents
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 
@@ -85,7 +85,7 @@ def load_paths(paths: Iterable[str]) -> tuple[list[Service], list[SpecError]]:
 
 def _detect(doc: Document) -> Format | None:
     if not FORMATS:
-        from sloexporter.spec import formats  # noqa: F401  (registers the built-in formats)
+        from sloexporter.specs import formats  # noqa: F401  (registers the built-in formats)
     return next((f for f in FORMATS if f.detect(doc.data)), None)
 
 

@@ -11,9 +11,9 @@ from decimal import Decimal
 from typing import Any
 
 from sloexporter.model import parse_duration
-from sloexporter.spec.errors import Document, Path, SpecError, SpecErrors
-from sloexporter.spec.openslo_objects import Located, check_object, resolve
-from sloexporter.spec.openslo_schema import AlertConditionSpec, AlertPolicySpec, SLOSpecV1, Target
+from sloexporter.specs.errors import Document, Path, SpecError, SpecErrors
+from sloexporter.specs.openslo_objects import Located, check_object, resolve
+from sloexporter.specs.openslo_schema import AlertConditionSpec, AlertPolicySpec, SLOSpecV1, Target
 
 PAGE_SEVERITIES = {"page", "critical", "high", "p1", "urgent"}
 

@@ -21,8 +21,8 @@ from sloexporter.model import (
 )
 from sloexporter.promql import WINDOW_PLACEHOLDER, check_syntax, substitute_window
 from sloexporter.sli import compile_sli, known_buckets
-from sloexporter.spec.errors import Document, Path, SpecError, SpecErrors
-from sloexporter.spec.native import (
+from sloexporter.specs.errors import Document, Path, SpecError, SpecErrors
+from sloexporter.specs.native import (
     AlertingSpec,
     EventsSLI,
     RatioSLI,

@@ -1,6 +1,6 @@
 """The OpenSLO `openslo/v1` and `openslo/v1alpha` objects we read, as strict models.
 
-Only the schema lives here; `sloexporter.spec.openslo` turns the objects into native
+Only the schema lives here; `sloexporter.specs.openslo` turns the objects into native
 specs. Names follow the OpenSLO spec (camelCase aliases), so errors use its spelling.
 """
 
@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from sloexporter.spec.foreign import Foreign, Lenient
+from sloexporter.specs.foreign import Foreign, Lenient
 
 V1 = "openslo/v1"
 V1ALPHA = "openslo/v1alpha"
