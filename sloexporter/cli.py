@@ -1,4 +1,9 @@
-"""The `sloexporter` command line: validate, generate, serve."""
+"""The `sloexporter` command line: init, validate, generate, convert, serve.
+
+Only argparse and the version are imported at start-up: each command imports what it
+needs, so `--version`, `init` and `validate` never load the server stack (aiohttp,
+kubernetes_asyncio), and `serve`'s options are added only when `serve` is the command.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sloexporter import __version__
-from sloexporter.specs.errors import SpecError, SpecErrors
+
+if TYPE_CHECKING:
+    from sloexporter.specs.errors import SpecError
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
@@ -16,6 +24,60 @@ EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 def _print_errors(errors: list[SpecError]) -> None:
     for err in errors:
         print(err, file=sys.stderr)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    import os
+    import tempfile
+
+    from sloexporter import starter
+    from sloexporter.specs import load_paths
+
+    selector = args.selector
+    if args.job is not None:
+        selector = starter.selector_for(args.convention, args.job)
+    threshold = None if args.latency_threshold in ("none", "") else args.latency_threshold
+    try:
+        text = starter.render(starter.Starter(
+            service=args.service, convention=args.convention, selector=selector,
+            objective=args.objective, latency_threshold=threshold,
+            latency_objective=args.latency_objective, period=args.period, team=args.team))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    # the starter must validate: check it with the same loader `validate` uses
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = Path(tmp, "spec.yaml")
+        probe.write_text(text, encoding="utf-8")
+        _, errors = load_paths([str(probe)])
+    if errors:
+        print("error: these values do not make a valid spec:", file=sys.stderr)
+        for err in errors:
+            print(f"  {err.path + ': ' if err.path else ''}{err.message}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.output in (None, "-"):
+        sys.stdout.write(text)
+        return EXIT_OK
+    target = Path(args.output)
+    if target.is_dir():
+        print(f"error: {target} is a folder; give a file name, e.g. {target / args.service}"
+              ".yaml", file=sys.stderr)
+        return EXIT_USAGE
+    if target.exists() and not args.force:
+        print(f"error: {target} exists; --force overwrites it", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # written beside the target, then renamed: never a half-written spec
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp_name, target)
+    except OSError as exc:
+        print(f"error: cannot write {target}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"wrote {target}; next: sloexporter validate {target}", file=sys.stderr)
+    return EXIT_OK
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -34,6 +96,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from sloexporter import alertmanager
     from sloexporter.output import write_all
     from sloexporter.specs import load_paths
+    from sloexporter.specs.errors import SpecErrors
     from sloexporter.testgen import SynthesisError
 
     services, errors = load_paths(args.paths)
@@ -81,49 +144,192 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return run_serve(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="sloexporter",
-        description="SLOs for Kubernetes platforms: rules, dashboards, alert routes, exporter.")
-    parser.add_argument("--version", action="version", version=f"sloexporter {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+EXIT_CODES = """exit codes:
+  0  success
+  1  invalid input: a spec or settings file has errors (one FILE:LINE: line each)
+  2  usage or path error: a bad option, a missing file or folder"""
 
-    validate = sub.add_parser("validate", help="check spec files or folders")
-    validate.add_argument("paths", nargs="+", metavar="PATH")
+FORMATS = """input formats (detected per document, mixed freely in one run):
+  native   apiVersion: sloexporter.dev/v1, kind: ServiceLevels
+  Sloth    version: prometheus/v1 (and kind: PrometheusServiceLevel, AlertWindows)
+  Pyrra    apiVersion: pyrra.dev/v1alpha1, kind: ServiceLevelObjective
+  OpenSLO  apiVersion: openslo/v1 or openslo/v1alpha (SLO, SLI, AlertPolicy, ... by reference)"""
+
+PATHS_HELP = "spec files or folders (folders are read recursively for *.yaml and *.yml)"
+
+
+def _command(sub: Any, name: str, summary: str, description: str, examples: str,
+             extra: str = "") -> argparse.ArgumentParser:
+    epilog = f"examples:\n{examples}\n\n{extra + chr(10) * 2 if extra else ''}{EXIT_CODES}"
+    return sub.add_parser(name, help=summary, description=description, epilog=epilog,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _add_init(sub: Any) -> None:
+    init = _command(
+        sub, "init", "print or write a commented starter spec for one HTTP service",
+        "Write a native spec with an availability SLO (requests without a 5xx) and a "
+        "latency SLO (requests faster than a threshold) over the HTTP metrics of one "
+        "instrumentation convention. The spec is validated before it is written.",
+        "  sloexporter init checkout --job checkout > slos/checkout.yaml\n"
+        "  sloexporter init checkout --convention prometheus --job checkout \\\n"
+        "      --objective 99.9 --latency-threshold 0.5 -o slos/checkout.yaml\n"
+        "  sloexporter init auth --convention otel --selector '{service_name=\"auth\"}' "
+        "--team identity")
+    init.add_argument("service", metavar="SERVICE",
+                      help="the service name: letters, digits, '_', '.' and '-'")
+    init.add_argument("--convention", choices=("otel", "prometheus", "requests_total"),
+                      default="prometheus",
+                      help="the HTTP metrics the service exports: otel "
+                           "(http_server_request_duration_seconds), prometheus "
+                           "(http_request_duration_seconds, prom-client/express) or "
+                           "requests_total (http_requests_total, no latency SLO); "
+                           "default: prometheus")
+    who = init.add_mutually_exclusive_group()
+    who.add_argument("--job", metavar="NAME",
+                     help="select the series by job (service_name for otel); "
+                          "default: the service name")
+    who.add_argument("--selector", metavar="'{...}'",
+                     help="select the series by any PromQL label matchers instead, "
+                          "e.g. '{namespace=\"shop\",app=\"checkout\"}'")
+    init.add_argument("--objective", default="99.9", metavar="PERCENT",
+                      help="availability objective in percent, above 0 and below 100 "
+                           "(default: 99.9)")
+    init.add_argument("--latency-threshold", default="0.5", metavar="SECONDS",
+                      help="latency threshold in seconds, a bucket boundary of the "
+                           "histogram; 'none' leaves out the latency SLO (default: 0.5)")
+    init.add_argument("--latency-objective", default="99", metavar="PERCENT",
+                      help="share of requests faster than the threshold (default: 99)")
+    init.add_argument("--period", default="30d", metavar="DURATION",
+                      help="the SLO period, 1d to 90d, e.g. 28d or 4w (default: 30d)")
+    init.add_argument("--team", metavar="TEAM",
+                      help="a team label on every series and alert (Alertmanager can "
+                           "route on it)")
+    init.add_argument("-o", "--output", metavar="FILE",
+                      help="write the spec to FILE ('-' or unset: stdout); an existing "
+                           "file is kept unless --force")
+    init.add_argument("--force", action="store_true", help="overwrite an existing FILE")
+    init.set_defaults(func=cmd_init)
+
+
+def _add_validate(sub: Any) -> None:
+    validate = _command(
+        sub, "validate", "check spec files or folders, reporting every problem",
+        "Check SLO specs: the schema, PromQL syntax, objectives, periods, duplicate "
+        "names, selectors and latency thresholds. Every problem in every file is one "
+        "line, FILE:LINE: field.path: message.",
+        "  sloexporter validate slos/\n"
+        "  sloexporter validate slos/checkout.yaml sloth/*.yaml",
+        FORMATS)
+    validate.add_argument("paths", nargs="+", metavar="PATH", help=PATHS_HELP)
     validate.set_defaults(func=cmd_validate)
 
-    generate = sub.add_parser("generate", help="write rules, dashboards and alert routes")
-    generate.add_argument("paths", nargs="+", metavar="PATH")
-    generate.add_argument("-o", "--output", required=True, metavar="OUTDIR")
+
+def _add_generate(sub: Any) -> None:
+    generate = _command(
+        sub, "generate", "write rules, promtool tests, dashboards and alert routes",
+        "Generate, for every SLO in PATH: Prometheus recording and multiwindow, "
+        "multi-burn-rate alerting rules (OUTDIR/rules/SERVICE.yaml), with --with-tests "
+        "promtool unit tests (OUTDIR/tests/), Grafana dashboards (OUTDIR/dashboards/) "
+        "and Alertmanager routes (OUTDIR/alertmanager/). Output is deterministic.",
+        "  sloexporter generate slos/ -o out --with-tests\n"
+        "  promtool check rules out/rules/*.yaml && "
+        "(cd out/tests && promtool test rules *.test.yaml)\n"
+        "  sloexporter generate slos/ -o out --format prometheus-operator "
+        "--rule-labels release=kube-prometheus-stack\n"
+        "  sloexporter generate slos/checkout.yaml -o - | kubectl apply -f -   "
+        "# with --format prometheus-operator",
+        FORMATS)
+    generate.add_argument("paths", nargs="+", metavar="PATH", help=PATHS_HELP)
+    generate.add_argument("-o", "--output", required=True, metavar="OUTDIR",
+                          help="the output folder, created when missing; '-' writes only "
+                               "the rules to stdout")
     generate.add_argument("--format", choices=("prometheus", "prometheus-operator"),
-                          default="prometheus", help="rule file format (default: prometheus)")
+                          default="prometheus",
+                          help="rule files as plain Prometheus rule files (default) or "
+                               "as monitoring.coreos.com/v1 PrometheusRule objects")
     generate.add_argument("--with-tests", action="store_true",
-                          help="also write promtool unit tests for every SLO")
+                          help="also write promtool unit tests that prove every SLO's "
+                               "alerts fire (OUTDIR/tests/SERVICE.test.yaml)")
     generate.add_argument("--alertmanager-settings", metavar="FILE",
-                          help="Slack, email and PagerDuty settings for the Alertmanager routes "
-                               "(see examples/alertmanager-settings.yaml)")
+                          help="Slack, email, PagerDuty and routing settings for the "
+                               "Alertmanager routes (see examples/alertmanager-settings.yaml)")
     generate.set_defaults(func=cmd_generate)
 
-    convert = sub.add_parser("convert", help="write native specs in another SLO format")
-    convert.add_argument("paths", nargs="+", metavar="PATH")
+
+def _add_convert(sub: Any) -> None:
+    convert = _command(
+        sub, "convert", "write native specs in another SLO format",
+        "Convert native specs to another format, one file per service in OUTDIR.",
+        "  sloexporter convert slos/ --to openslo -o openslo/",
+        FORMATS)
+    convert.add_argument("paths", nargs="+", metavar="PATH", help=PATHS_HELP)
     convert.add_argument("--to", choices=("openslo",), required=True,
                          help="target format: openslo (OpenSLO v1)")
-    convert.add_argument("-o", "--output", required=True, metavar="OUTDIR")
+    convert.add_argument("-o", "--output", required=True, metavar="OUTDIR",
+                         help="the output folder, created when missing")
     convert.set_defaults(func=cmd_convert)
 
-    serve = sub.add_parser("serve", help="run the exporter")
-    try:
+
+SERVE_ENDPOINTS = """endpoints:
+  /metrics  Prometheus text, or OpenMetrics when the scraper asks; gzip when asked
+  /healthz  200 while the process lives
+  /readyz   200 once every enabled source has completed its first list, else 503
+  /         a landing page linking the endpoints"""
+
+
+def _add_serve(sub: Any, with_options: bool) -> None:
+    serve = _command(
+        sub, "serve", "run the exporter (ArgoCD, backups, certificates, probes)",
+        "Watch ArgoCD Applications, backups (CronJob/Job, Velero), certificates "
+        "(cert-manager, TLS Secrets, live TLS endpoints) and HTTP probe targets, and "
+        "export them on /metrics. Without --config every source is on with its "
+        "defaults and the cluster is found in-cluster or from the kubeconfig.",
+        "  sloexporter serve --manifests examples/cluster --listen 127.0.0.1:9469\n"
+        "  sloexporter serve --config config.yaml\n"
+        "  sloexporter serve --config config.yaml --shard 0 --total-shards 3",
+        SERVE_ENDPOINTS)
+    if with_options:
+        # the server stack (aiohttp, kubernetes_asyncio) loads only when serve runs
         from sloexporter.server import add_serve_arguments
-    except ImportError:  # the server needs its optional pieces; validate/generate do not
-        serve.set_defaults(func=lambda _a: EXIT_USAGE)
-    else:
+
         add_serve_arguments(serve)
-        serve.set_defaults(func=cmd_serve)
+    serve.set_defaults(func=cmd_serve)
+
+
+def build_parser(with_serve_options: bool = True) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sloexporter",
+        description="SLOs for Kubernetes platforms: multiwindow, multi-burn-rate rules "
+                    "with promtool tests, Grafana dashboards and Alertmanager routes from "
+                    "SLO specs, and an exporter for ArgoCD, backups, certificates and "
+                    "HTTP golden signals.",
+        epilog="first steps:\n"
+               "  sloexporter init checkout --job checkout -o slos/checkout.yaml\n"
+               "  sloexporter validate slos\n"
+               "  sloexporter generate slos -o out --with-tests\n\n"
+               "Run 'sloexporter COMMAND --help' for a command's options and examples.\n\n"
+               + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"sloexporter {__version__}",
+                        help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_init(sub)
+    _add_validate(sub)
+    _add_generate(sub)
+    _add_convert(sub)
+    _add_serve(sub, with_serve_options)
     return parser
 
 
+def _command_name(argv: Sequence[str]) -> str | None:
+    """The subcommand named in argv (the first word that is not an option)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(with_serve_options=_command_name(argv) == "serve")
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)

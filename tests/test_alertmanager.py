@@ -350,12 +350,10 @@ async def test_a_firing_page_inhibits_the_ticket_of_the_same_slo_only(
     assert not [s for s in subjects if "checkout/availability" in s], subjects
 
 
-# ---- the README's "Alertmanager routing" commands ---------------------------------------------
+# ---- docs/wiring.md's "Alertmanager routing" commands -------------------------------------------
 
 def readme_commands() -> list[str]:
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("### Alertmanager routing", 1)[1]
-    section = re.split(r"\n##+ ", section, maxsplit=1)[0]
+    section = tools.doc_section("wiring", "## Alertmanager routing")
     return re.findall(r"```sh\n(.*?)\n```", section, re.S)
 
 

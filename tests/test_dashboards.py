@@ -31,7 +31,7 @@ from sloexporter.sli import HTTP_CONVENTIONS, HTTP_IN_FLIGHT
 from sloexporter.specs import load_paths
 from tests.conftest import run_cli
 from tests.helm_util import CHART, helm_path, render
-from tests.tools import ROOT, require_tool, run_sh
+from tests.tools import ROOT, doc_section, require_tool, run_sh
 
 SERVICES, _ERRORS = load_paths([str(ROOT / "examples" / "slos")])
 assert not _ERRORS
@@ -472,10 +472,9 @@ def test_an_empty_app_list_draws_no_syncs(tmp_path):
     assert metric_names(ann["expr"]) == set()
 
 
-# --- the README's "Import the dashboards" ---------------------------------------------------
+# --- docs/wiring.md's "Import the dashboards" -------------------------------------------------
 
-README = (ROOT / "README.md").read_text()
-SECTION = re.split(r"\n##+ ", README.split("### Import the dashboards", 1)[1], maxsplit=1)[0]
+SECTION = doc_section("wiring", "## Import the dashboards")
 COMMANDS = re.findall(r"```sh\n(.*?)\n```", SECTION, re.S)
 
 

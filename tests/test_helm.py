@@ -37,7 +37,7 @@ from tests.helm_util import (
     template,
     workload,
 )
-from tests.tools import ROOT, require_tool
+from tests.tools import ROOT, all_docs, require_tool
 
 pytestmark = pytest.mark.helm
 
@@ -321,8 +321,8 @@ def test_tools_are_pinned():
 
 
 def test_every_set_in_the_readme_renders(helm):
-    """The `--set`s the README shows are values the chart accepts."""
-    doc = (ROOT / "README.md").read_text()
+    """The `--set`s the README and docs/ show are values the chart accepts."""
+    doc = all_docs()
     sets = [shlex.split(s)[0] for s in re.findall(r"--set ([^\s`]+)", doc)]
     assert len(sets) >= 7
     for value in sets:

@@ -1,36 +1,19 @@
-"""The probe configuration shown in the README parses, and means what the README says."""
+"""The probe configuration shown in docs/serve.md parses, and means what the page says."""
 
 from __future__ import annotations
+
+import re
 
 import yaml
 
 from sloexporter.sources.http_probe import HTTPProbeConfig
 from sloexporter.sources.tls_probe import TLSProbeConfig
+from tests.tools import doc_section
 
-# Keep in sync with the README's probing section (the YAML block there).
-README_EXAMPLE = """
-tls_probe:
-  targets:
-    - shop.example.com                # host[:port]; the port defaults to 443
-    - address: 10.0.0.7:8443
-      server_name: api.example.com    # SNI and the verified name; default: the host
-      name: api-internal              # the target label; default: host:port
-  interval: 1m
-  timeout: 10s                        # connect + handshake(s), per target
-  concurrency: 10
-  ca_file: {ca_file}                  # replaces the system trust store
-http_probe:
-  targets:
-    - https://shop.example.com/healthz
-    - name: checkout
-      url: http://checkout.shop.svc:8080/healthz
-      method: HEAD                    # GET (default) or HEAD
-      expected_codes: [200, 204]      # default: any 2xx or 3xx
-      timeout: 2s                     # default: the http_probe timeout
-  interval: 30s
-  timeout: 5s
-  concurrency: 10
-"""
+# the YAML block of docs/serve.md's probing section, as a user copies it
+README_EXAMPLE = re.findall(r"```yaml\n(.*?)\n```",
+                            doc_section("serve", "## Probing TLS endpoints and HTTP targets"),
+                            re.S)[0].replace("/etc/ssl/internal-ca.pem", "{ca_file}")
 
 
 def test_readme_probe_example_parses_as_documented(tmp_path):

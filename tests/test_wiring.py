@@ -1,4 +1,4 @@
-"""The README's "Scrape the exporter and load the rules": its commands, run for real."""
+"""docs/wiring.md's "Scrape the exporter and load the rules": its commands, run for real."""
 
 from __future__ import annotations
 
@@ -11,10 +11,9 @@ import yaml
 
 from tests.e2e_app import Prometheus, serve, wait_until
 from tests.helm_util import one, render
-from tests.tools import ROOT, free_port, require_tool, run_sh
+from tests.tools import ROOT, doc_section, free_port, require_tool, run_sh
 
-README = (ROOT / "README.md").read_text()
-SECTION = README.split("### Scrape the exporter and load the rules", 1)[1].split("\n### ", 1)[0]
+SECTION = doc_section("wiring", "## Scrape the exporter and load the rules")
 PLAIN, OPERATOR = re.findall(r"```sh\n(.*?)\n```", SECTION, re.S)
 
 

@@ -18,6 +18,38 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_TOOLS = ROOT / ".tools" / "bin"
+DOCS = ROOT / "docs"
+
+
+def doc(page: str) -> str:
+    """The text of README.md (`page="README"`) or of docs/<page>.md."""
+    path = ROOT / "README.md" if page == "README" else DOCS / f"{page}.md"
+    return path.read_text(encoding="utf-8")
+
+
+def doc_section(page: str, heading: str) -> str:
+    """The section under `heading` (e.g. "## Alertmanager routing") of a documentation page,
+    up to the next heading of the same or a higher level (fenced code does not count)."""
+    text = doc(page)
+    marker = f"\n{heading}\n"
+    assert marker in text, f"{page}: no heading {heading!r}"
+    body = text.split(marker, 1)[1]
+    level = heading.split(" ", 1)[0]
+    out, fenced = [], False
+    for line in body.splitlines(keepends=True):
+        if line.startswith("```"):
+            fenced = not fenced
+        head = line.split(" ", 1)[0]
+        if not fenced and head and set(head) == {"#"} and len(head) <= len(level):
+            break
+        out.append(line)
+    return "".join(out)
+
+
+def all_docs() -> str:
+    """README.md and every page under docs/, for checks that span the documentation."""
+    return "\n".join([doc("README"), *(p.read_text(encoding="utf-8")
+                                        for p in sorted(DOCS.glob("*.md")))])
 
 
 def free_port() -> int:

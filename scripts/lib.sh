@@ -1,0 +1,48 @@
+# Shared by run.sh, test.sh and install-tools.sh (sourced, not run).
+
+# phase "what" "about N minutes": announce a phase and how long it usually takes, and
+# say how long the previous one really took.
+_phase_start=""
+_phase_name=""
+phase() {
+  phase_done
+  _phase_name="$1"
+  _phase_start=$SECONDS
+  echo "==> $1${2:+ ($2)}" >&2
+}
+phase_done() {
+  if [ -n "$_phase_name" ]; then
+    echo "    done in $((SECONDS - _phase_start)) s" >&2
+    _phase_name=""
+  fi
+}
+
+# ensure_venv EXTRAS: a virtualenv in .venv with the package installed (editable) with
+# EXTRAS ("" or "[test]"). Skipped when pyproject.toml has not changed since the last
+# install of those extras: a stamp in .venv records its hash.
+venv_stamp() {  # what the stamp holds when .venv matches this checkout
+  echo "$(sha256sum <pyproject.toml | cut -d' ' -f1) $(python3 -V 2>&1)"
+}
+ensure_venv() {
+  local extras="$1"
+  local stamp=".venv/.sloexporter-installed${extras:+-test}"
+  local want
+  want="$(venv_stamp)"
+  if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
+      && .venv/bin/python -c 'import sloexporter' 2>/dev/null; then
+    echo "    .venv is up to date (pyproject.toml unchanged): nothing to install" >&2
+    return 0
+  fi
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  # pip's output (build warnings) is kept in a log and shown only when the install fails
+  local log=".venv/pip-install.log"
+  if ! .venv/bin/pip install -q --disable-pip-version-check -e ".${extras}" >"$log" 2>&1 \
+      || ! .venv/bin/python -c 'import sloexporter' 2>>"$log"; then
+    cat "$log" >&2
+    echo "error: installing the package into .venv failed (log above, and in $log)" >&2
+    exit 1
+  fi
+  echo "$want" >"$stamp"
+  # a test install also satisfies the plain one
+  [ -z "$extras" ] || echo "$want" >".venv/.sloexporter-installed"
+}

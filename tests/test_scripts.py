@@ -1,0 +1,55 @@
+"""The setup scripts tell a newcomer what is missing and how to get it."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.tools import ROOT
+
+GO_TOOLS = ROOT / "scripts" / "build-go-tools.sh"
+
+
+def _bin_without_go(tmp_path: Path, fake_go_version: str | None) -> str:
+    """A PATH with the few commands the script needs, and a `go` of that version or none."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    for tool in ("bash", "sh", "mkdir", "dirname", "cut", "awk", "cat", "sha256sum"):
+        found = shutil.which(tool)
+        assert found, tool
+        (folder / tool).symlink_to(found)
+    if fake_go_version:
+        go = folder / "go"
+        go.write_text("#!/bin/sh\n"
+                      f'if [ "$1" = env ]; then echo go{fake_go_version}; '
+                      f'else echo "go version go{fake_go_version} linux/amd64"; fi\n')
+        go.chmod(0o755)
+    return str(folder)
+
+
+@pytest.mark.parametrize("go_version", [None, "1.19.8"])
+def test_build_go_tools_says_how_to_get_go_when_it_is_missing_or_too_old(tmp_path, go_version):
+    result = subprocess.run([shutil.which("bash") or "bash", str(GO_TOOLS)],
+                            env={**os.environ, "PATH": _bin_without_go(tmp_path, go_version)},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr  # not fatal: the tests fail by name instead
+    message = result.stderr
+    if go_version:
+        assert f"go{go_version} is too old" in message
+    else:
+        assert "Go is not on PATH" in message
+    minimum = re.search(r"Install Go (\d+\.\d+\.\d+) or later", message)
+    assert minimum, message
+    tarball = re.search(r"curl -fsSL (https://go\.dev/dl/go(\S+)\.linux-amd64\.tar\.gz) \| "
+                        r"sudo tar -C /usr/local -xz", message)
+    assert tarball, message
+    # the suggested tarball satisfies the stated minimum
+    as_tuple = [tuple(int(x) for x in v.split(".")) for v in (minimum[1], tarball[2])]
+    assert as_tuple[1] >= as_tuple[0]
+    assert "export PATH=/usr/local/go/bin:$PATH" in message
+    assert "scripts/install-tools.sh again" in message
