@@ -213,6 +213,15 @@ class Traffic:
 
 
 @dataclass(frozen=True)
+class Condition:
+    """A threshold SLI's gauge condition: a series is good while `query op value`."""
+
+    query: str
+    op: str
+    value: Decimal
+
+
+@dataclass(frozen=True)
 class SLI:
     """An SLI compiled to PromQL templates with a `{{window}}` placeholder.
 
@@ -232,6 +241,8 @@ class SLI:
     synth: tuple[SynthSeries, ...] | None = None
     #: the request metrics of `http` and `probe` SLIs, for dashboards
     traffic: Traffic | None = None
+    #: the gauge condition of a `threshold` SLI, for test synthesis and docs
+    condition: Condition | None = None
 
     def __post_init__(self) -> None:
         if (self.ratio is None) == (self.errors is None or self.total is None):

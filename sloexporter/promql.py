@@ -24,6 +24,8 @@ ERRORS_RATE5M = "slo:sli_errors:rate5m"
 TOTAL_RATE5M = "slo:sli_total:rate5m"
 STATE_BAD = "slo:sli_bad_objects:sum"
 STATE_TOTAL = "slo:sli_objects:count"
+#: per series of a threshold SLI's query: 1 while its condition holds, else 0
+CONDITION_GOOD = "slo:sli_condition_good:bool"
 OBJECTIVE = "slo:objective:ratio"
 ERROR_BUDGET = "slo:error_budget:ratio"
 PERIOD_ERROR = "slo:period_error:ratio"

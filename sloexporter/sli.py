@@ -10,8 +10,16 @@ from dataclasses import replace
 from decimal import Decimal
 
 from sloexporter import names
-from sloexporter.model import SLI, SynthSeries, Traffic, parse_duration
+from sloexporter.model import (
+    SLI,
+    Condition,
+    SynthSeries,
+    Traffic,
+    decimal_str,
+    parse_duration,
+)
 from sloexporter.promql import (
+    CONDITION_GOOD,
     STATE_BAD,
     STATE_TOTAL,
     le_matcher,
@@ -29,6 +37,7 @@ from sloexporter.specs.native import (
     ProbeSLI,
     RatioSLI,
     SLISpec,
+    ThresholdSLI,
 )
 
 W = "{{window}}"
@@ -91,7 +100,7 @@ def _latency_sli(kind: str, base: str, sel: str, threshold: Decimal) -> SLI:
 
 
 def _state_sli(kind: str, bad: str, total: str, ident: tuple[tuple[str, str], ...],
-               synth: tuple[SynthSeries, ...]) -> SLI:
+               synth: tuple[SynthSeries, ...] | None) -> SLI:
     """A time-share SLI: the share of (object x time) that is bad.
 
     The per-instant bad count and object count are recorded, and each window sums them,
@@ -112,8 +121,10 @@ def _traffic_sli(kind: str, traffic: Traffic, signal: str, threshold: Decimal | 
                        quote(traffic.errors_regex), bad)
 
 
-def compile_sli(spec: SLISpec, service: str, slo: str) -> SLI:
-    """Turn the one SLI kind set in `spec` into queries."""
+def compile_sli(spec: SLISpec, service: str, slo: str,
+                labels: tuple[tuple[str, str], ...] = ()) -> SLI:
+    """Turn the one SLI kind set in `spec` into queries; `labels` are the SLO's own
+    labels (beyond service and slo) that its recorded series carry."""
     ident = (("service", service), ("slo", slo))
     kind = spec.kind
     body = getattr(spec, kind)
@@ -135,6 +146,8 @@ def compile_sli(spec: SLISpec, service: str, slo: str) -> SLI:
         return _backup(body, ident)
     if isinstance(body, CertificateSLI):
         return _certificate(body, ident)
+    if isinstance(body, ThresholdSLI):
+        return threshold_sli(body, ident, labels)
     raise AssertionError(f"unhandled SLI kind {kind}")
 
 
@@ -185,6 +198,33 @@ def _certificate(body: CertificateSLI, ident: tuple[tuple[str, str], ...]) -> SL
                           SynthSeries(names.CERT_NOT_AFTER, "gauge", sel, cert,
                                       a=Decimal(need), b=Decimal(1), c=Decimal(-1)),
                       ))
+
+
+def _keep_own_labels(expr: str, labels: tuple[tuple[str, str], ...]) -> str:
+    """`expr` with each label the rule sets (service, slo, the spec's) moved to
+    `exported_<label>`, as a scrape does: series that differ only there stay apart."""
+    for name, _ in labels:
+        expr = f'label_replace({expr}, "exported_{name}", "$1", "{name}", "(.+)")'
+    return expr
+
+
+def threshold_sli(body: ThresholdSLI, ident: tuple[tuple[str, str], ...],
+                  labels: tuple[tuple[str, str], ...] = ()) -> SLI:
+    """The share of (series x evaluations) in which `query op value` fails.
+
+    Each evaluation records 1/0 per series of the query (`slo:sli_condition_good:bool`),
+    then the bad and total series counts that every window sums, as for the other
+    time-share SLIs. Missing data is never good: a series seen in the last `forget_after`
+    but absent now counts as bad, and a query with no series at all is one bad object.
+    """
+    good = f"({body.query}) {body.op} bool {decimal_str(body.value)}"
+    holds = selector(CONDITION_GOOD, ident)
+    recent = f"last_over_time({holds}[{body.forget_after}])"
+    sli = _state_sli("threshold", f"sum(1 - ({holds} or {recent} * 0)) or vector(1)",
+                     f"count({recent}) or vector(1)", ident, None)
+    record = (CONDITION_GOOD, _keep_own_labels(good, (*ident, *labels)))
+    return replace(sli, records=(record, *sli.records),
+                   condition=Condition(body.query, body.op, body.value))
 
 
 def known_buckets(spec: SLISpec) -> tuple[Decimal, ...] | None:

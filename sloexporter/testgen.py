@@ -12,12 +12,20 @@ import math
 import re
 from dataclasses import dataclass
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import promql_parser
 
 from sloexporter import promql
-from sloexporter.model import SLO, Service, SynthSeries, decimal_str, detection_seconds
+from sloexporter.model import (
+    SLO,
+    Condition,
+    Service,
+    SynthSeries,
+    decimal_str,
+    detection_seconds,
+)
 from sloexporter.output import header, service_source, to_yaml
 from sloexporter.rules import severity_label
 
@@ -166,9 +174,105 @@ def _derived_synth(slo: SLO) -> tuple[SynthSeries, ...]:
     return tuple(dict.fromkeys(out))
 
 
+# ---- series for a threshold SLI's gauge condition -----------------------------------
+# The query is read as a linear form a*v + b*t + c of the gauge value v and time() t,
+# with every gauge it selects at v and those it divides by at 1. Gauges then rise with
+# slope -b/a, so the query holds one value all along: V -+ margin, good or bad.
+
+Linear = tuple[Fraction, Fraction, Fraction]  # (per gauge value, per second, constant)
+_PASS_THROUGH = {"sum", "min", "max", "avg", "topk", "bottomk", "quantile", "group"}
+_OVER_TIME = {"max_over_time", "min_over_time", "avg_over_time", "last_over_time",
+              "quantile_over_time"}
+
+
+def _linear(node: Any, divisors: list[Any]) -> Linear:
+    p = promql_parser
+    zero = Fraction(0)
+    if isinstance(node, p.NumberLiteral):
+        return zero, zero, Fraction(str(node.val))
+    if isinstance(node, p.ParenExpr):
+        return _linear(node.expr, divisors)
+    if isinstance(node, p.VectorSelector | p.MatrixSelector):
+        return Fraction(1), zero, zero
+    if isinstance(node, p.UnaryExpr):
+        a, b, c = _linear(node.expr, divisors)
+        return -a, -b, -c
+    if isinstance(node, p.AggregateExpr) and str(node.op).lower() in _PASS_THROUGH:
+        return _linear(node.expr, divisors)
+    if isinstance(node, p.AggregateExpr) and str(node.op).lower() == "count":
+        return zero, zero, Fraction(1)
+    if isinstance(node, p.Call):
+        name = node.func.name
+        if name == "time":
+            return zero, Fraction(1), zero
+        if name in ("vector", "scalar") or name in _OVER_TIME:
+            return _linear(node.args[-1], divisors)
+    if isinstance(node, p.BinaryExpr):
+        op = str(node.op)
+        if op in ("or", "and", "unless"):
+            return _linear(node.lhs, divisors)
+        lhs = _linear(node.lhs, divisors)
+        if op == "/" and not isinstance(node.rhs, p.NumberLiteral):
+            divisors.append(node.rhs)  # its gauges are fed 1
+            return lhs
+        rhs = _linear(node.rhs, divisors)
+        if op in ("+", "-"):
+            sign = 1 if op == "+" else -1
+            return tuple(x + sign * y for x, y in zip(lhs, rhs, strict=True))  # type: ignore[return-value]
+        if op == "*" and (rhs[0], rhs[1]) == (0, 0):
+            return tuple(x * rhs[2] for x in lhs)  # type: ignore[return-value]
+        if op == "*" and (lhs[0], lhs[1]) == (0, 0):
+            return tuple(x * lhs[2] for x in rhs)  # type: ignore[return-value]
+        if op == "/" and rhs[2] != 0:
+            return tuple(x / rhs[2] for x in lhs)  # type: ignore[return-value]
+    raise SynthesisError(f"cannot derive gauge values for the threshold query at "
+                         f"{str(node)[:80]!r}; write `tests: false` or a simpler query")
+
+
+def _gauges(node: Any) -> list[tuple[str, dict[str, str]]]:
+    out = []
+    for name, ms in _selectors(str(node)):
+        labels = _labels_for(ms) if name else None
+        if name is None or labels is None:
+            raise SynthesisError("a threshold query selector without a metric name or with "
+                                 "matchers no label values satisfy")
+        out.append((name, labels))
+    return out
+
+
+def _dec(value: Fraction) -> Decimal:
+    return (Decimal(value.numerator) / Decimal(value.denominator)).quantize(Decimal("1e-9")) \
+        .normalize()
+
+
+def _threshold_synth(condition: Condition) -> tuple[SynthSeries, ...]:
+    expr = promql_parser.parse(condition.query)
+    divisors: list[Any] = []
+    a, b, c = _linear(expr, divisors)
+    if a == 0:
+        raise SynthesisError("the threshold query does not move with its gauges; write "
+                             "`tests: false` or a query over the gauges")
+    value = Fraction(condition.value)
+    margin = abs(value) / 2 or Fraction(1)
+    sign = 1 if condition.op in (">", ">=") else -1  # good lies above or below the value
+    good, bad = _dec((value + sign * margin - c) / a), _dec((value - sign * margin - c) / a)
+    slope = _dec(-b / a)
+    fed_one = {(n, tuple(sorted(lb.items()))) for d in divisors for n, lb in _gauges(d)}
+    out: list[SynthSeries] = []
+    for name, labels in _gauges(expr):
+        key = (name, tuple(sorted(labels.items())))
+        if key in fed_one:
+            out.append(SynthSeries(name, "gauge", labels=key[1], a=Decimal(1)))
+        else:
+            out.append(SynthSeries(name, "gauge", labels=key[1], a=good, b=slope, c=bad - good))
+    return tuple(dict.fromkeys(out))
+
+
 def synth(slo: SLO) -> tuple[SynthSeries, ...]:
     if slo.sli.synth is not None:
         return slo.sli.synth
+    if slo.sli.condition is not None:
+        return _threshold_synth(slo.sli.condition)
     try:
         return _derived_synth(slo)
     except ValueError as exc:
@@ -304,14 +408,52 @@ def half_budget_test(slo: SLO) -> dict[str, Any]:
     return test
 
 
+def condition_holds_test(slo: SLO) -> dict[str, Any]:
+    """A threshold SLI whose condition holds throughout: measured at 0, nothing fires.
+
+    (A steady fractional share cannot be fed to a 1/0 condition, so this replaces the
+    half-budget test.)"""
+    test, end = steady_test(slo, Decimal(0))
+    check_window = max(w for w in slo.windows if w <= end)
+    measured = f"{promql.slo_selector(promql.error_ratio_name(check_window), slo)} == 0"
+    test["name"] = f"{slo.name}: the condition holds throughout; nothing fires"
+    test["promql_expr_test"] = [
+        expect(f"clamp_max(count({measured}), 1) or vector(0)", end, 1),
+        expect(count_alerts(slo, end), end, 0),
+    ]
+    return test
+
+
+def no_data_test(slo: SLO) -> dict[str, Any] | None:
+    """A threshold SLI whose gauges never report: missing data is bad, so it alerts."""
+    severity = next((s for s in ("page", "ticket") if any(t.severity == s for t in slo.tiers)),
+                    None)
+    if severity is None:
+        return None
+    _, within = detection_budget(slo, severity)
+    label = severity_label(slo, severity)
+    return {
+        "name": f"{slo.name}: no data at all fires {label} within {within // 60}m",
+        "interval": f"{EVAL_INTERVAL}s",
+        "input_series": [],
+        "promql_expr_test": [expect(count_alerts(slo, None, label), within, 1)],
+    }
+
+
+def slo_tests(slo: SLO) -> list[dict[str, Any]]:
+    tests = [outage_test(slo)]
+    if slo.sli.condition is not None:
+        tests += [condition_holds_test(slo), no_data_test(slo)]
+    else:
+        tests.append(half_budget_test(slo))
+    return [t for t in tests if t is not None]
+
+
 def service_tests(service: Service) -> list[dict[str, Any]]:
     tests = []
     for slo in service.slos:
         try:
-            outage = outage_test(slo)
-            if outage is not None:
-                tests.append(outage)
-            tests.append(half_budget_test(slo))
+            tests += slo_tests(slo)
         except SynthesisError as exc:
             raise SynthesisError(f"{slo.origin}: SLO {slo.name!r}: {exc}") from None
     return tests

@@ -28,6 +28,7 @@ from sloexporter.specs.native import (
     RatioSLI,
     ServiceLevels,
     SLOSpec,
+    ThresholdSLI,
 )
 
 QUERY_FIELDS: dict[type, tuple[str, ...]] = {
@@ -42,6 +43,27 @@ def check_template(doc: Document, path: Path, template: str) -> list[SpecError]:
                                 "would see the same range")]
     message = check_syntax(substitute_window(template, 300))
     return [doc.error(path, f"invalid PromQL: {message}")] if message else []
+
+
+def check_instant(doc: Document, path: Path, query: str) -> list[SpecError]:
+    """A threshold query: valid PromQL that yields an instant vector of gauge series."""
+    message = check_syntax(query)
+    if message:
+        return [doc.error(path, f"invalid PromQL: {message}")]
+    expr = promql_parser.parse(query)
+    while isinstance(expr, promql_parser.ParenExpr):
+        expr = expr.expr
+    if isinstance(expr, promql_parser.MatrixSelector | promql_parser.SubqueryExpr):
+        return [doc.error(path, "the query returns a range vector; a threshold compares an "
+                                "instant value (wrap it, e.g. max_over_time(x[5m]))")]
+    if isinstance(expr, promql_parser.StringLiteral | promql_parser.NumberLiteral):
+        return [doc.error(path, "the query is a constant; it must read a metric")]
+    found: list[object] = []
+    promql_parser.walk(expr, lambda n: found.append(n)
+                       if isinstance(n, promql_parser.VectorSelector) else None)
+    if not found:
+        return [doc.error(path, "the query reads no metric, so there is nothing to measure")]
+    return []
 
 
 def check_selector(doc: Document, path: Path, text: str) -> list[SpecError]:
@@ -68,6 +90,8 @@ def _check_slo(doc: Document, path: Path, slo: SLOSpec) -> list[SpecError]:
         value = getattr(body, name)
         if value is not None:
             errors += check_template(doc, path + ("sli", kind, name), value)
+    if isinstance(body, ThresholdSLI):
+        errors += check_instant(doc, path + ("sli", kind, "query"), body.query)
     if hasattr(body, "selector"):
         errors += check_selector(doc, path + ("sli", kind, "selector"), body.selector)
     threshold = getattr(body, "threshold", None)
@@ -124,7 +148,7 @@ def build_service(doc: Document, spec: ServiceLevels, prefix: Path = ()) -> Serv
         slos.append(SLO(
             service=spec.service, name=slo.name, objective=slo.objective,
             period=parse_duration(slo.period),
-            sli=compile_sli(slo.sli, spec.service, slo.name),
+            sli=compile_sli(slo.sli, spec.service, slo.name, tuple(sorted(labels.items()))),
             description=slo.description, labels=tuple(sorted(labels.items())),
             alerting=_alerting(slo.alerting),
             origin=f"{doc.file}:{doc.line_of(prefix + ('slos', i))}",

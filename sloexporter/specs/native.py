@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sloexporter.model import MAX_PERIOD, MIN_PERIOD, format_duration, parse_duration
+from sloexporter.promql import WINDOW_PLACEHOLDER
 
 API_VERSION = "sloexporter.dev/v1"
 KIND = "ServiceLevels"
@@ -154,7 +155,46 @@ class ProbeSLI(Strict):
         return self
 
 
-SLI_KINDS = ("events", "ratio", "latency", "http", "argocd", "backup", "certificate", "probe")
+OP_ALIASES = {"lt": "<", "lte": "<=", "le": "<=", "gt": ">", "gte": ">=", "ge": ">=",
+              "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+
+
+class ThresholdSLI(Strict):
+    """The share of time a gauge condition holds: `query op value`, per series.
+
+    `query` is an instant PromQL expression (no `{{window}}`); each series it returns is
+    one object, good while the condition holds. A series that stops reporting counts as
+    bad until `forget_after` has passed, and no series at all is one bad object.
+    """
+
+    query: str = Field(min_length=1)
+    op: Literal["<", "<=", ">", ">="]
+    value: Decimal = Field(allow_inf_nan=False)
+    #: how long a series that vanished still counts as bad before it is forgotten
+    forget_after: Duration = "1h"
+
+    @field_validator("op", mode="before")
+    @classmethod
+    def _op(cls, v: object) -> object:
+        if isinstance(v, str):
+            v = OP_ALIASES.get(v.strip().lower(), v.strip())
+            if v not in OP_ALIASES.values():
+                raise ValueError(f"op {v!r} must be one of <, <=, >, >= (or lt, lte, gt, gte); "
+                                 "quote it in YAML, as in op: \">=\", since a bare > starts "
+                                 "a folded block")
+        return v
+
+    @field_validator("query")
+    @classmethod
+    def _instant(cls, v: str) -> str:
+        if WINDOW_PLACEHOLDER.search(v):
+            raise ValueError("a threshold query is an instant expression over gauges; it takes "
+                             "no {{window}} (the SLI averages it over each window itself)")
+        return v
+
+
+SLI_KINDS = ("events", "ratio", "latency", "http", "argocd", "backup", "certificate", "probe",
+             "threshold")
 
 
 class SLISpec(Strict):
@@ -166,6 +206,7 @@ class SLISpec(Strict):
     backup: BackupSLI | None = None
     certificate: CertificateSLI | None = None
     probe: ProbeSLI | None = None
+    threshold: ThresholdSLI | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SLISpec:
