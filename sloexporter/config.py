@@ -64,8 +64,19 @@ class Watch(Strict):
     watchdog_seconds: float = Field(default=330, gt=0)
 
 
+class Server(Strict):
+    """The HTTP server's connection bounds (see docs/serve.md)."""
+
+    #: request headers must arrive within this of connecting or of the previous
+    #: response; an idle keep-alive connection is closed after it
+    idle_timeout: float = Field(default=15.0, gt=0, le=3600)
+    #: a response the client has not read by then is dropped with its connection
+    write_timeout: float = Field(default=60.0, gt=0, le=3600)
+
+
 class Config(Strict):
     listen: str = "0.0.0.0:9469"
+    server: Server = Field(default_factory=Server)
     cluster: Cluster = Field(default_factory=Cluster)
     sources: Sources = Field(default_factory=Sources)
     watch: Watch = Field(default_factory=Watch)

@@ -34,7 +34,8 @@ TLS_PROBE_SUCCESS = "sloexporter_tls_probe_success"
 TLS_PROBE_DURATION = "sloexporter_tls_probe_duration_seconds"
 # 1 per failing target, reason: hostname_mismatch, self_signed, unknown_ca, expired,
 # expired_intermediate, expired_root, not_yet_valid, verify_failed, timeout, connection_refused,
-# dns_error, connection_error, handshake_error.
+# dns_error, connection_error, handshake_error, invalid_target (a discovered host that cannot
+# be probed, e.g. a DNS label over 63 characters).
 TLS_PROBE_FAILURE_INFO = "sloexporter_tls_probe_failure_info"
 
 # HTTP probes (golden signals). `code` is the HTTP status, or "error" when no response came.
@@ -58,3 +59,6 @@ WATCH_EVENTS = "sloexporter_watch_events_total"
 WATCH_RESTARTS = "sloexporter_watch_restarts_total"
 SOURCE_LAST_EVENT = "sloexporter_source_last_event_timestamp_seconds"
 SKIPPED_OBJECTS = "sloexporter_skipped_objects_total"
+# 1, labelled with version, python_version, python_implementation; process_* come beside it
+BUILD_INFO = "sloexporter_build_info"
+PROCESS_PREFIX = "process_"

@@ -1,26 +1,33 @@
-"""`sloexporter serve`: the aiohttp app that exposes what the sources see.
+"""`sloexporter serve`: the sources, their feeds, and the process around them.
 
 /metrics concatenates pre-rendered bytes (Prometheus text, or OpenMetrics when asked,
 gzip when asked); /healthz says the process lives; /readyz is 200 only once every
-enabled source has completed its first list (or probe round).
+enabled source has completed its first list (or probe round), and names those that have
+not. SIGTERM stops within 2 s; SIGHUP reloads the config (see docs/serve.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import gzip
 import logging
 import os
+import platform
 import re
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from sloexporter import __version__, names
+from sloexporter.aio import in_thread, supervise
 from sloexporter.config import Config, load_config, parse_listen
+from sloexporter.endpoints import LANDING, SERVING, Serving, build_app, runner_for
+from sloexporter.exposition import family_header, sample_line
+from sloexporter.logs import setup_logging
 from sloexporter.sources.argocd import ArgoCDSource
 from sloexporter.sources.backups import BackupsSource
 from sloexporter.sources.base import Source
@@ -34,12 +41,17 @@ from sloexporter.sources.store import Shard
 from sloexporter.sources.tls_probe import TLSProbeConfig, TLSProber
 from sloexporter.specs.errors import SpecErrors
 
+__all__ = ["LANDING", "SERVING", "Exporter", "build_app", "run_serve", "serve"]
+
 log = logging.getLogger("sloexporter")
 
-TEXT = "text/plain; version=0.0.4; charset=utf-8"
-OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 _COUNTER = re.compile(rb"^# TYPE (\S+)_total counter$", re.M)
-STOP_GRACE = 1.0
+#: SIGTERM to exit: each of the stop steps below gets a share of the README's 2 s
+STOP_GRACE = 0.5
+#: a reloaded config replaces the running one once it is ready, or after this at most
+RELOAD_READY_TIMEOUT = 30.0
+#: the startup summary says which sources are still not ready after this
+SUMMARY_AFTER = 30.0
 
 
 def openmetrics_headers(text: bytes) -> bytes:
@@ -48,6 +60,40 @@ def openmetrics_headers(text: bytes) -> bytes:
         text = text.replace(b"# HELP " + name + b"_total ", b"# HELP " + name + b" ")
         text = text.replace(b"# TYPE " + name + b"_total counter", b"# TYPE " + name + b" counter")
     return text
+
+
+def build_info() -> bytes:
+    labels = {"version": __version__, "python_version": platform.python_version(),
+              "python_implementation": platform.python_implementation()}
+    return (family_header(names.BUILD_INFO, "Always 1; the labels say what is running.", "gauge")
+            + sample_line(names.BUILD_INFO, labels, 1)).encode()
+
+
+class ProcessMetrics:
+    """prometheus_client's standard process_* families (CPU, memory, fds, start time)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, ProcessCollector
+
+        self.registry = CollectorRegistry(auto_describe=False)
+        ProcessCollector(registry=self.registry)
+
+    def render(self, openmetrics: bool) -> bytes:
+        if openmetrics:
+            from prometheus_client.openmetrics.exposition import generate_latest
+
+            return generate_latest(self.registry).removesuffix(b"# EOF\n")
+        from prometheus_client import generate_latest as generate_text
+
+        return generate_text(self.registry)
+
+
+class StartError(Exception):
+    """serve cannot start as configured; the message says what to do instead."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class Exporter:
@@ -64,15 +110,17 @@ class Exporter:
         self.http = HTTPProber(config.http_probe or HTTPProbeConfig()) \
             if config.http_probe or src.services.enabled else None
         self.sources: list[Source] = []
+        self.certificates: CertificatesSource | None = None
         if src.argocd.enabled:
             self.sources.append(ArgoCDSource(self.metrics, shard))
         if src.backups.enabled:
             self.sources.append(BackupsSource(self.metrics, shard, velero=src.backups.velero))
         if src.certificates.enabled:
-            self.sources.append(CertificatesSource(
+            self.certificates = CertificatesSource(
                 self.metrics, shard, cert_manager=src.certificates.cert_manager,
                 tls_secrets=src.certificates.tls_secrets,
-                probe_samples=self.tls.certificate_samples if self.tls else None))
+                probe_samples=self.tls.certificate_samples if self.tls else None)
+            self.sources.append(self.certificates)
         discovery = DiscoverySource(
             self.metrics, shard,
             tls=self.tls if src.certificates.enabled and src.certificates.ingresses else None,
@@ -83,6 +131,8 @@ class Exporter:
         self.feed: ManifestFeed | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._api: Any = None
+        self._process = ProcessMetrics()
+        self._build_info = build_info()
 
     @property
     def probers(self) -> list[Prober]:
@@ -92,15 +142,31 @@ class Exporter:
         return getattr(self.config.sources, "services" if source.name == "discovery"
                        else source.name)
 
-    async def start(self) -> None:
+    async def connect(self) -> None:
+        """Find the cluster (unless fed from manifests); StartError with advice if none."""
+        if self.manifests is None and self.config.cluster.mode != "none":
+            self._api = await connect(self.config)
+
+    def start(self) -> None:
+        """Start the feeds and probers as supervised background tasks."""
         if self.manifests is not None:
             self.feed = ManifestFeed(self.manifests, self.sources, self.metrics)
-            self.feed.prime()  # before the probers start, so their first round has its targets
-            self._tasks.append(asyncio.create_task(self.feed.run()))
-        elif self.config.cluster.mode != "none":
-            self._api = await connect(self.config)
+            self._spawn("manifests", self.feed.run)
+            # the probers' first round waits for the first load, so it has its targets
+            self._spawn("probers", self._probe_after_load)
+            return
+        if self._api is not None:
             self._start_informers()
-        self._tasks += [asyncio.create_task(p.run()) for p in self.probers]
+        for prober in self.probers:
+            self._spawn(prober.name, prober.run)
+
+    async def _probe_after_load(self) -> None:
+        assert self.feed is not None
+        await self.feed.loaded.wait()
+        await asyncio.gather(*(supervise(p.name, p.run) for p in self.probers))
+
+    def _spawn(self, name: str, factory: Any) -> None:
+        self._tasks.append(asyncio.create_task(supervise(name, factory), name=name))
 
     def _start_informers(self) -> None:
         w = self.config.watch
@@ -122,130 +188,235 @@ class Exporter:
                     informer = Informer(self._api, resource, source, source.name,
                                         self.metrics, settings)
                     self.informers[source.name].append(informer)
-                    self._tasks.append(asyncio.create_task(informer.run()))
+                    self._spawn(f"watch {resource.name} {ns or ''}".strip(), informer.run)
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = STOP_GRACE) -> None:
         for task in self._tasks:
             task.cancel()
         if self._tasks:
-            await asyncio.wait(self._tasks, timeout=STOP_GRACE)
-        for prober in self.probers:
-            close = getattr(prober, "aclose", None)
-            if close is not None:
-                await asyncio.wait_for(close(), STOP_GRACE)
+            await asyncio.wait(self._tasks, timeout=grace)
+        closes = [c() for p in self.probers if (c := getattr(p, "aclose", None)) is not None]
         if self._api is not None:
-            await asyncio.wait_for(self._api.close(), STOP_GRACE)
+            closes.append(self._api.close())
+        if closes:
+            done = asyncio.gather(*closes, return_exceptions=True)
+            try:
+                await asyncio.wait_for(done, grace)
+            except TimeoutError:
+                log.warning("stopping: a client did not close within %.1fs", grace)
+
+    def not_ready(self) -> list[str]:
+        """Names of the sources and probers that have not completed their first round."""
+        out: list[str] = []
+        if self.feed is not None:
+            if not self.feed.loaded.is_set():
+                out.append("manifests")
+        else:
+            out += [s.name for s in self.sources
+                    if not all(i.listed.is_set() for i in self.informers[s.name])]
+        return out + [p.name for p in self.probers if not p.ready()]
 
     def ready(self) -> bool:
-        if self.feed is not None:
-            fed = self.feed.loaded.is_set()
-        else:
-            fed = all(i.listed.is_set() for group in self.informers.values() for i in group)
-        return fed and all(p.ready() for p in self.probers)
+        return not self.not_ready()
 
     def up(self) -> dict[str, bool]:
         status = {s.name: all(i.up for i in self.informers[s.name]) for s in self.sources}
         status.update({p.name: p.up() for p in self.probers})
         return status
 
+    def summary(self) -> list[str]:
+        """One line per source: objects held and readiness (logged once serve is ready)."""
+        waiting = set(self.not_ready())
+        lines = []
+        for source in self.sources:
+            kinds = ", ".join(r.name for r in source.resources)
+            lines.append(f"source {source.name}: {source.object_count()} objects "
+                         f"({kinds}), {'not ready' if source.name in waiting else 'ready'}")
+        for p in self.probers:
+            lines.append(f"source {p.name}: {len(p.targets())} targets, "  # type: ignore[attr-defined]
+                         f"{'not ready' if p.name in waiting else 'ready'}")
+        return lines
+
     def render(self, openmetrics: bool = False) -> bytes:
         parts: list[bytes] = []
         for source in self.sources:
             parts.extend(source.render(openmetrics))
-        tail = b"".join(p.render_probe_families() if p is self.tls else p.render()
-                        for p in self.probers)  # type: ignore[attr-defined]
-        tail += self.metrics.render(self.up()).encode()
+        # the TLS prober's certificate lines go under the certificates source's headers
+        # when it runs; without it the prober renders those families itself
+        tail = b"".join(p.render_probe_families()  # type: ignore[attr-defined]
+                        if p is self.tls and self.certificates is not None else p.render()
+                        for p in self.probers)
+        tail += self.metrics.render(self.up()).encode() + self._build_info
         if openmetrics:
             parts.append(openmetrics_headers(tail))
+            parts.append(self._process.render(True))
             parts.append(b"# EOF\n")
         else:
             parts.append(tail)
+            parts.append(self._process.render(False))
         return b"".join(parts)
 
 
+def kubeconfig_paths(config: Config) -> list[str]:
+    """Where the kubeconfig is looked for, in kubectl's order."""
+    if config.cluster.kubeconfig:
+        return [config.cluster.kubeconfig]
+    env = os.environ.get("KUBECONFIG")
+    if env:
+        return [p for p in env.split(os.pathsep) if p]
+    return [os.path.expanduser("~/.kube/config")]
+
+
 async def connect(config: Config) -> Any:
-    """A kubernetes_asyncio ApiClient for the configured cluster."""
+    """A kubernetes_asyncio ApiClient for the configured cluster, or StartError."""
     from kubernetes_asyncio import client
     from kubernetes_asyncio import config as kconfig
 
     cfg = client.Configuration()
     mode = config.cluster.mode
-    if mode == "in-cluster" or (mode == "auto" and os.environ.get("KUBERNETES_SERVICE_HOST")):
-        kconfig.load_incluster_config(client_configuration=cfg)
-    else:
-        await kconfig.load_kube_config(config_file=config.cluster.kubeconfig,
-                                       context=config.cluster.context,
-                                       client_configuration=cfg)
+    in_pod = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    advice = ("Use --manifests DIR to serve Kubernetes objects from YAML files without a "
+              "cluster, or set cluster.kubeconfig (or cluster.mode: none) in --config")
+    try:
+        if mode == "in-cluster" or (mode == "auto" and in_pod):
+            kconfig.load_incluster_config(client_configuration=cfg)
+        else:
+            paths = kubeconfig_paths(config)
+            found = [p for p in paths if os.path.isfile(p)]
+            if not found:
+                where = " or ".join(paths)
+                raise StartError(
+                    f"no Kubernetes cluster found: not running in a pod "
+                    f"(KUBERNETES_SERVICE_HOST is unset) and no kubeconfig at {where}. "
+                    f"{advice}.", exit_code=2)
+            await kconfig.load_kube_config(config_file=found[0],
+                                           context=config.cluster.context,
+                                           client_configuration=cfg)
+    except kconfig.ConfigException as exc:
+        what = "in-cluster config" if mode == "in-cluster" or (mode == "auto" and in_pod) \
+            else f"kubeconfig {kubeconfig_paths(config)[0]}"
+        raise StartError(f"cannot use the {what}: {exc}. {advice}.") from None
     return client.ApiClient(cfg)
 
 
-class GzipCache:
-    """The last compressed body per format: most scrapes see an unchanged store.
+class Server:
+    """The running process: the HTTP site, the current exporter, signals and reloads."""
 
-    Comparing bytes costs a memcmp; compressing 10 MB costs tens of ms, done off the loop
-    so watch events keep flowing meanwhile.
-    """
+    def __init__(self, args: argparse.Namespace, config: Config, host: str, port: int) -> None:
+        self.args = args
+        self.config = config
+        self.host, self.port = host, port
+        self.shard = Shard(args.shard, args.total_shards)
+        self.manifests = Path(args.manifests) if args.manifests else None
+        self.exporter = Exporter(config, self.shard, self.manifests)
+        self.serving = Serving(self.exporter, write_timeout=config.server.write_timeout)
+        self.app = build_app(self.serving)
+        self._stop = asyncio.Event()
+        self._hup = asyncio.Event()
+        self._summary: asyncio.Task[None] | None = None
 
-    def __init__(self) -> None:
-        self._last: dict[bool, tuple[bytes, bytes]] = {}
+    async def run(self) -> None:
+        await self.exporter.connect()  # before listening: no cluster is a startup error
+        runner = runner_for(self.app, self.config.server.idle_timeout, STOP_GRACE)
+        await runner.setup()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._hup.set)
+        try:
+            await web.TCPSite(runner, self.host, self.port).start()
+            log.info("listening on %s:%d", self.host, self.port)
+            self.exporter.start()
+            self._summary = asyncio.create_task(startup_summary(self.exporter))
+            while not self._stop.is_set():
+                hup = asyncio.create_task(self._hup.wait())
+                stop = asyncio.create_task(self._stop.wait())
+                await asyncio.wait({hup, stop}, return_when=asyncio.FIRST_COMPLETED)
+                hup.cancel()
+                stop.cancel()
+                if self._hup.is_set() and not self._stop.is_set():
+                    self._hup.clear()
+                    await self.reload()
+            log.info("stopping")
+        finally:
+            self.serving.stopping = True
+            if self._summary is not None:
+                self._summary.cancel()
+            await asyncio.gather(self.exporter.stop(), runner.cleanup())
 
-    async def compress(self, body: bytes, openmetrics: bool) -> bytes:
-        last = self._last.get(openmetrics)
-        if last is not None and last[0] == body:
-            return last[1]
-        packed = await asyncio.to_thread(gzip.compress, body, compresslevel=1)
-        self._last[openmetrics] = (body, packed)
-        return packed
+    async def reload(self) -> None:
+        """SIGHUP: read the config again; a bad one is refused and the running one kept."""
+        path = self.args.config
+        if not path:
+            log.info("SIGHUP: no --config file to reload; reloading with the defaults")
+        try:
+            config = await in_thread(load_config, path) if path else Config()
+        except SpecErrors as exc:
+            log.error("SIGHUP: config %s rejected, keeping the running one: %s", path,
+                      "; ".join(str(e) for e in exc.errors)[:1000])
+            return
+        except OSError as exc:
+            log.error("SIGHUP: cannot read config %s, keeping the running one: %s", path, exc)
+            return
+        if parse_listen(config.listen) != (self.host, self.port) and not self.args.listen:
+            log.warning("SIGHUP: listen address changes need a restart; still on %s:%d",
+                        self.host, self.port)
+        fresh = Exporter(config, self.shard, self.manifests)
+        try:
+            await fresh.connect()
+        except StartError as exc:
+            log.error("SIGHUP: config %s rejected, keeping the running one: %s", path, exc)
+            return
+        fresh.start()
+        deadline = time.monotonic() + RELOAD_READY_TIMEOUT
+        while fresh.not_ready() and time.monotonic() < deadline and not self._stop.is_set():
+            await asyncio.sleep(0.1)
+        if self._stop.is_set():
+            await fresh.stop()
+            return
+        old, self.exporter = self.exporter, fresh
+        self.serving.exporter = fresh
+        self.serving.write_timeout = config.server.write_timeout
+        self.config = config
+        waiting = fresh.not_ready()
+        log.info("SIGHUP: config %s reloaded%s", path or "(defaults)",
+                 f"; not ready yet: {', '.join(waiting)}" if waiting else "")
+        await old.stop()
 
 
-def build_app(exporter: Exporter) -> web.Application:
-    cache = GzipCache()
-
-    async def metrics(request: web.Request) -> web.Response:
-        openmetrics = "application/openmetrics-text" in request.headers.get("Accept", "")
-        body = exporter.render(openmetrics)
-        headers = {"Content-Type": OPENMETRICS if openmetrics else TEXT}
-        if "gzip" in request.headers.get("Accept-Encoding", ""):
-            body = await cache.compress(body, openmetrics)
-            headers["Content-Encoding"] = "gzip"
-        return web.Response(body=body, headers=headers)
-
-    async def healthz(_: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
-
-    async def readyz(_: web.Request) -> web.Response:
-        if exporter.ready():
-            return web.Response(text="ready\n")
-        return web.Response(status=503, text="waiting for the first list of every source\n")
-
-    app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    return app
+async def startup_summary(exporter: Exporter) -> None:
+    """Once ready: one line per source. If that takes long, say who is holding it up."""
+    started = time.monotonic()
+    warned = False
+    while exporter.not_ready():
+        if not warned and time.monotonic() - started > SUMMARY_AFTER:
+            warned = True
+            log.warning("not ready after %.0fs, waiting for: %s", SUMMARY_AFTER,
+                        ", ".join(exporter.not_ready()))
+        await asyncio.sleep(0.2)
+    log.info("ready in %.1fs", time.monotonic() - started)
+    for line in exporter.summary():
+        log.info("%s", line)
 
 
 async def serve(exporter: Exporter, host: str, port: int) -> None:
-    runner = web.AppRunner(build_app(exporter), access_log=None, shutdown_timeout=STOP_GRACE)
+    """Serve one exporter (no reload): for embedding and tests."""
+    serving = Serving(exporter)
+    runner = runner_for(build_app(serving), exporter.config.server.idle_timeout, STOP_GRACE)
+    await exporter.connect()
     await runner.setup()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
         await web.TCPSite(runner, host, port).start()
-        log.info("listening on %s:%d", host, port)
-        await exporter.start()
-        await stop.wait()
-        log.info("stopping")
+        exporter.start()
+        await asyncio.Event().wait()
     finally:
-        await exporter.stop()
-        await runner.cleanup()
+        serving.stopping = True
+        await asyncio.gather(exporter.stop(), runner.cleanup())
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="YAML config (default: every source "
-                        "on with its defaults)")
+                        "on with its defaults); SIGHUP reloads it")
     parser.add_argument("--manifests", metavar="DIR", help="read Kubernetes objects from the "
                         "YAML files in DIR instead of a cluster, reloading on change")
     parser.add_argument("--listen", metavar="HOST:PORT", help="default 0.0.0.0:9469")
@@ -253,11 +424,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--total-shards", type=int, default=1, help="number of shards")
     parser.add_argument("--log-level", default="info",
                         choices=("debug", "info", "warning", "error"))
+    parser.add_argument("--log-format", default="text", choices=("text", "json"),
+                        help="text (default) or json: one JSON object per line")
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(args.log_level, args.log_format)
     try:
         config = load_config(args.config) if args.config else Config()
         host, port = parse_listen(args.listen or config.listen)
@@ -271,17 +443,18 @@ def run_serve(args: argparse.Namespace) -> int:
     if not 0 <= args.shard < max(args.total_shards, 1):
         print("error: --shard must be between 0 and --total-shards - 1", file=sys.stderr)
         return 2
-    manifests = Path(args.manifests) if args.manifests else None
-    if manifests is not None and not manifests.is_dir():
-        print(f"error: --manifests {manifests}: no such folder", file=sys.stderr)
+    if args.manifests and not Path(args.manifests).is_dir():
+        print(f"error: --manifests {args.manifests}: no such folder", file=sys.stderr)
         return 2
-    exporter = Exporter(config, Shard(args.shard, args.total_shards), manifests)
     try:
-        asyncio.run(serve(exporter, host, port))
+        asyncio.run(Server(args, config, host, port).run())
+    except StartError as exc:
+        log.error("cannot start: %s", exc)
+        return exc.exit_code
     except OSError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        log.error("cannot start: %s", exc)
         return 1
-    except Exception as exc:  # kubeconfig problems and the like: one clear line
-        print(f"error: cannot start: {exc}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - one clear line, not a traceback
+        log.error("cannot start: %s: %s", type(exc).__name__, exc)
         return 1
     return 0

@@ -147,9 +147,13 @@ async def test_discovered_service_urls_are_probed_and_dropped_with_their_series(
     try:
         url = f"{base_url}/ok"
         prober.set_discovered_targets("service/shop/web", [url, "not a url", "ftp://x/"])
-        assert [t.label for t in prober.targets()] == [url]
+        assert [t.label for t in prober.targets()] == [url, "not a url", "ftp://x/"]
         await prober.probe_round()
         assert value(prober.render(), names.PROBE_REQUESTS, target=url, code="200") == 1
+        # unusable URLs are not requested but fail visibly, with code="error"
+        assert value(prober.render(), names.PROBE_SUCCESS, target="ftp://x/") == 0
+        assert value(prober.render(), names.PROBE_REQUESTS, target="not a url",
+                     code="error") == 1
         prober.set_discovered_targets("service/shop/web", [])
         await prober.probe_round()
         assert samples(prober.render()) == {}

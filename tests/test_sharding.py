@@ -39,7 +39,8 @@ pytest_plugins = ["tests.kube_fixtures"]
 SHARDS = 3
 #: per-process bookkeeping, not object series: each process counts its own events
 SELF_MONITORING = {names.SOURCE_UP, names.WATCH_EVENTS, names.WATCH_RESTARTS,
-                   names.SOURCE_LAST_EVENT, names.SKIPPED_OBJECTS}
+                   names.SOURCE_LAST_EVENT, names.SKIPPED_OBJECTS, names.BUILD_INFO,
+                   names.PROCESS_PREFIX}
 #: no live probes: the sources' object series are what is sharded
 CONFIG = {"sources": {"certificates": {"ingresses": False, "tls_secrets": True},
                       "services": {"enabled": False}}}

@@ -273,7 +273,11 @@ async def test_discovered_ingress_hosts_are_probed_and_replaced(tls_server, root
             "ingress/web/shop", [f"localhost:{port}", "*.wildcard.example", "bad host"])
         await prober.probe_round()
         assert value(prober.render(), names.TLS_PROBE_SUCCESS, target=f"localhost:{port}") == 1
-        assert len(samples(prober.render())) == 4  # success, duration, 2 cert dates
+        # a wildcard is passed over; an unusable host fails with its own series
+        assert value(prober.render(), names.TLS_PROBE_SUCCESS, target="bad host") == 0
+        assert value(prober.render(), names.TLS_PROBE_FAILURE_INFO, target="bad host",
+                     reason="invalid_target") == 1
+        assert len(samples(prober.render())) == 7  # success, duration, 2 cert dates; 3
         prober.set_discovered_targets("ingress/web/shop", [])
         await prober.probe_round()
     assert series(prober.render(), names.TLS_PROBE_SUCCESS) == []

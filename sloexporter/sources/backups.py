@@ -63,7 +63,11 @@ def expected_interval(schedule: Any, time_zone: Any = None,
 
 @functools.lru_cache(maxsize=4096)
 def _interval(schedule: str, time_zone: str, hour: int) -> float:
-    if not croniter.is_valid(schedule):
+    # Kubernetes takes the standard 5 fields or a macro (@daily); croniter would also take
+    # seconds and years (6 or 7 fields), which the API server refuses
+    fields = schedule.split()
+    if not fields or (len(fields) != 5 and not (len(fields) == 1 and fields[0][0] == "@")) \
+            or not croniter.is_valid(schedule):
         raise BadInput("invalid_cron")
     tz: Any = UTC
     if time_zone:
@@ -75,6 +79,19 @@ def _interval(schedule: str, time_zone: str, hour: int) -> float:
     it = croniter(schedule, base)
     times = [it.get_next(datetime) for _ in range(CRON_HORIZON)]
     return max((b - a).total_seconds() for a, b in zip(times, times[1:], strict=False))
+
+
+def flag(spec: Obj, name: str) -> bool:
+    """A boolean field; anything but true, false or absent makes the object malformed.
+
+    The API server refuses `suspend: "false"` (a string) on a CronJob; it can only reach
+    us through --manifests, where it is skipped and counted like any malformed object
+    rather than read as truthy.
+    """
+    value = spec.get(name)
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    raise BadInput("malformed")
 
 
 @dataclass
@@ -162,7 +179,7 @@ class BackupsSource(Source):
             self._labels[key] = {"kind": "cronjob", "namespace": ns, "name": name}
             self._counts.setdefault(key, {"success": 0, "failure": 0})
             spec = obj.get("spec") or {}
-            interval = None if spec.get("suspend") else \
+            interval = None if flag(spec, "suspend") else \
                 expected_interval(spec.get("schedule"), spec.get("timeZone"))
             self._cron[key] = {"interval": interval,
                                "success": timestamp(field(obj, "status", "lastSuccessfulTime")),
@@ -173,7 +190,7 @@ class BackupsSource(Source):
             self._labels[group] = {"kind": "velero", "namespace": ns, "name": name}
             self._counts.setdefault(group, {"success": 0, "failure": 0})
             spec = obj.get("spec") or {}
-            interval = None if spec.get("paused") else expected_interval(spec.get("schedule"))
+            interval = None if flag(spec, "paused") else expected_interval(spec.get("schedule"))
             self._cron[group] = {"interval": interval, "success": None, "attempt": None}
             self._render(group)
         elif resource == JOBS:

@@ -46,6 +46,17 @@ def timestamp(value: Any) -> float | None:
         return None
 
 
+#: an annotation that marks an object as broken on purpose (the demo's bad inputs)
+DELIBERATE_ANNOTATION = "sloexporter.dev/deliberately-broken"
+
+
+def deliberate(obj: Obj) -> str:
+    """` (deliberate: why)` for an object annotated as broken on purpose, else ``."""
+    annotations = meta(obj).get("annotations")
+    why = annotations.get(DELIBERATE_ANNOTATION) if isinstance(annotations, dict) else None
+    return f" (deliberate: {str(why)[:200]})" if why else ""
+
+
 def object_key(obj: Obj) -> str:
     """The object's UID; kind/namespace/name where the server gave none."""
     m = meta(obj)
@@ -65,6 +76,7 @@ class Source:
         self.metrics = metrics
         self.store = Store(self.families, shard or Shard())
         self._scopes: dict[tuple[str, str], set[str]] = {}
+        self._reported: dict[str, str] = {}  # key -> reason of the skip last logged
 
     @property
     def resources(self) -> tuple[Resource, ...]:
@@ -89,13 +101,17 @@ class Source:
             else:
                 self._scopes.setdefault(scope, set()).add(key)
                 self.update(resource, key, obj)
+                self._reported.pop(key, None)
         except (BadInput, ValueError, TypeError, KeyError, AttributeError) as exc:
             reason = exc.reason if isinstance(exc, BadInput) else "malformed"
             self.metrics.skip(self.name, reason)
             self.remove(resource, key, obj)
-            log.warning("skipped %s %s/%s: %s", resource.kind,
+            if self._reported.get(key) == reason:
+                return  # counted again, but one log line per object and reason
+            self._reported[key] = reason
+            log.warning("skipped %s %s/%s: %s%s", resource.kind,
                         str(meta(obj).get("namespace", ""))[:100],
-                        str(meta(obj).get("name", ""))[:100], str(exc)[:200])
+                        str(meta(obj).get("name", ""))[:100], str(exc)[:200], deliberate(obj))
 
     def prune(self, resource: Resource, scope: str, seen: set[str]) -> None:
         """After a (re-)list: forget what the list no longer has."""
@@ -114,3 +130,7 @@ class Source:
 
     def render(self, openmetrics: bool = False) -> Iterable[bytes]:
         return self.store.render(openmetrics)
+
+    def object_count(self) -> int:
+        """Objects currently held, over every resource and scope."""
+        return sum(len(keys) for keys in self._scopes.values())

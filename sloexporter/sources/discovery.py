@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sloexporter.sources.base import Source, field, meta
+from sloexporter.sources.base import BadInput, Source, field, meta
 from sloexporter.sources.http_probe import service_probe_urls
 from sloexporter.sources.informer import Resource
 from sloexporter.sources.prober import Prober
@@ -21,10 +21,26 @@ MAX_HOSTS = 100
 
 
 def ingress_tls_hosts(ingress: Obj) -> list[str]:
+    """The `spec.tls[].hosts` of an Ingress; BadInput when they are not lists of strings.
+
+    The API server only stores lists there; from --manifests a string must not be
+    iterated (and probed) one character at a time.
+    """
+    tls = field(ingress, "spec", "tls")
+    if tls is None:
+        return []
+    if not isinstance(tls, list):
+        raise BadInput("malformed")
     hosts: list[str] = []
-    for entry in field(ingress, "spec", "tls") or ():
-        if isinstance(entry, dict):
-            hosts += [h for h in entry.get("hosts") or () if isinstance(h, str)]
+    for entry in tls:
+        if not isinstance(entry, dict):
+            raise BadInput("malformed")
+        listed = entry.get("hosts")
+        if listed is None:
+            continue
+        if not isinstance(listed, list) or not all(isinstance(h, str) for h in listed):
+            raise BadInput("malformed")
+        hosts += listed
     return sorted(set(hosts))[:MAX_HOSTS]
 
 

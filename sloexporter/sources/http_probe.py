@@ -17,12 +17,20 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Self
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from yarl import URL
 
 from sloexporter import __version__, names
 from sloexporter.exposition import family_header, sample_line
 from sloexporter.sources.probing import (
+    InvalidTarget,
     LabelName,
     ProbeLoop,
     Seconds,
@@ -37,6 +45,21 @@ MAX_BODY_BYTES = 1 << 20  # read (and discard) at most this much of a response b
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 # Printable ASCII, no spaces or control characters, bounded length.
 _PATH = re.compile(r"^/[\x21-\x7e]{0,511}$")
+
+
+def url_label(url: str) -> str:
+    """The URL as a `target` label: no userinfo, no query, no fragment.
+
+    Credentials ride in both (`https://user:pw@host/`, `?token=...`), and a label is read
+    by everyone who can query Prometheus; name a target explicitly to tell apart two URLs
+    that differ only in their query.
+    """
+    try:
+        return str(URL(url).with_user(None).with_query(None).with_fragment(None))
+    except (ValueError, TypeError):
+        rest = url.split("?", 1)[0].split("#", 1)[0]
+        scheme, sep, tail = rest.partition("://")
+        return scheme + sep + tail.rpartition("@")[2] if sep else rest
 
 
 def _check_url(url: str) -> str:
@@ -78,8 +101,7 @@ class HTTPTarget(BaseModel):
 
     @property
     def label(self) -> str:
-        # Credentials in a URL must not end up in a label that every scraper can read.
-        return self.name or str(URL(self.url).with_user(None))
+        return self.name or url_label(self.url)
 
     def expected(self, status: int) -> bool:
         if self.expected_codes is None:
@@ -153,8 +175,14 @@ class HTTPProber(ProbeLoop[HTTPTarget, HTTPResult]):
     def _discovered_target(self, raw: str) -> HTTPTarget | None:
         try:
             return HTTPTarget(url=raw)
-        except ValueError:
-            return None
+        except ValidationError as exc:
+            raise ValueError(exc.errors()[0].get("msg", "invalid URL")) from None
+
+    def _invalid(self, target: InvalidTarget) -> HTTPResult:
+        return HTTPResult(names.PROBE_ERROR_CODE, 0.0, False)
+
+    def _label_of(self, raw: str) -> str:
+        return url_label(raw)
 
     async def _probe(self, target: HTTPTarget) -> HTTPResult:
         assert self._session is not None
@@ -173,7 +201,8 @@ class HTTPProber(ProbeLoop[HTTPTarget, HTTPResult]):
             code, success = names.PROBE_ERROR_CODE, False
         return HTTPResult(code, time.monotonic() - start, success)
 
-    def _render_round(self, results: list[tuple[HTTPTarget, HTTPResult]]) -> bytes:
+    def _render_round(self, results: list[tuple[HTTPTarget | InvalidTarget, HTTPResult]]
+                      ) -> bytes:
         current = {t.label for t in self.targets()}
         for label in list(self._series):
             if label not in current:  # a target that went away takes its series along

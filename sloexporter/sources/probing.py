@@ -13,6 +13,7 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, Generic, Protocol, TypeVar
 
 from pydantic import BeforeValidator, Field
@@ -31,11 +32,25 @@ def _seconds(value: object) -> object:
 Seconds = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
 #: A `target` label set by the user; short enough never to be truncated on exposition.
 LabelName = Annotated[str, Field(min_length=1, max_length=200)]
+#: an unusable discovered target keeps at most this much of itself as its label
+MAX_INVALID_LABEL = 300
 
 
 def string_shorthand(value: Any, key: str) -> Any:
     """Config shorthand: a bare string in a target list stands for `{key: string}`."""
     return {key: value} if isinstance(value, str) else value
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidTarget:
+    """A discovered target that cannot be probed (e.g. a 64-character DNS label).
+
+    It keeps its series, as a failure with reason `invalid_target`, so a dashboard shows
+    it rather than nothing; it is logged once, when first discovered.
+    """
+
+    label: str
+    reason: str = "invalid_target"
 
 
 class Target(Protocol):
@@ -65,7 +80,8 @@ class ProbeLoop(ABC, Generic[T, R]):
         self._static = list(static)
         self._interval = interval
         self._semaphore = asyncio.Semaphore(concurrency)
-        self._discovered: dict[str, list[T]] = {}
+        self._discovered: dict[str, list[T | InvalidTarget]] = {}
+        self._reported: set[str] = set()  # unusable targets already logged
         self._ready = False
         self._up = True
         self._rendered = self._render_round([])
@@ -95,14 +111,24 @@ class ProbeLoop(ABC, Generic[T, R]):
         return self._rendered
 
     def set_discovered_targets(self, origin: str, targets: Iterable[str]) -> None:
-        """Replace the targets found through `origin`; unusable entries are dropped."""
-        parsed: list[T] = []
+        """Replace the targets found through `origin`.
+
+        An unusable entry becomes an InvalidTarget: one log line when first seen, then a
+        failure series every round, never a traceback.
+        """
+        parsed: list[T | InvalidTarget] = []
         for raw in targets:
-            target = self._discovered_target(raw)
-            if target is None:
-                log.debug("%s: ignoring unusable target %r from %s", self.name, raw, origin)
-            else:
-                parsed.append(target)
+            try:
+                target = self._discovered_target(raw)
+                if target is not None:
+                    parsed.append(target)
+            except ValueError as exc:
+                label = self._label_of(str(raw))[:MAX_INVALID_LABEL]
+                if label not in self._reported:
+                    self._reported.add(label)
+                    log.warning("%s: cannot probe %r from %s: %s", self.name, label, origin,
+                                str(exc)[:200])
+                parsed.append(InvalidTarget(label))
         if parsed:
             self._discovered[origin] = parsed
         else:
@@ -110,10 +136,10 @@ class ProbeLoop(ABC, Generic[T, R]):
 
     # --- one round -------------------------------------------------------------------
 
-    def targets(self) -> list[T]:
+    def targets(self) -> list[T | InvalidTarget]:
         """Static targets first; a discovered target with an already-used label is skipped."""
         seen: set[str] = set()
-        out: list[T] = []
+        out: list[T | InvalidTarget] = []
         for target in [*self._static, *(t for ts in self._discovered.values() for t in ts)]:
             if target.label not in seen:
                 seen.add(target.label)
@@ -135,7 +161,9 @@ class ProbeLoop(ABC, Generic[T, R]):
         self._up = True
         self._ready = True
 
-    async def _bounded(self, target: T) -> R | None:
+    async def _bounded(self, target: T | InvalidTarget) -> R | None:
+        if isinstance(target, InvalidTarget):
+            return self._invalid(target)
         async with self._semaphore:
             try:
                 return await self._probe(target)
@@ -150,12 +178,21 @@ class ProbeLoop(ABC, Generic[T, R]):
 
     @abstractmethod
     def _discovered_target(self, raw: str) -> T | None:
-        """A target from a discovered string, or None when it is unusable."""
+        """A target from a discovered string; None to pass it over silently (a wildcard);
+        ValueError (saying why) when it is unusable: it then gets a failure series."""
+
+    def _label_of(self, raw: str) -> str:
+        """The `target` label of an unusable discovered string (credentials removed)."""
+        return raw
+
+    @abstractmethod
+    def _invalid(self, target: InvalidTarget) -> R:
+        """The failed result an unusable target gets every round."""
 
     @abstractmethod
     async def _probe(self, target: T) -> R:
         """Probe one target, bounded by a timeout; failures are results, not exceptions."""
 
     @abstractmethod
-    def _render_round(self, results: list[tuple[T, R]]) -> bytes:
+    def _render_round(self, results: list[tuple[T | InvalidTarget, R]]) -> bytes:
         """The full exposition for this round's results (HELP/TYPE included)."""

@@ -28,11 +28,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, FilePath, model_validator
+from pydantic import BaseModel, ConfigDict, Field, FilePath, ValidationError, model_validator
 
 from sloexporter import names
 from sloexporter.exposition import family_header, sample_line
 from sloexporter.sources.probing import (
+    InvalidTarget,
     LabelName,
     ProbeLoop,
     Seconds,
@@ -45,8 +46,10 @@ log = logging.getLogger(__name__)
 
 SOURCE = "tls_probe"
 DEFAULT_PORT = 443
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?"
-                       r"(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?$")
+# RFC 1123 names: at most 253 characters, labels of 1-63 (IDNA would refuse longer ones
+# at connect time, every round)
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+                       r"(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$")
 
 # OpenSSL X509_V_ERR_* codes (stable across OpenSSL 1.1 and 3.x) -> our reasons.
 _VERIFY_REASONS = {
@@ -181,10 +184,15 @@ class TLSProber(ProbeLoop[TLSTarget, TLSResult]):
         self._fetch_ctx = fetch
 
     def _discovered_target(self, raw: str) -> TLSTarget | None:
+        if raw.startswith("*."):
+            return None  # a wildcard names no endpoint: nothing to probe, nothing wrong
         try:
             return TLSTarget(address=raw)
-        except ValueError:
-            return None
+        except ValidationError as exc:
+            raise ValueError(exc.errors()[0].get("msg", "invalid address")) from None
+
+    def _invalid(self, target: InvalidTarget) -> TLSResult:
+        return TLSResult(False, 0.0, target.reason, None)
 
     async def _probe(self, target: TLSTarget) -> TLSResult:
         assert self._verify_ctx is not None and self._fetch_ctx is not None
@@ -215,11 +223,14 @@ class TLSProber(ProbeLoop[TLSTarget, TLSResult]):
             reason = reason or "handshake_error"
         except (OSError, EOFError):
             reason = reason or "connection_error"
+        except ValueError:  # e.g. IDNA refusing a name the checks above let through
+            reason = reason or "invalid_target"
         log.debug("tls probe %s failed: %s", target.label, reason)
         elapsed = duration if duration is not None else time.monotonic() - start
         return TLSResult(False, elapsed, reason, leaf)
 
-    def _render_round(self, results: list[tuple[TLSTarget, TLSResult]]) -> bytes:
+    def _render_round(self, results: list[tuple[TLSTarget | InvalidTarget, TLSResult]]
+                      ) -> bytes:
         self._probe_bytes = _render_probe_families(results)
         self._cert_samples = _certificate_samples(results)
         return self._probe_bytes + b"".join(
@@ -313,7 +324,7 @@ CERT_HELP = {
 }
 
 
-def _render_probe_families(results: list[tuple[TLSTarget, TLSResult]]) -> bytes:
+def _render_probe_families(results: list[tuple[TLSTarget | InvalidTarget, TLSResult]]) -> bytes:
     parts: list[str] = []
     for family, help_text in _FAMILIES:
         parts.append(family_header(family, help_text, "gauge"))
@@ -328,7 +339,8 @@ def _render_probe_families(results: list[tuple[TLSTarget, TLSResult]]) -> bytes:
     return "".join(parts).encode()
 
 
-def _certificate_samples(results: list[tuple[TLSTarget, TLSResult]]) -> dict[str, bytes]:
+def _certificate_samples(results: list[tuple[TLSTarget | InvalidTarget, TLSResult]]
+                         ) -> dict[str, bytes]:
     out = {family: bytearray() for family in CERT_HELP}
     for target, result in results:
         leaf = result.leaf
