@@ -16,6 +16,7 @@ import platform
 import re
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,8 @@ log = logging.getLogger("sloexporter")
 _COUNTER = re.compile(rb"^# TYPE (\S+)_total counter$", re.M)
 #: SIGTERM to exit: each of the stop steps below gets a share of the README's 2 s
 STOP_GRACE = 0.5
+#: SIGTERM to exit at the latest, whatever is still running (the README says 2 s)
+EXIT_DEADLINE = 1.6
 #: a reloaded config replaces the running one once it is ready, or after this at most
 RELOAD_READY_TIMEOUT = 30.0
 #: the startup summary says which sources are still not ready after this
@@ -314,15 +317,33 @@ class Server:
         self._stop = asyncio.Event()
         self._hup = asyncio.Event()
         self._summary: asyncio.Task[None] | None = None
+        self._deadline: threading.Timer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        """A Python-level handler: it runs between two bytecodes of whatever the loop is
+        doing, so a loop flooded with scrapes cannot delay the stop (an asyncio signal
+        handler waits for its turn in the queue)."""
+        loop = self._loop
+        assert loop is not None
+        if signum == signal.SIGHUP:
+            loop.call_soon_threadsafe(self._hup.set)
+            return
+        self.serving.stopping = True  # from now on scrapes get a cheap 503
+        if self._deadline is None:
+            # the promise is 2 s: whatever still runs then (a stuck close) is abandoned
+            self._deadline = threading.Timer(EXIT_DEADLINE, _exit_now)
+            self._deadline.daemon = True
+            self._deadline.start()
+        loop.call_soon_threadsafe(self._stop.set)
 
     async def run(self) -> None:
         await self.exporter.connect()  # before listening: no cluster is a startup error
         runner = runner_for(self.app, self.config.server.idle_timeout, STOP_GRACE)
         await runner.setup()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._stop.set)
-        loop.add_signal_handler(signal.SIGHUP, self._hup.set)
+        self._loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
         try:
             await web.TCPSite(runner, self.host, self.port).start()
             log.info("listening on %s:%d", self.host, self.port)
@@ -342,6 +363,7 @@ class Server:
             self.serving.stopping = True
             if self._summary is not None:
                 self._summary.cancel()
+            await stop_serving(runner)
             await asyncio.gather(self.exporter.stop(), runner.cleanup())
 
     async def reload(self) -> None:
@@ -382,6 +404,27 @@ class Server:
         log.info("SIGHUP: config %s reloaded%s", path or "(defaults)",
                  f"; not ready yet: {', '.join(waiting)}" if waiting else "")
         await old.stop()
+
+
+async def stop_serving(runner: web.AppRunner) -> None:
+    """Stop listening and drop every open connection, in-flight scrapes included.
+
+    A graceful drain of 200 scrapers of a large body takes seconds; Prometheus simply
+    counts one failed scrape of a replica that is going away.
+    """
+    for site in list(runner.sites):
+        await site.stop()
+    if runner.server is not None:
+        for conn in runner.server.connections:
+            if conn.transport is not None:
+                conn.transport.abort()
+
+
+def _exit_now() -> None:
+    log.warning("stopping took longer than %.1fs; exiting now", EXIT_DEADLINE)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(0)
 
 
 async def startup_summary(exporter: Exporter) -> None:

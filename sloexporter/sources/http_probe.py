@@ -176,7 +176,8 @@ class HTTPProber(ProbeLoop[HTTPTarget, HTTPResult]):
         try:
             return HTTPTarget(url=raw)
         except ValidationError as exc:
-            raise ValueError(exc.errors()[0].get("msg", "invalid URL")) from None
+            raise ValueError(str(exc.errors()[0].get("msg", "invalid URL"))
+                             .removeprefix("Value error, ")) from None
 
     def _invalid(self, target: InvalidTarget) -> HTTPResult:
         return HTTPResult(names.PROBE_ERROR_CODE, 0.0, False)

@@ -102,7 +102,10 @@ def check_limits(text: str, max_depth: int = MAX_DEPTH,
                     raise Rejected("alias_expansion", f"aliases expand to more than "
                                    f"{max_alias_nodes} nodes")
     except yaml.YAMLError as exc:
-        raise Rejected("unparsable_yaml", _yaml_error(exc)) from None
+        detail = _yaml_error(exc)
+        # libyaml has its own nesting limit (1,000): the same refusal as ours
+        raise Rejected("too_deep" if "nesting depth" in detail else "unparsable_yaml",
+                       detail) from None
 
 
 def _yaml_error(exc: yaml.YAMLError) -> str:

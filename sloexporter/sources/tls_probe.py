@@ -81,7 +81,8 @@ def parse_host_port(address: str, default_port: int = DEFAULT_PORT) -> tuple[str
     else:
         host, _, port_text = text.partition(":") if text.count(":") == 1 else (text, "", "")
         if not _HOSTNAME.fullmatch(host):
-            raise ValueError(f"invalid host in {address!r} (wildcards cannot be probed)")
+            raise ValueError("invalid host name: dot-separated labels of 1-63 letters, digits "
+                             "or hyphens, 253 characters at most (wildcards cannot be probed)")
     if port_text:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
             raise ValueError(f"invalid port in {address!r}")
@@ -189,7 +190,8 @@ class TLSProber(ProbeLoop[TLSTarget, TLSResult]):
         try:
             return TLSTarget(address=raw)
         except ValidationError as exc:
-            raise ValueError(exc.errors()[0].get("msg", "invalid address")) from None
+            raise ValueError(str(exc.errors()[0].get("msg", "invalid address"))
+                             .removeprefix("Value error, ")) from None
 
     def _invalid(self, target: InvalidTarget) -> TLSResult:
         return TLSResult(False, 0.0, target.reason, None)
