@@ -14,9 +14,10 @@ not read within `write_timeout` is abandoned with its connection.
 from __future__ import annotations
 
 import asyncio
-import gzip
 import html
 import re
+import struct
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -33,7 +34,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class Exposing(Protocol):
-    def render(self, openmetrics: bool = False) -> bytes: ...
+    def render_chunks(self, openmetrics: bool = False) -> list[bytes]: ...
 
     def not_ready(self) -> list[str]: ...
 
@@ -87,26 +88,63 @@ def wants_openmetrics(header: str) -> bool:
     return False
 
 
-class GzipCache:
-    """The last compressed body per format: a scrape of an unchanged store is a hit.
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no mtime
+#: the last, empty deflate block that ends the stream
+_FINAL_BLOCK = zlib.compressobj(1, zlib.DEFLATED, -15).flush(zlib.Z_FINISH)
 
-    Comparing bytes costs a memcmp; compressing 10 MB costs tens of ms, done off the loop
-    so watch events keep flowing meanwhile.
+
+def _deflate(chunks: list[bytes]) -> list[bytes]:
+    """Each chunk as raw deflate blocks that need nothing before them (a full flush).
+
+    Such pieces concatenate into one valid deflate stream (pigz does the same), so a
+    chunk compressed for one scrape is reused by the next as long as it is unchanged.
+    """
+    out = []
+    for chunk in chunks:
+        z = zlib.compressobj(1, zlib.DEFLATED, -15)
+        out.append(z.compress(chunk) + z.flush(zlib.Z_FULL_FLUSH))
+    return out
+
+
+def _crc32(chunks: list[bytes]) -> int:
+    crc = 0
+    for chunk in chunks:
+        crc = zlib.crc32(chunk, crc)
+    return crc
+
+
+class GzipCache:
+    """Gzip built from per-chunk deflate pieces: only chunks that changed are compressed.
+
+    Under watch churn nearly every scrape differs from the last somewhere, so caching the
+    whole compressed body hit almost never; chunks of the store change a few at a time.
+    A cache entry holds its chunk, so its id() cannot be reused while it is cached.
+    Compression and the CRC run in a thread: zlib releases the GIL.
     """
 
     def __init__(self, stats: dict[str, int] | None = None) -> None:
-        self._last: dict[bool, tuple[bytes, bytes]] = {}
+        self._cache: dict[int, tuple[bytes, bytes]] = {}
         self.stats = stats if stats is not None else {"hit": 0, "miss": 0}
 
-    async def compress(self, body: bytes, openmetrics: bool) -> bytes:
-        last = self._last.get(openmetrics)
-        if last is not None and last[0] == body:
-            self.stats["hit"] += 1
-            return last[1]
-        self.stats["miss"] += 1
-        packed = await in_thread(gzip.compress, body, 1)
-        self._last[openmetrics] = (body, packed)
-        return packed
+    async def compress(self, chunks: list[bytes]) -> bytes:
+        cache, fresh = self._cache, {}
+        misses = []
+        for chunk in chunks:
+            entry = cache.get(id(chunk))
+            if entry is not None and entry[0] is chunk:
+                fresh[id(chunk)] = entry
+            else:
+                misses.append(chunk)
+        self.stats["hit"] += len(chunks) - len(misses)
+        self.stats["miss"] += len(misses)
+        if misses:
+            for chunk, packed in zip(misses, await in_thread(_deflate, misses), strict=True):
+                fresh[id(chunk)] = (chunk, packed)
+        self._cache = fresh  # what this scrape did not use is dropped
+        crc = await in_thread(_crc32, chunks)
+        size = sum(len(c) for c in chunks)
+        return b"".join([_GZIP_HEADER, *(fresh[id(c)][1] for c in chunks), _FINAL_BLOCK,
+                         struct.pack("<II", crc, size & 0xFFFFFFFF)])
 
 
 def landing_page(links: list[tuple[str, str]]) -> Handler:
@@ -132,12 +170,14 @@ def build_app(serving: Serving) -> web.Application:
         if serving.stopping:  # SIGTERM: do not start rendering for a scraper we will drop
             return web.Response(status=503, text="stopping\n")
         openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
-        body = serving.exporter.render(openmetrics)
+        chunks = serving.exporter.render_chunks(openmetrics)
         resp = web.StreamResponse(headers={"Content-Type": OPENMETRICS if openmetrics
                                            else TEXT, "Vary": "Accept, Accept-Encoding"})
         if accepts_gzip(request.headers.get("Accept-Encoding", "")):
-            body = await cache.compress(body, openmetrics)
+            body = await cache.compress(chunks)
             resp.headers["Content-Encoding"] = "gzip"
+        else:
+            body = b"".join(chunks)
         resp.content_length = len(body)
         try:
             async with asyncio.timeout(serving.write_timeout):
