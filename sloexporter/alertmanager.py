@@ -9,19 +9,16 @@ prometheus-operator form, Secret key selectors.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import json
 import posixpath
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from sloexporter import output, rules
+from sloexporter import rules
 from sloexporter.model import Service, parse_duration
+from sloexporter.render import header, k8s_name, service_source, to_yaml
 from sloexporter.specs.errors import load_model
 
 Data = dict[str, Any]
@@ -126,19 +123,6 @@ class Settings(_Strict):
 def load_settings(path: str) -> Settings:
     """Read a settings file; raises SpecErrors (`FILE:LINE: field.path: message`)."""
     return load_model(path, Settings, "settings file")
-
-
-_SETTINGS: contextvars.ContextVar[Settings] = contextvars.ContextVar("alertmanager_settings")
-
-
-@contextlib.contextmanager
-def using(settings: Settings) -> Iterator[None]:
-    """Settings the registered writer uses inside this block (else the embedded defaults)."""
-    token = _SETTINGS.set(settings)
-    try:
-        yield
-    finally:
-        _SETTINGS.reset(token)
 
 
 # ---- messages ---------------------------------------------------------------------------
@@ -326,7 +310,7 @@ def alertmanager_config_crd(services: list[Service], settings: Settings) -> Data
     return {
         "apiVersion": "monitoring.coreos.com/v1alpha1",
         "kind": "AlertmanagerConfig",
-        "metadata": {"name": output.k8s_name(settings.kubernetes.name),
+        "metadata": {"name": k8s_name(settings.kubernetes.name),
                      "labels": {"app.kubernetes.io/managed-by": "sloexporter"}},
         "spec": _crd(_tree(services, settings), settings.kubernetes.secret_name),
     }
@@ -340,18 +324,12 @@ def helm_values(services: list[Service], settings: Settings) -> Data:
 
 # ---- writer -----------------------------------------------------------------------------
 
-def write(services: list[Service], outdir: Path) -> list[Path]:
-    """`OUTDIR/alertmanager/`: alertmanager.yaml, alertmanagerconfig.yaml, helm-values.yaml."""
-    settings = _SETTINGS.get(None) or Settings()
-    head = output.header(output.service_source(s) for s in services)
-    files = {
-        "alertmanager.yaml": alertmanager_config(services, settings),
-        "alertmanagerconfig.yaml": alertmanager_config_crd(services, settings),
-        "helm-values.yaml": helm_values(services, settings),
+def files(services: list[Service], settings: Settings) -> dict[str, str]:
+    """`alertmanager/`: alertmanager.yaml, alertmanagerconfig.yaml, helm-values.yaml."""
+    head = header(service_source(s) for s in services)
+    return {
+        "alertmanager/alertmanager.yaml": head + to_yaml(alertmanager_config(services, settings)),
+        "alertmanager/alertmanagerconfig.yaml":
+            head + to_yaml(alertmanager_config_crd(services, settings)),
+        "alertmanager/helm-values.yaml": head + to_yaml(helm_values(services, settings)),
     }
-    written = []
-    for name, data in files.items():
-        path = outdir / "alertmanager" / name
-        output.write_text(path, head + output.to_yaml(data))
-        written.append(path)
-    return written

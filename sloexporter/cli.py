@@ -93,31 +93,52 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from sloexporter import alertmanager
-    from sloexporter.output import write_all
+    """load -> model -> artefacts -> write (see sloexporter.output)."""
+    from sloexporter import output
     from sloexporter.specs import load_paths
     from sloexporter.specs.errors import SpecErrors
     from sloexporter.testgen import SynthesisError
 
+    to_stdout = args.output == "-"
+    if to_stdout and args.with_tests:
+        print("error: --with-tests writes files; give an output folder, not -o -",
+              file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        rule_labels = output.parse_rule_labels(args.rule_labels, args.format)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
     services, errors = load_paths(args.paths)
-    am_settings = alertmanager.Settings()
+    settings = None
     if args.alertmanager_settings:
+        from sloexporter import alertmanager
+
         try:
-            am_settings = alertmanager.load_settings(args.alertmanager_settings)
+            settings = alertmanager.load_settings(args.alertmanager_settings)
         except SpecErrors as exc:
             errors = [*errors, *exc.errors]
     if errors:
         _print_errors(errors)
         return EXIT_INVALID
+    options = output.Options(fmt=args.format, with_tests=args.with_tests,
+                             rule_labels=rule_labels, alertmanager=settings)
+    if to_stdout:
+        sys.stdout.write(output.rules_stream(services, options))
+        return EXIT_OK
     try:
-        with alertmanager.using(am_settings):
-            written = write_all(services, Path(args.output), args.format, args.with_tests)
+        files = output.artefacts(services, options)
     except SynthesisError as exc:
         print(f"error: cannot generate promtool tests: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    except OSError as exc:
-        print(f"error: cannot write output: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+    try:
+        written, notes = output.write_tree(Path(args.output), files)
+    except output.OutputError as exc:
+        print(f"error: {exc}; nothing was written", file=sys.stderr)
+        return EXIT_USAGE
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     print(f"wrote {len(written)} files for {sum(len(s.slos) for s in services)} SLOs "
           f"to {args.output}")
     return EXIT_OK
@@ -251,6 +272,11 @@ def _add_generate(sub: Any) -> None:
     generate.add_argument("--with-tests", action="store_true",
                           help="also write promtool unit tests that prove every SLO's "
                                "alerts fire (OUTDIR/tests/SERVICE.test.yaml)")
+    generate.add_argument("--rule-labels", action="append", default=[], metavar="K=V[,K=V]",
+                          help="labels on every generated rule and, with --format "
+                               "prometheus-operator, on each PrometheusRule's metadata, e.g. "
+                               "release=kube-prometheus-stack for its rule selector "
+                               "(repeatable)")
     generate.add_argument("--alertmanager-settings", metavar="FILE",
                           help="Slack, email, PagerDuty and routing settings for the "
                                "Alertmanager routes (see examples/alertmanager-settings.yaml)")

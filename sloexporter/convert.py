@@ -22,7 +22,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from sloexporter.model import SLO, Service
-from sloexporter.output import header, to_yaml, write_text
+from sloexporter.output import write_tree
+from sloexporter.render import header, to_yaml
 from sloexporter.specs import spec_files
 from sloexporter.specs.build import build_service
 from sloexporter.specs.errors import SpecError, SpecErrors, load_documents
@@ -135,10 +136,9 @@ def convert_paths(paths: list[str], outdir: Path) -> tuple[list[Path], list[Spec
                 errors += exc.errors
     if errors:
         return [], sorted(set(errors))
-    written = []
+    files = {}
     for source, spec, service in sorted(specs, key=lambda s: s[1].service):
-        path = outdir / f"{spec.service}.openslo.yaml"
         docs = "---\n".join(to_yaml(obj) for obj in to_openslo(spec, service))
-        write_text(path, header([source]) + docs)
-        written.append(path)
+        files[f"{spec.service}.openslo.yaml"] = header([source]) + docs
+    written, _ = write_tree(outdir, files)
     return written, []

@@ -1,101 +1,106 @@
-"""Write generated artefacts: deterministic YAML and JSON, and the output tree."""
+"""`generate` as one pipeline: load -> model -> artefacts -> write.
+
+`load_paths` (sloexporter.specs) gives the model; `artefacts` turns it into every output
+file's text with pure functions (rules, promtool tests, dashboards, Alertmanager); and
+`write_tree` puts them on disk all at once or not at all, removing what an earlier run
+wrote that this one no longer produces. The writers never touch files, and none of them
+imports this module: they render with `sloexporter.render`.
+"""
 
 from __future__ import annotations
 
-import functools
+import contextlib
+import hashlib
 import json
+import os
 import re
-from collections.abc import Callable, Iterable
-from pathlib import Path
-from typing import Any
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
 
-import yaml
+from sloexporter import rules
+from sloexporter.render import header, k8s_name, service_source, to_yaml
 
-from sloexporter import __version__, rules
-from sloexporter.model import Service
+if TYPE_CHECKING:
+    from sloexporter.alertmanager import Settings
+    from sloexporter.model import Service
+
+__all__ = ["RULE_FORMATS", "Options", "OutputError", "artefacts", "header", "k8s_name",
+           "parse_rule_labels", "render_rules", "rule_document", "rules_stream",
+           "service_source", "to_yaml", "write_all", "write_tree"]
 
 RULE_FORMATS = ("prometheus", "prometheus-operator")
+#: what `generate` wrote last time in OUTDIR, with each file's sha256
+MANIFEST = ".sloexporter-manifest.json"
+_STAGING = ".sloexporter-staging-"
+_LOCK = ".sloexporter.lock"
+
+#: labels our rules set themselves; --rule-labels may not replace them
+RESERVED_LABELS = frozenset({"service", "slo", "severity", "long_window", "short_window",
+                             "alertname"})
+_PROM_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_K8S_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+                      r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_K8S_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 
 
-_PLAIN = re.compile(r"^[A-Za-z0-9_/][A-Za-z0-9_ ./:()-]*$")
-_RESOLVER = yaml.resolver.Resolver()
+class OutputError(Exception):
+    """The output folder cannot take the files (a path error: exit 2)."""
 
 
-def _scalar(value: object) -> str:
-    kind = type(value)
-    if kind is str:
-        return _str_scalar(value)  # type: ignore[arg-type]
-    if value is None:
-        return "null"
-    if kind is bool:
-        return "true" if value else "false"
-    if kind is int or kind is float:
-        return repr(value)
-    if kind is dict:
-        return "{}"  # only empty containers reach here
-    if kind is list:
-        return "[]"
-    return _str_scalar(str(value))
+@dataclass(frozen=True)
+class Options:
+    """Everything `generate` may vary, passed explicitly to the writers that need it."""
+
+    fmt: str = "prometheus"
+    with_tests: bool = False
+    #: labels on every rule, and on each PrometheusRule's metadata (its rule selector)
+    rule_labels: Mapping[str, str] = field(default_factory=dict)
+    #: the Alertmanager settings file's content; None: the embedded defaults
+    alertmanager: Settings | None = None
 
 
-@functools.lru_cache(maxsize=1 << 16)
-def _str_scalar(text: str) -> str:
-    # keys, labels and window names repeat thousands of times in a big run
-    if _PLAIN.match(text) and not text.endswith((" ", ":")) and ": " not in text and \
-            _RESOLVER.resolve(yaml.ScalarNode, text, (True, False)) == "tag:yaml.org,2002:str":
-        return text
-    if text.isprintable():
-        return "'" + text.replace("'", "''") + "'"
-    return json.dumps(text, ensure_ascii=False)
+# ---- rules ------------------------------------------------------------------------------
+
+def parse_rule_labels(items: list[str], fmt: str) -> dict[str, str]:
+    """`k=v[,k=v]` options as labels; raises ValueError with the offending item."""
+    labels: dict[str, str] = {}
+    for item in items:
+        for pair in filter(None, (p.strip() for p in item.split(","))):
+            key, sep, value = pair.partition("=")
+            key = key.strip()
+            if not sep or not key:
+                raise ValueError(f"--rule-labels {pair!r}: expected KEY=VALUE")
+            if key in RESERVED_LABELS or key.startswith("__"):
+                raise ValueError(f"--rule-labels {key!r}: the rules set this label "
+                                 "themselves")
+            if not _PROM_LABEL.match(key):
+                raise ValueError(f"--rule-labels {key!r}: a label name is letters, digits "
+                                 "and '_', not starting with a digit")
+            if fmt == "prometheus-operator" and not _K8S_VALUE.match(value):
+                raise ValueError(f"--rule-labels {key}={value!r}: a Kubernetes label value "
+                                 "is at most 63 letters, digits, '-', '_' or '.'")
+            if key in labels and labels[key] != value:
+                raise ValueError(f"--rule-labels {key!r} is given twice")
+            labels[key] = value
+    return labels
 
 
-def _emit(data: Any, indent: str, out: list[str]) -> None:
-    if type(data) is dict:
-        for key, value in data.items():
-            kind = type(value)
-            if (kind is dict or kind is list) and value:
-                out.append(f"{indent}{_scalar(key)}:\n")
-                _emit(value, indent + "  " if kind is dict else indent, out)
-            else:
-                out.append(f"{indent}{_scalar(key)}: {_scalar(value)}\n")
-        return
-    for item in data:
-        kind = type(item)
-        if (kind is dict or kind is list) and item:
-            sub: list[str] = []
-            _emit(item, indent + "  ", sub)
-            out.append(f"{indent}- {sub[0][len(indent) + 2:]}")
-            out.extend(sub[1:])
-        else:
-            out.append(f"{indent}- {_scalar(item)}\n")
+def _labelled(groups: list[dict[str, Any]], extra: Mapping[str, str]) -> list[dict[str, Any]]:
+    """`groups` with `extra` on every rule; a label the rule already sets keeps its value."""
+    if not extra:
+        return groups
+    return [{**group, "rules": [{**rule, "labels": {**extra, **rule.get("labels", {})}}
+                                for rule in group["rules"]]}
+            for group in groups]
 
 
-def to_yaml(data: Any) -> str:
-    """Block-style YAML for plain data (dicts, lists, scalars), in insertion order.
-
-    A dedicated emitter, because PyYAML's representer dominated generation time (1,000
-    SLOs: 5.6 s of 7). Strings are plain when unambiguous, else quoted; a test checks
-    that PyYAML reads every output back to the same data.
-    """
-    out: list[str] = []
-    _emit(data, "", out)
-    return "".join(out)
-
-
-def header(sources: Iterable[str]) -> str:
-    listed = ", ".join(sorted(set(sources)))
-    return (f"# Generated by sloexporter {__version__} from {listed}.\n"
-            "# Do not edit: change the spec and run `sloexporter generate` again.\n")
-
-
-def k8s_name(text: str) -> str:
-    """A DNS-1123 name for a Kubernetes object."""
-    name = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
-    return name[:253] or "slo"
-
-
-def rule_document(service: Service, fmt: str) -> dict[str, Any]:
-    groups = rules.service_groups(service)
+def rule_document(service: Service, fmt: str = "prometheus",
+                  rule_labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+    groups = _labelled(rules.service_groups(service), rule_labels or {})
     if fmt == "prometheus":
         return {"groups": groups}
     return {
@@ -103,74 +108,195 @@ def rule_document(service: Service, fmt: str) -> dict[str, Any]:
         "kind": "PrometheusRule",
         "metadata": {
             "name": k8s_name(f"sloexporter-{service.name}"),
-            "labels": {"app.kubernetes.io/managed-by": "sloexporter",
+            "labels": {**(rule_labels or {}),
+                       "app.kubernetes.io/managed-by": "sloexporter",
                        "sloexporter.dev/service": k8s_name(service.name)[:63]},
         },
         "spec": {"groups": groups},
     }
 
 
-def service_source(service: Service) -> str:
-    return service.origin.rpartition(":")[0] or service.origin
+def render_rules(service: Service, fmt: str = "prometheus",
+                 rule_labels: Mapping[str, str] | None = None) -> str:
+    return header([service_source(service)]) + to_yaml(rule_document(service, fmt, rule_labels))
 
 
-def render_rules(service: Service, fmt: str = "prometheus") -> str:
-    return header([service_source(service)]) + to_yaml(rule_document(service, fmt))
+def rules_stream(services: list[Service], options: Options) -> str:
+    """Every service's rules as one stream (`generate -o -`): one rule file with all the
+    groups, or one PrometheusRule per service separated by `---`."""
+    ordered = sorted(services, key=lambda s: s.name)
+    head = header(service_source(s) for s in ordered)
+    if options.fmt == "prometheus":
+        groups = [g for s in ordered for g in rule_document(s, "prometheus",
+                                                            options.rule_labels)["groups"]]
+        return head + to_yaml({"groups": groups})
+    docs = [to_yaml(rule_document(s, options.fmt, options.rule_labels)) for s in ordered]
+    return head + "---\n".join(docs)
 
 
-def write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+# ---- every artefact ---------------------------------------------------------------------
+
+def artefacts(services: list[Service], options: Options) -> dict[str, str]:
+    """Every output file's text by its path under OUTDIR (POSIX, relative)."""
+    from sloexporter import alertmanager, dashboards  # Grafana's SDK loads only here
+
+    files: dict[str, str] = {}
+    for service in sorted(services, key=lambda s: s.name):
+        files[f"rules/{service.name}.yaml"] = render_rules(service, options.fmt,
+                                                            options.rule_labels)
+        if options.with_tests:
+            from sloexporter.testgen import render_tests
+
+            rules_file = f"../rules/{service.name}.yaml"
+            if options.fmt != "prometheus":
+                # promtool reads plain rule files only; tests get a plain copy beside them
+                rules_file = f"{service.name}.rules.yaml"
+                files[f"tests/{rules_file}"] = render_rules(service, "prometheus",
+                                                            options.rule_labels)
+            files[f"tests/{service.name}.test.yaml"] = render_tests(service, rules_file)
+    files.update(dashboards.files(services))
+    files.update(alertmanager.files(services, options.alertmanager or alertmanager.Settings()))
+    return files
 
 
-def write_json(path: Path, data: Any) -> None:
-    write_text(path, json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+# ---- writing: all or nothing ------------------------------------------------------------
+
+def _digest(text: bytes) -> str:
+    return hashlib.sha256(text).hexdigest()
 
 
-#: Extra artefacts (dashboards, Alertmanager) register a writer: (services, outdir) -> files.
-Writer = Callable[[list[Service], Path], list[Path]]
-WRITERS: list[Writer] = []
+def _inside(outdir: Path, rel: str) -> Path | None:
+    """outdir/rel when rel is a plain relative path that stays inside outdir, else None."""
+    pure = PurePosixPath(rel)
+    if pure.is_absolute() or not pure.parts or any(p in ("", ".", "..") for p in pure.parts):
+        return None
+    return outdir.joinpath(*pure.parts)
 
 
-def _alertmanager(services: list[Service], outdir: Path) -> list[Path]:
-    from sloexporter import alertmanager  # it builds on this module's YAML helpers
-
-    return alertmanager.write(services, outdir)
-
-
-WRITERS.append(_alertmanager)
-
-
-def _dashboards(services: list[Service], outdir: Path) -> list[Path]:
-    from sloexporter import dashboards  # Grafana's SDK loads only when generating
-
-    return dashboards.write(services, outdir)
+def _read_manifest(outdir: Path) -> dict[str, str]:
+    """The files an earlier run wrote, by path, with their digests ({} when unknown)."""
+    try:
+        data = json.loads((outdir / MANIFEST).read_text(encoding="utf-8"))
+        files = data["files"]
+        return {k: v for k, v in files.items() if isinstance(k, str) and isinstance(v, str)}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}  # absent or damaged: nothing is known to be ours, so nothing is removed
 
 
-WRITERS.append(_dashboards)
+@contextlib.contextmanager
+def _locked(outdir: Path) -> Iterator[None]:
+    """One `generate` at a time per OUTDIR."""
+    import fcntl
+
+    with open(outdir / _LOCK, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def write_tree(outdir: Path, files: Mapping[str, str]) -> tuple[list[Path], list[str]]:
+    """Put `files` under `outdir` all at once, or leave it as it was.
+
+    The files are written to a staging folder inside `outdir` (the same filesystem), then
+    renamed into place; should a rename fail, the ones already done are rolled back. Files
+    that the previous run wrote (per the manifest) and this run does not are removed,
+    unless they changed since; files this tool never wrote are never touched. Returns the
+    files written and one note per stale file kept. Raises OutputError on a path problem.
+    """
+    if outdir.exists() and not outdir.is_dir():
+        raise OutputError(f"{outdir} exists and is not a folder")
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {outdir}: {exc.strerror or exc}") from exc
+    targets = {}
+    for rel in sorted(files):
+        path = _inside(outdir, rel)
+        assert path is not None, rel  # writers name their files; never user input
+        targets[rel] = path
+    try:
+        with _locked(outdir):
+            return _write_locked(outdir, files, targets)
+    except OSError as exc:
+        raise OutputError(f"cannot write to {outdir}: {exc}") from exc
+
+
+def _write_locked(outdir: Path, files: Mapping[str, str],
+                  targets: dict[str, Path]) -> tuple[list[Path], list[str]]:
+    for leftover in outdir.glob(_STAGING + "*"):  # a run that was killed half-way
+        shutil.rmtree(leftover, ignore_errors=True)
+    for rel, path in targets.items():  # a folder where a file goes: fail before any change
+        for parent in [path, *path.parents]:
+            if parent == outdir:
+                break
+            if parent.exists() and (parent.is_dir() if parent == path else not parent.is_dir()):
+                raise OutputError(f"{parent} is in the way of {rel}")
+    previous = _read_manifest(outdir)
+    staging = Path(tempfile.mkdtemp(prefix=_STAGING, dir=outdir))
+    try:
+        digests = {}
+        for rel, text in files.items():
+            data = text.encode("utf-8")
+            staged = staging / "new" / rel
+            staged.parent.mkdir(parents=True, exist_ok=True)
+            staged.write_bytes(data)
+            digests[rel] = _digest(data)
+        manifest = json.dumps({"generator": "sloexporter generate",
+                               "files": dict(sorted(digests.items()))}, indent=1) + "\n"
+        (staging / MANIFEST).write_text(manifest, encoding="utf-8")
+        _swap_in(staging, targets)
+        notes = _remove_stale(outdir, previous, set(files))
+        os.replace(staging / MANIFEST, outdir / MANIFEST)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return list(targets.values()), notes
+
+
+def _swap_in(staging: Path, targets: dict[str, Path]) -> None:
+    """Rename every staged file into place; on a failure, put back what was there."""
+    done: list[tuple[Path, Path | None]] = []
+    try:
+        for rel, path in targets.items():
+            backup = None
+            if path.exists():
+                backup = staging / "old" / rel
+                backup.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, backup)
+            done.append((path, backup))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / "new" / rel, path)
+    except OSError:
+        for path, backup in reversed(done):
+            with contextlib.suppress(OSError):
+                if backup is not None:
+                    os.replace(backup, path)
+                else:
+                    path.unlink(missing_ok=True)
+        raise
+
+
+def _remove_stale(outdir: Path, previous: dict[str, str], current: set[str]) -> list[str]:
+    notes = []
+    for rel in sorted(set(previous) - current):
+        path = _inside(outdir, rel)
+        if path is None or path.is_symlink() or not path.is_file():
+            continue
+        if _digest(path.read_bytes()) != previous[rel]:
+            notes.append(f"kept {path}: an earlier run wrote it, but it changed since")
+            continue
+        path.unlink()
+        for parent in path.parents:  # folders this tool made and left empty
+            if parent == outdir or any(parent.iterdir()):
+                break
+            parent.rmdir()
+    return notes
 
 
 def write_all(services: list[Service], outdir: Path, fmt: str = "prometheus",
-              with_tests: bool = False) -> list[Path]:
-    """Write every artefact for `services` under `outdir`; returns the files written."""
-    written = []
-    for service in sorted(services, key=lambda s: s.name):
-        path = outdir / "rules" / f"{service.name}.yaml"
-        write_text(path, render_rules(service, fmt))
-        written.append(path)
-        if with_tests:
-            from sloexporter.testgen import render_tests
-
-            test_path = outdir / "tests" / f"{service.name}.test.yaml"
-            rules_file = f"../rules/{service.name}.yaml"
-            if fmt != "prometheus":
-                # promtool reads plain rule files only; tests get a plain copy beside them
-                rules_file = f"{service.name}.rules.yaml"
-                plain = outdir / "tests" / rules_file
-                write_text(plain, render_rules(service, "prometheus"))
-                written.append(plain)
-            write_text(test_path, render_tests(service, rules_file))
-            written.append(test_path)
-    for writer in WRITERS:
-        written.extend(writer(services, outdir))
+              with_tests: bool = False, options: Options | None = None) -> list[Path]:
+    """Render and write every artefact for `services` under `outdir`; the files written."""
+    options = options or Options(fmt=fmt, with_tests=with_tests)
+    written, _ = write_tree(outdir, artefacts(services, options))
     return written

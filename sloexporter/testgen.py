@@ -26,7 +26,7 @@ from sloexporter.model import (
     decimal_str,
     detection_seconds,
 )
-from sloexporter.output import header, service_source, to_yaml
+from sloexporter.render import header, service_source, to_yaml
 from sloexporter.rules import severity_label
 
 EVAL_INTERVAL = 60

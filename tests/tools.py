@@ -71,7 +71,7 @@ def require_tool(name: str) -> str:
 
 
 def run_sh(script: str, cwd: Path, check: bool = True, first: tuple[str, ...] = (),
-           **env: str) -> subprocess.CompletedProcess[str]:
+           timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
     """Run a README snippet with bash -euo pipefail, as a user would paste it.
 
     The folders in `first`, this venv's `sloexporter` and `python3`, then the project's
@@ -80,7 +80,7 @@ def run_sh(script: str, cwd: Path, check: bool = True, first: tuple[str, ...] = 
     path = os.pathsep.join([*first, str(Path(sys.executable).parent), str(LOCAL_TOOLS),
                             os.environ["PATH"]])
     result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=cwd,
-                            capture_output=True, text=True, timeout=120,
+                            capture_output=True, text=True, timeout=timeout,
                             env=dict(os.environ, PATH=path, **env))
     if check:
         assert result.returncode == 0, result.stdout + result.stderr

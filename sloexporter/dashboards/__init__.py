@@ -1,13 +1,13 @@
 """Model -> Grafana dashboards, built with grafana-foundation-sdk's typed builders.
 
-`build_all` returns plain JSON data per file name; `write` is the `generate` writer
-(`OUTDIR/dashboards/<name>.json`). `dashboard_queries` lists every PromQL expression a
-dashboard runs, with Grafana's variables filled in, for tests against a real Prometheus.
+`build_all` returns plain JSON data per file name; `files` renders them as the `generate`
+output (`dashboards/<name>.json`), a pure function like every other writer.
+`dashboard_queries` lists every PromQL expression a dashboard runs, with Grafana's
+variables filled in, for tests against a real Prometheus.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from sloexporter.dashboards.common import (
@@ -26,9 +26,10 @@ from sloexporter.dashboards.platform import argocd, backups, certificates
 from sloexporter.dashboards.queries import DashboardQuery, dashboard_queries, expand
 from sloexporter.dashboards.slo import detail, overview
 from sloexporter.model import Service
+from sloexporter.render import to_json
 
 __all__ = ["ALL", "DashboardQuery", "Meta", "build_all", "dashboard_queries", "expand",
-           "write"]
+           "files"]
 
 
 def build_all(services: list[Service]) -> dict[str, dict[str, Any]]:
@@ -44,12 +45,7 @@ def build_all(services: list[Service]) -> dict[str, dict[str, Any]]:
     return {meta.file: render(dash) for meta, dash in built.items()}
 
 
-def write(services: list[Service], outdir: Path) -> list[Path]:
-    from sloexporter.output import write_json
-
-    written = []
-    for name, data in sorted(build_all(services).items()):
-        path = outdir / "dashboards" / f"{name}.json"
-        write_json(path, data)
-        written.append(path)
-    return written
+def files(services: list[Service]) -> dict[str, str]:
+    """Every dashboard's JSON text by its path under OUTDIR."""
+    return {f"dashboards/{name}.json": to_json(data)
+            for name, data in sorted(build_all(services).items())}
