@@ -62,6 +62,14 @@ class Watch(Strict):
     timeout_seconds: int = Field(default=300, ge=10, le=3600)
     connect_timeout: float = Field(default=10, gt=0, le=120)
     watchdog_seconds: float = Field(default=330, gt=0)
+    #: a watch quiet this long makes the exporter ask the API server whether it answers;
+    #: a frozen server is noticed within heartbeat_seconds + heartbeat_timeout
+    heartbeat_seconds: float = Field(default=10, gt=0, le=300)
+    heartbeat_timeout: float = Field(default=5, gt=0, le=60)
+    #: longest wait for the next bytes of a LIST page
+    list_timeout: float = Field(default=30, gt=0, le=600)
+    #: retries back off exponentially with jitter up to this
+    backoff_max: float = Field(default=30, gt=0, le=600)
 
 
 class Server(Strict):

@@ -197,8 +197,9 @@ def build_app(serving: Serving) -> web.Application:
         waiting = serving.exporter.not_ready()
         if not waiting:
             return web.Response(text="ready\n")
-        return web.Response(status=503, text="not ready: waiting for the first list or "
-                            "probe round of: " + ", ".join(waiting) + "\n")
+        return web.Response(status=503, text="not ready (no first list or probe round yet, "
+                            "or no healthy watch now):\n" + "".join(
+                                f"  {line}\n" for line in waiting))
 
     async def index(request: web.Request) -> web.StreamResponse:
         return await request.app[LANDING](request)

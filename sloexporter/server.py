@@ -188,7 +188,9 @@ class Exporter:
                         namespace=ns, label_selector=scope.label_selector,
                         field_selector=field_selector, page_size=w.page_size,
                         timeout_seconds=w.timeout_seconds, connect_timeout=w.connect_timeout,
-                        watchdog_seconds=w.watchdog_seconds)
+                        watchdog_seconds=w.watchdog_seconds, list_timeout=w.list_timeout,
+                        heartbeat_seconds=w.heartbeat_seconds,
+                        heartbeat_timeout=w.heartbeat_timeout, backoff_max=w.backoff_max)
                     informer = Informer(self._api, resource, source, source.name,
                                         self.metrics, settings)
                     self.informers[source.name].append(informer)
@@ -210,14 +212,20 @@ class Exporter:
                 log.warning("stopping: a client did not close within %.1fs", grace)
 
     def not_ready(self) -> list[str]:
-        """Names of the sources and probers that have not completed their first round."""
+        """The sources and probers that are not ready, each `name` or `name (why)`: a
+        first list or probe round not done yet, or no healthy watch now."""
         out: list[str] = []
         if self.feed is not None:
             if not self.feed.loaded.is_set():
                 out.append("manifests")
         else:
-            out += [s.name for s in self.sources
-                    if not all(i.listed.is_set() for i in self.informers[s.name])]
+            for source in self.sources:
+                why = [f"{i.where}: " + ("waiting for the first list" + (
+                    f", {i.down_reason}" if i.down_reason not in (None, "starting") else "")
+                    if not i.listed.is_set() else str(i.down_reason))
+                    for i in self.informers[source.name] if not i.listed.is_set() or not i.up]
+                if why:
+                    out.append(f"{source.name} ({'; '.join(why)})")
         return out + [p.name for p in self.probers if not p.ready()]
 
     def ready(self) -> bool:
@@ -230,7 +238,7 @@ class Exporter:
 
     def summary(self) -> list[str]:
         """One line per source: objects held and readiness (logged once serve is ready)."""
-        waiting = set(self.not_ready())
+        waiting = {w.partition(" (")[0] for w in self.not_ready()}
         lines = []
         for source in self.sources:
             kinds = ", ".join(r.name for r in source.resources)

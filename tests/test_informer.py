@@ -45,7 +45,8 @@ pytest_plugins = ["tests.kube_fixtures"]
 APPS = Resource("argoproj.io", "v1alpha1", "applications", "Application")
 KEY = "argoproj.io/v1alpha1/applications"
 FAST = WatchSettings(page_size=1, timeout_seconds=5, connect_timeout=2.0,
-                     watchdog_seconds=5.0, backoff_base=0.01, backoff_max=0.05)
+                     watchdog_seconds=5.0, heartbeat_seconds=2.0, heartbeat_timeout=2.0,
+                     backoff_base=0.01, backoff_max=0.05)
 WAIT = 10.0
 EXPIRED = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired"}}
 
@@ -134,7 +135,8 @@ def watch_events(metrics: SelfMetrics, kind: str) -> int:
 async def test_paginated_list_then_watch_with_bookmarks_and_timeouts(seeded, api_client):
     async with running(api_client) as (inf, rec, metrics):
         await asyncio.wait_for(inf.listed.wait(), WAIT)
-        assert set(rec.objects) == {"a1", "a2", "a3"} and inf.up
+        assert set(rec.objects) == {"a1", "a2", "a3"}
+        await until(lambda: inf.up, "the watch to open")
         await until(lambda: len(seeded[km.action.WATCH]) >= 1, "a watch request")
     lists = requests(seeded, km.action.LIST)
     assert lists[0]["limit"] == "1"
@@ -269,14 +271,14 @@ async def test_500_marks_the_source_down_keeps_last_state_and_recovers(seeded, a
     seeded["list", km.resource(KEY)][1:2] << 500 << {"kind": "Status", "code": 500}
     slow = dataclasses.replace(FAST, backoff_base=0.5, backoff_max=0.5)
     async with running(api_client, slow) as (inf, rec, metrics):
-        await until(lambda: metrics.restarts.get((APPS.name, "error"), 0) >= 1, "the 500")
+        await until(lambda: metrics.restarts.get((APPS.name, "unavailable"), 0) >= 1, "the 500")
         assert not inf.up
         assert set(rec.objects) == {"a1", "a2", "a3"}  # last known state is kept
         assert 'sloexporter_source_up{source="argocd"} 0' in metrics.render(
             {"argocd": inf.up})
         await until(lambda: inf.up, "recovery after backoff")
         # the watch 500 and the list 500: two restarts, each after a backoff
-        assert metrics.restarts[(APPS.name, "error")] == 2
+        assert metrics.restarts[(APPS.name, "unavailable")] == 2
         assert len(seeded[km.action.LIST]) == 3
 
 
@@ -305,7 +307,10 @@ async def test_a_watch_the_server_ends_at_once_backs_off_instead_of_spinning(
         await asyncio.sleep(1.0)  # a fixed window to count requests in, not a wait
         elapsed = asyncio.get_running_loop().time() - t0
         watches = len(seeded[km.action.WATCH])
-        assert inf.up and len(seeded[km.action.LIST]) == 1
+        # a watch that ends at once is no healthy watch: the source is down, and says why
+        assert not inf.up and inf.down_reason == "closed"
+        assert len(seeded[km.action.LIST]) == 1
+        assert not metrics.restarts.get((APPS.name, "timeout"))
     # backoff of up to 0.2 s (mean 0.1 s) per flap: about 10 a second, never hundreds
     assert watches <= 30 * elapsed
 
@@ -314,7 +319,7 @@ async def test_watchdog_ends_a_silent_stream(seeded, api_client):
     # kmock keeps a watch open with no events after the replay: a silent stream
     quick = dataclasses.replace(FAST, watchdog_seconds=0.3)
     async with running(api_client, quick) as (inf, rec, metrics):
-        await until(lambda: metrics.restarts.get((APPS.name, "watchdog"), 0) >= 1,
+        await until(lambda: metrics.restarts.get((APPS.name, "unresponsive"), 0) >= 1,
                     "the watchdog")
         await until(lambda: len(seeded[km.action.WATCH]) >= 2, "a new watch")
         await until(lambda: inf.up, "recovery")
@@ -355,16 +360,19 @@ async def test_a_failing_source_keeps_serving_its_last_state_with_source_up_0(
         healthy = exporter.render()
         assert value(healthy, names.SOURCE_UP, source="argocd") == 1
         broken.set()
-        await until(lambda: not exporter.up()["argocd"], "the source to fail")
+        await until(lambda: not exporter.up()["argocd"] and exporter.metrics.restarts.get(
+            (APPS.name, "unavailable")), "the source to fail")
         body = exporter.render()
         for openmetrics in (False, True):  # the scrape itself never fails
             assert exporter.render(openmetrics)
     finally:
         await asyncio.wait_for(exporter.stop(), WAIT)
     assert value(body, names.SOURCE_UP, source="argocd") == 0
-    assert (value(body, names.WATCH_RESTARTS, resource=APPS.name, reason="error") or 0) >= 1
+    assert (value(body, names.WATCH_RESTARTS, resource=APPS.name, reason="unavailable")
+            or 0) >= 1
     objects = {k: v for k, v in samples(body).items() if k[0].startswith("sloexporter_argocd")}
     assert objects == {k: v for k, v in samples(healthy).items()
                        if k[0].startswith("sloexporter_argocd")}
     assert len([k for k in objects if k[0] == names.ARGOCD_APP_INFO]) == 3
-    assert exporter.ready()  # readiness is about the first list, not the current health
+    # /readyz says which source is not ready and why
+    assert exporter.not_ready() == [f"argocd: {APPS.name} (all namespaces): unavailable"]

@@ -179,9 +179,12 @@ current-context: x
         wait_for(lambda: get(server.url + "/healthz")[0] == 200, what="healthz")
         out = wait_for(lambda: (m := server.metrics()) and
                        value(m, names.WATCH_RESTARTS, resource="applications.argoproj.io",
-                             reason="error") and m, what="a failed list")
+                             reason="connection") and m, what="a failed list")
         assert value(out, names.SOURCE_UP, source="argocd") == 0
-        assert get(server.url + "/readyz")[0] == 503
+        status, _, body = get(server.url + "/readyz")
+        # /readyz names the source that is not ready, and why
+        assert status == 503 and "argocd: applications.argoproj.io (all namespaces): " \
+            "waiting for the first list (connection)" in body.decode()
     finally:
         server.stop()
 

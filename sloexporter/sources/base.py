@@ -66,8 +66,21 @@ def object_key(obj: Obj) -> str:
     return f"{obj.get('kind', '')}/{m.get('namespace', '')}/{m.get('name', '')}"
 
 
+def identity(resource: Resource, obj: Obj) -> tuple[str, str, str]:
+    """What names an object to users (resource, namespace, name): a UID may change under it."""
+    m = meta(obj)
+    return resource.name, str(m.get("namespace") or ""), str(m.get("name") or "")
+
+
 class Source:
-    """A watched source: a table of families, a store, and per-scope key tracking."""
+    """A watched source: a table of families, a store, and per-scope key tracking.
+
+    Keys are UIDs, but two UIDs can carry one name: an object deleted and re-created
+    while we were not watching comes back, in a re-list, under a new UID before the list
+    ends and the old one is pruned. Both would render the same series (one old, one new).
+    So each (resource, namespace, name) maps to one key, and a new key under a known name
+    replaces the old one in the same step: a scrape never sees both, nor neither.
+    """
 
     name: ClassVar[str]
     families: ClassVar[tuple[Family, ...]]
@@ -76,6 +89,8 @@ class Source:
         self.metrics = metrics
         self.store = Store(self.families, shard or Shard())
         self._scopes: dict[tuple[str, str], set[str]] = {}
+        self._by_name: dict[tuple[str, str, str], str] = {}
+        self._names: dict[str, tuple[str, str, str]] = {}
         self._reported: dict[str, str] = {}  # key -> reason of the skip last logged
 
     @property
@@ -90,37 +105,60 @@ class Source:
         return self.key_of(obj)
 
     def apply(self, resource: Resource, event: str, obj: Obj) -> None:
-        key = self.key_of(obj)
-        if not self.store.shard.owns(self.shard_key(resource, obj)):
-            return
-        scope = (resource.name, str(meta(obj).get("namespace") or ""))
+        """One object from a list, a watch or a manifest; bad input is skipped and counted.
+
+        Everything that reads the object, the shard key too, runs inside the guard.
+        """
+        key: str | None = None
         try:
-            if event == "DELETED":
-                self._scopes.get(scope, set()).discard(key)
-                self.remove(resource, key, obj)
-            else:
-                self._scopes.setdefault(scope, set()).add(key)
-                self.update(resource, key, obj)
-                self._reported.pop(key, None)
-        except (BadInput, ValueError, TypeError, KeyError, AttributeError) as exc:
+            key = self.key_of(obj)
+            ident = identity(resource, obj)
+            scope = (resource.name, ident[1])
+            if event == "DELETED" or not self.store.shard.owns(self.shard_key(resource, obj)):
+                if key in self._scopes.get(scope, ()):
+                    self._forget(resource, scope, key, obj)
+                return
+            old = self._by_name.get(ident)
+            if old is not None and old != key:
+                self._forget(resource, scope, old, None)
+            self._by_name[ident] = key
+            self._names[key] = ident
+            self._scopes.setdefault(scope, set()).add(key)
+            self.update(resource, key, obj)
+            self._reported.pop(key, None)
+        except Exception as exc:  # noqa: BLE001 - one object never stops a source
             reason = exc.reason if isinstance(exc, BadInput) else "malformed"
             self.metrics.skip(self.name, reason)
-            self.remove(resource, key, obj)
-            if self._reported.get(key) == reason:
+            if key is not None:
+                try:
+                    self.remove(resource, key, None)
+                except Exception:  # noqa: BLE001
+                    log.exception("could not drop the series of a skipped object")
+            if key is not None and self._reported.get(key) == reason:
                 return  # counted again, but one log line per object and reason
-            self._reported[key] = reason
+            if key is not None:
+                self._reported[key] = reason
+            m = meta(obj)
             log.warning("skipped %s %s/%s: %s%s", resource.kind,
-                        str(meta(obj).get("namespace", ""))[:100],
-                        str(meta(obj).get("name", ""))[:100], str(exc)[:200], deliberate(obj))
+                        str(m.get("namespace", ""))[:100], str(m.get("name", ""))[:100],
+                        str(exc)[:200], deliberate(obj))
+
+    def _forget(self, resource: Resource, scope: tuple[str, str], key: str,
+                obj: Obj | None) -> None:
+        self._scopes.get(scope, set()).discard(key)
+        self._reported.pop(key, None)
+        ident = self._names.pop(key, None)
+        if ident is not None and self._by_name.get(ident) == key:
+            del self._by_name[ident]
+        self.remove(resource, key, obj)
 
     def prune(self, resource: Resource, scope: str, seen: set[str]) -> None:
         """After a (re-)list: forget what the list no longer has."""
-        for (res, ns), keys in self._scopes.items():
+        for (res, ns), keys in list(self._scopes.items()):
             if res != resource.name or (scope and ns != scope):
                 continue
             for key in list(keys - seen):
-                keys.discard(key)
-                self.remove(resource, key, None)
+                self._forget(resource, (res, ns), key, None)
 
     def update(self, resource: Resource, key: str, obj: Obj) -> None:
         raise NotImplementedError

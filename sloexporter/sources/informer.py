@@ -1,12 +1,23 @@
 """List-then-watch, layered by what each layer guarantees (after kopf's watching.py).
 
-- `Informer.run` survives everything: errors back off with jitter, and it never returns
-  until cancelled.
+- `Informer.run` survives everything: every failure (of a LIST, a watch, a 410 that
+  repeats, a watch that closes at once) backs off exponentially with jitter, and it never
+  returns until cancelled.
 - `_list_then_watch` lists (paginated, each page handed on and dropped), then watches from
-  the list's resourceVersion, re-watching on a normal end and returning to re-list on 410.
-- `_watch_stream` is one WATCH request: bookmarks, a server-side timeout, a client
-  (connect, sock_read) timeout and a watchdog for streams that hang (kubernetes-asyncio
-  #360).
+  the list's resourceVersion, re-watching on a normal end and re-listing on 410.
+- `_watch_stream` is one WATCH request: bookmarks, a server-side timeout, client read
+  timeouts, and a heartbeat: when the stream has been quiet for `heartbeat_seconds` the
+  API server's /readyz is asked, with a short timeout. A frozen server (SIGSTOP, a dead
+  peer) is therefore noticed within `heartbeat_seconds + heartbeat_timeout`; the stream is
+  dropped and the source is down until a new list and watch succeed.
+
+Restart reasons (`sloexporter_watch_restarts_total{reason}`), one per kind of cause:
+`timeout` (the server ended the watch after timeoutSeconds: normal, not a failure),
+`expired` (410 Gone: re-list), `closed` (the watch ended early, at once), `forbidden`
+(401/403), `throttled` (429), `unavailable` (5xx), `http` (any other status),
+`connection` (refused, reset, TLS), `unresponsive` (no answer within the read timeout or
+heartbeat), `decode` (a body or event that is not the Kubernetes JSON we expect),
+`error` (anything else).
 """
 
 from __future__ import annotations
@@ -19,6 +30,8 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import aiohttp
 
 from sloexporter import names
 from sloexporter.exposition import family_header, sample_line
@@ -59,14 +72,27 @@ class WatchSettings:
     #: the API server ends each watch after this; we then re-watch without re-listing
     timeout_seconds: int = 300
     connect_timeout: float = 10.0
-    #: a stream silent for longer than this is dead (bookmarks arrive about every minute)
+    #: longest wait for the next bytes of a LIST page
+    list_timeout: float = 30.0
+    #: a watch quiet this long makes us ask the server whether it still answers
+    heartbeat_seconds: float = 10.0
+    heartbeat_timeout: float = 5.0
+    #: a stream silent for longer than this is dead even if the server answers (a proxy
+    #: that lost the stream); bookmarks arrive about every minute
     watchdog_seconds: float = 330.0
     backoff_base: float = 0.5
     backoff_max: float = 30.0
 
 
-#: a watch that ends normally sooner than this after it started is a flap
+#: a watch that ends sooner than this after it started is a flap, and is not healthy yet
 FLAP_SECONDS = 5.0
+#: one watch event line may not exceed this (etcd's object limit is about 1.5 MB)
+MAX_LINE = 16 << 20
+#: resource not served (CRD not installed): look again after this
+NOT_SERVED_RETRY = 60.0
+
+REASONS = ("timeout", "expired", "closed", "forbidden", "throttled", "unavailable", "http",
+           "connection", "unresponsive", "decode", "error")
 
 
 class Handler(Protocol):
@@ -85,6 +111,41 @@ class WatchFailed(Exception):
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
+        self.detail = detail
+
+
+def status_reason(code: int) -> str:
+    if code in (401, 403):
+        return "forbidden"
+    if code == 429:
+        return "throttled"
+    if code >= 500:
+        return "unavailable"
+    return "http"
+
+
+def status_message(body: bytes) -> str:
+    """The apiserver's own message from a Status body (it names resource, verb, user)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("message"), str):
+        return data["message"][:300]
+    return body[:200].decode("utf-8", "replace").strip()
+
+
+def classify(exc: BaseException) -> tuple[str, str]:
+    """(reason, short detail) for an exception out of a LIST or a watch."""
+    if isinstance(exc, WatchFailed):
+        return exc.reason, exc.detail
+    if isinstance(exc, TimeoutError):  # aiohttp's ServerTimeoutError is one too
+        return "unresponsive", "no answer within the read timeout"
+    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ContentTypeError | ValueError):
+        return "decode", type(exc).__name__
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return "connection", (str(exc) or type(exc).__name__)[:200]
+    return "error", repr(exc)[:200]
 
 
 @dataclass
@@ -112,8 +173,8 @@ class SelfMetrics:
         out += [sample_line(names.SOURCE_UP, {"source": s}, int(v)) for s, v in sorted(up.items())]
         for name, help_text, data, labels in (
             (names.WATCH_EVENTS, "Watch events received.", self.events, ("resource", "type")),
-            (names.WATCH_RESTARTS, "Watch restarts by reason.", self.restarts,
-             ("resource", "reason")),
+            (names.WATCH_RESTARTS, "Watch restarts by reason; reason=timeout is the server's "
+             "normal end of a watch.", self.restarts, ("resource", "reason")),
             (names.SKIPPED_OBJECTS, "Objects skipped as bad input.", self.skipped,
              ("source", "reason")),
         ):
@@ -129,6 +190,12 @@ class SelfMetrics:
         return "".join(out)
 
 
+def backoff_delay(failures: int, base: float, cap: float) -> float:
+    """Exponential backoff with equal jitter: half fixed, half random, capped."""
+    delay = min(cap, base * 2 ** min(max(failures - 1, 0), 16))
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
 class Informer:
     """Keeps a handler in step with one resource in one scope (a namespace or all)."""
 
@@ -141,85 +208,162 @@ class Informer:
         self.metrics = metrics
         self.settings = settings or WatchSettings()
         self.listed = asyncio.Event()
-        self.up = False
-        self._failures = 0
+        #: why the informer is down (a restart reason), or None while it is healthy
+        self.down_reason: str | None = "starting"
+        self._failures = 0  # consecutive failures since the informer was last up
+        self._down_since = time.monotonic()
+        self._watch_was_healthy = False  # the last watch delivered events or lasted
 
     @property
     def scope(self) -> str:
         return self.settings.namespace or ""
+
+    @property
+    def where(self) -> str:
+        return f"{self.resource.name} in namespace {self.scope}" if self.scope else \
+            f"{self.resource.name} (all namespaces)"
+
+    @property
+    def up(self) -> bool:
+        """Listed, and a watch is open and not flapping (or the resource is not served)."""
+        return self.down_reason is None
+
+    # --- state changes: one log line each ---
+
+    def _mark_up(self) -> None:
+        if self.down_reason is None:
+            return
+        if self.down_reason != "starting":
+            log.info("watch of %s is up again after %d retries (%.0fs down)", self.where,
+                     self._failures, time.monotonic() - self._down_since)
+        self.down_reason = None
+        self._failures = 0
+
+    def _failed(self, reason: str, detail: str) -> float:
+        """Count a failure, log a state change, and return how long to back off."""
+        self.metrics.restart(self.resource.name, reason)
+        self._failures += 1
+        if self.down_reason != reason:
+            if self.down_reason is None:
+                self._down_since = time.monotonic()
+            log.warning("watch of %s is down (%s%s); keeping the last known state, "
+                        "retrying with backoff (retry %d)", self.where, reason,
+                        f": {detail}" if detail else "", self._failures)
+        else:
+            log.debug("watch of %s still down (%s), retry %d", self.where, reason,
+                      self._failures)
+        self.down_reason = reason
+        return backoff_delay(self._failures, self.settings.backoff_base,
+                             self.settings.backoff_max)
 
     async def run(self) -> None:
         """Forever: list and watch; on any failure back off with jitter and start over."""
         while True:
             try:
                 await self._list_then_watch()
+                delay = 0.0  # not reached: _list_then_watch only returns by raising
             except asyncio.CancelledError:
                 raise
-            except WatchFailed as exc:
-                self._failed(exc.reason, str(exc))
             except Exception as exc:  # noqa: BLE001 - a source must never die
-                self._failed("error", repr(exc))
-            delay = min(self.settings.backoff_max,
-                        self.settings.backoff_base * 2 ** min(self._failures, 10))
-            await asyncio.sleep(random.uniform(0, delay))
-
-    def _failed(self, reason: str, detail: str) -> None:
-        self.up = False
-        self._failures += 1
-        self.metrics.restart(self.resource.name, reason)
-        log.warning("watch of %s failed (%s); keeping last known state", self.resource.name,
-                    detail[:300])
+                delay = self._failed(*classify(exc))
+            await asyncio.sleep(delay)
 
     async def _list_then_watch(self) -> None:
+        expired = 0  # 410s in a row with no healthy watch between them
+        relisting = False
         while True:
+            if expired > 1:
+                # the server expires every list or watch at once: do not hammer it
+                await asyncio.sleep(self._failed("expired", "410 Gone again at once"))
+            started = time.monotonic()
             try:
-                version = await self._list()
+                version, count = await self._list()
             except Expired:
+                # a continue token outlived by compaction: start the list again
+                expired += 1
                 self.metrics.restart(self.resource.name, "expired")
                 continue
-            self.up = True
-            self._failures = 0
+            if relisting:
+                log.info("watch of %s expired (410 Gone); re-listed %d objects in %.1fs",
+                         self.where, count, time.monotonic() - started)
             self.listed.set()
             if version is None:  # resource not served (CRD not installed): look again later
-                await asyncio.sleep(60)
+                self._mark_up()
+                await asyncio.sleep(NOT_SERVED_RETRY)
                 continue
+            self._watch_was_healthy = False
             try:
-                flaps = 0
-                while True:
-                    started = time.monotonic()
-                    async for event in self._watch_stream(version):
-                        version = self._dispatch(event) or version
-                    self.metrics.restart(self.resource.name, "closed")
-                    # a watch the server ends at once, again and again (a proxy, a broken
-                    # server), must not become a busy loop against the API: back off
-                    flaps = flaps + 1 if time.monotonic() - started < FLAP_SECONDS else 0
-                    if flaps:
-                        await asyncio.sleep(random.uniform(0, min(
-                            self.settings.backoff_max,
-                            self.settings.backoff_base * 2 ** min(flaps, 10))))
+                await self._watch_forever(version)
             except Expired:
                 self.metrics.restart(self.resource.name, "expired")
+                expired = 1 if self._watch_was_healthy else expired + 1
+                relisting = True
+
+    async def _watch_forever(self, version: str) -> None:
+        """Watch from `version`, re-watching after each normal end, until 410 or failure."""
+        prove = False
+        while True:
+            started = time.monotonic()
+            try:
+                async for event in self._watch_stream(version, prove):
+                    version = self._dispatch(event) or version
+            except Expired:
+                if time.monotonic() - started >= FLAP_SECONDS:
+                    self._watch_was_healthy = True
+                raise
+            lasted = time.monotonic() - started
+            if lasted >= FLAP_SECONDS:
+                # the server's normal end of a watch (timeoutSeconds): not a failure
+                self.metrics.restart(self.resource.name, "timeout")
+                self._watch_was_healthy = True
+                self._mark_up()
+                prove = False
+                continue
+            # a watch the server ends at once (a proxy, a broken server) is not a healthy
+            # watch: the source is down, we back off instead of spinning, and the next
+            # watch counts as up only once it has stayed open FLAP_SECONDS
+            prove = True
+            await asyncio.sleep(self._failed("closed", f"watch ended after {lasted:.1f}s"))
 
     def _dispatch(self, event: dict[str, Any]) -> str | None:
-        kind = str(event.get("type", ""))
+        kind = event.get("type")
         obj = event.get("object")
-        if not isinstance(obj, dict):
-            raise WatchFailed("error", f"malformed watch event {kind}")
+        if not isinstance(kind, str) or not isinstance(obj, dict):
+            raise WatchFailed("decode", "watch event without a type or an object")
         self.metrics.event(self.source, self.resource.name, kind)
         if kind == "ERROR":
-            if obj.get("code") == 410:
+            code = obj.get("code")
+            if code == 410:
                 raise Expired()
-            raise WatchFailed("error", str(obj.get("message", obj))[:200])
-        version = (obj.get("metadata") or {}).get("resourceVersion")
+            code = code if isinstance(code, int) else 500
+            raise WatchFailed(status_reason(code),
+                              f"HTTP {code} in the watch: {str(obj.get('message', ''))[:300]}")
+        metadata = obj.get("metadata")
+        version = metadata.get("resourceVersion") if isinstance(metadata, dict) else None
         if kind in ("ADDED", "MODIFIED", "DELETED"):
-            self.handler.apply(self.resource, kind, obj)
+            self._apply(kind, obj)
+            self._watch_was_healthy = True
+        elif kind != "BOOKMARK":
+            raise WatchFailed("decode", f"unknown watch event type {kind[:40]!r}")
         return version if isinstance(version, str) and version else None
+
+    def _apply(self, kind: str, obj: dict[str, Any]) -> str | None:
+        """Hand one object on; a handler error skips the object, never the source."""
+        try:
+            self.handler.apply(self.resource, kind, obj)
+            return self.handler.key_of(obj)
+        except Exception as exc:  # noqa: BLE001 - one bad object must not stop a source
+            self.metrics.skip(self.source, "malformed")
+            log.warning("skipped a %s: %s", self.resource.kind, repr(exc)[:200])
+            return None
 
     async def _get(self, query: list[tuple[str, str]], read_timeout: float) -> Any:
         return await self.api.call_api(
             self.resource.path(self.settings.namespace), "GET", query_params=query,
             auth_settings=["BearerToken"], _preload_content=False,
-            _request_timeout=(self.settings.connect_timeout, read_timeout))
+            _request_timeout=aiohttp.ClientTimeout(
+                connect=self.settings.connect_timeout, sock_connect=self.settings.connect_timeout,
+                sock_read=read_timeout))
 
     def _selectors(self) -> list[tuple[str, str]]:
         query = []
@@ -229,72 +373,137 @@ class Informer:
             query.append(("fieldSelector", self.settings.field_selector))
         return query
 
-    async def _list(self) -> str | None:
+    async def _check_status(self, resp: Any, verb: str) -> None:
+        if resp.status == 410:
+            raise Expired()
+        if resp.status != 200:
+            body = await asyncio.wait_for(resp.content.read(64 << 10),
+                                          self.settings.heartbeat_timeout)
+            raise WatchFailed(status_reason(resp.status),
+                              f"{verb} returned HTTP {resp.status}: {status_message(body)}")
+
+    async def _list(self) -> tuple[str | None, int]:
         """LIST page by page, handing objects on; prune what was not seen.
 
-        Returns the list's resourceVersion, or None when the API does not serve it.
+        Returns the list's resourceVersion (None when the API does not serve the resource)
+        and how many objects it had.
         """
         seen: set[str] = set()
         token = ""
+        count = 0
         while True:
             query = self._selectors() + [("limit", str(self.settings.page_size))]
             if token:
                 query.append(("continue", token))
-            resp = await self._get(query, self.settings.watchdog_seconds)
+            resp = await self._get(query, self.settings.list_timeout)
             try:
-                if resp.status == 410:
-                    raise Expired()
                 if resp.status == 404 and not token:
                     log.info("%s is not served by the API; will look again", self.resource.name)
                     self.handler.prune(self.resource, self.scope, set())
-                    return None
-                if resp.status != 200:
-                    raise WatchFailed("error", f"list returned HTTP {resp.status}")
-                async with asyncio.timeout(self.settings.watchdog_seconds):
+                    return None, 0
+                await self._check_status(resp, "list")
+                async with asyncio.timeout(self.settings.list_timeout * 4):
                     page = await resp.json(content_type=None)
             finally:
                 resp.release()
-            for obj in page.get("items") or ():
-                if isinstance(obj, dict):
-                    obj.setdefault("apiVersion", self.resource.api_version)
-                    obj.setdefault("kind", self.resource.kind)
-                    self.handler.apply(self.resource, "ADDED", obj)
-                    seen.add(self.handler.key_of(obj))
-            meta = page.get("metadata") or {}
+            if not isinstance(page, dict):
+                raise WatchFailed("decode", "list body is not an object")
+            items = page.get("items")
+            meta = page.get("metadata")
+            if not isinstance(items, list | None) or not isinstance(meta, dict | None):
+                raise WatchFailed("decode", "list items or metadata of the wrong type")
+            for obj in items or ():
+                if not isinstance(obj, dict):
+                    self.metrics.skip(self.source, "malformed")
+                    continue
+                obj.setdefault("apiVersion", self.resource.api_version)
+                obj.setdefault("kind", self.resource.kind)
+                key = self._apply("ADDED", obj)
+                count += 1
+                if key is not None:
+                    seen.add(key)
+            meta = meta or {}
             token = meta.get("continue") or ""
+            if not isinstance(token, str):
+                raise WatchFailed("decode", "list continue token is not a string")
             if not token:
                 self.handler.prune(self.resource, self.scope, seen)
-                return str(meta.get("resourceVersion") or "")
+                version = meta.get("resourceVersion")
+                return (version if isinstance(version, str) else ""), count
 
-    async def _watch_stream(self, version: str) -> AsyncIterator[dict[str, Any]]:
+    async def _heartbeat(self) -> None:
+        """Ask the server whether it still answers; raise if it does not in time."""
+        try:
+            resp = await self.api.call_api(
+                "/readyz", "GET", auth_settings=["BearerToken"], _preload_content=False,
+                _request_timeout=aiohttp.ClientTimeout(total=self.settings.heartbeat_timeout))
+        except TimeoutError:
+            raise WatchFailed("unresponsive", "the API server did not answer a heartbeat "
+                              f"within {self.settings.heartbeat_timeout:g}s") from None
+        try:
+            if resp.status >= 500:
+                raise WatchFailed("unavailable", f"the API server's /readyz is {resp.status}")
+        finally:
+            resp.release()
+
+    async def _watch_stream(self, version: str, prove: bool = False
+                            ) -> AsyncIterator[dict[str, Any]]:
+        """One WATCH. `prove`: mark the informer up only once the stream has stayed open
+        FLAP_SECONDS (after a watch that closed at once), not as soon as it opens."""
+        s = self.settings
         query = self._selectors() + [
             ("watch", "true"), ("allowWatchBookmarks", "true"),
-            ("timeoutSeconds", str(self.settings.timeout_seconds))]
+            ("timeoutSeconds", str(s.timeout_seconds))]
         if version:
             query.append(("resourceVersion", version))
-        resp = await self._get(query, self.settings.watchdog_seconds)
+        resp = await self._get(query, s.watchdog_seconds)
         try:
-            if resp.status == 410:
-                raise Expired()
-            if resp.status != 200:
-                raise WatchFailed("error", f"watch returned HTTP {resp.status}")
+            await self._check_status(resp, "watch")
+            opened = last_data = time.monotonic()
+            if not prove:
+                self._mark_up()
+            buffer = b""
             while True:
+                wait = min(s.heartbeat_seconds, s.watchdog_seconds)
+                if prove:
+                    wait = min(wait, max(0.05, opened + FLAP_SECONDS - time.monotonic()))
                 try:
-                    # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a
-                    # cancellation that races a line arriving, and shutdown would hang
-                    async with asyncio.timeout(self.settings.watchdog_seconds):
-                        line = await resp.content.readline()
+                    # readany gives whatever has arrived and is safe to cancel (readline
+                    # is not: it drops a partial line); lines are split here
+                    async with asyncio.timeout(wait):
+                        chunk = await resp.content.readany()
                 except TimeoutError:
-                    raise WatchFailed("watchdog", "stream silent too long") from None
-                if not line:
-                    return
-                if not line.strip():
+                    chunk = None
+                now = time.monotonic()
+                if prove and now - opened >= FLAP_SECONDS:
+                    prove = False
+                    self._watch_was_healthy = True
+                    self._mark_up()
+                if chunk is None:
+                    if now - last_data >= s.watchdog_seconds:
+                        raise WatchFailed("unresponsive", "watch stream silent too long")
+                    if now - last_data >= s.heartbeat_seconds:
+                        await self._heartbeat()
                     continue
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    raise WatchFailed("error", "malformed JSON in watch stream") from None
-                if isinstance(event, dict):
+                if not chunk:
+                    if buffer.strip():
+                        raise WatchFailed("decode", "watch stream ended inside an event")
+                    return
+                last_data = now
+                buffer += chunk
+                if len(buffer) > MAX_LINE and b"\n" not in chunk:
+                    raise WatchFailed("decode", "watch event larger than 16 MiB")
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if not line.strip():
+                        continue
+                    try:
+                        event = json.loads(line)
+                    except ValueError:
+                        raise WatchFailed("decode", "malformed JSON in the watch stream") \
+                            from None
+                    if not isinstance(event, dict):
+                        raise WatchFailed("decode", "watch event is not an object")
                     yield event
         finally:
             resp.release()
