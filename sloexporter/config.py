@@ -59,7 +59,7 @@ class Cluster(Strict):
 
 class Watch(Strict):
     page_size: int = Field(default=500, ge=1, le=10000)
-    timeout_seconds: int = Field(default=300, ge=10, le=3600)
+    timeout_seconds: int = Field(default=300, ge=1, le=3600)
     connect_timeout: float = Field(default=10, gt=0, le=120)
     watchdog_seconds: float = Field(default=330, gt=0)
     #: a watch quiet this long makes the exporter ask the API server whether it answers;

@@ -487,6 +487,44 @@ def collection_path(obj: dict[str, Any]) -> str:
     return f"{base}/namespaces/{ns}/{PLURALS[kind]}" if ns else f"{base}/{PLURALS[kind]}"
 
 
+def api_state(cluster: KubeCluster, source: str, namespace: str | None = None
+              ) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """The series a fresh `source` renders from a LIST of the API state now (as admin).
+
+    The oracle for exactness: the exporter's long-running state must equal this.
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from sloexporter.sources.argocd import ArgoCDSource
+    from sloexporter.sources.backups import BackupsSource
+    from sloexporter.sources.certificates import (
+        SECRETS,
+        TLS_SECRET_SELECTOR,
+        CertificatesSource,
+    )
+    from sloexporter.sources.informer import SelfMetrics
+
+    fresh = {"argocd": ArgoCDSource, "backups": BackupsSource,
+             "certificates": CertificatesSource}[source](SelfMetrics())
+    for resource in fresh.resources:
+        path = resource.path(namespace)
+        if resource == SECRETS:
+            path += f"?fieldSelector={TLS_SECRET_SELECTOR}"
+        status, data = cluster.request("GET", path)
+        if status == 404:
+            continue
+        assert status == 200, (path, status, data)
+        for obj in data.get("items") or ():
+            obj.setdefault("apiVersion", resource.api_version)
+            obj.setdefault("kind", resource.kind)
+            fresh.apply(resource, "ADDED", obj)
+    out: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+    for family in text_string_to_metric_families(b"".join(fresh.render()).decode()):
+        for sample in family.samples:
+            out[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return out
+
+
 # --- pytest fixtures ----------------------------------------------------------------------
 
 try:

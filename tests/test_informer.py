@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -376,3 +377,112 @@ async def test_a_failing_source_keeps_serving_its_last_state_with_source_up_0(
     assert len([k for k in objects if k[0] == names.ARGOCD_APP_INFO]) == 3
     # /readyz says which source is not ready and why
     assert exporter.not_ready() == [f"argocd: {APPS.name} (all namespaces): unavailable"]
+
+
+# --- hostile responses a real API server never sends (kmock) --------------------------------
+
+async def test_410_on_every_list_backs_off_marks_down_and_logs_once(seeded, api_client, caplog):
+    """Defect 5: a 410 on LIST was a hot loop (6,400 LISTs in 12 s), source_up stayed 1."""
+    seeded["list", km.resource(KEY)] << 410 << {"kind": "Status", "code": 410}
+    caplog.set_level(logging.DEBUG, "sloexporter")
+    backoff = dataclasses.replace(FAST, backoff_base=0.05, backoff_max=0.4)
+    async with running(api_client, backoff) as (inf, rec, metrics):
+        await until(lambda: metrics.restarts.get((APPS.name, "expired"), 0) >= 4, "410s")
+        t0 = asyncio.get_running_loop().time()
+        n0 = len(seeded[km.action.LIST])
+        await asyncio.sleep(1.0)  # a fixed window to count requests in, not a wait
+        rate = (len(seeded[km.action.LIST]) - n0) / (asyncio.get_running_loop().time() - t0)
+        assert not inf.up and inf.down_reason == "expired"
+    assert rate <= 15  # backoff of 0.2-0.4 s once capped: a handful a second, not thousands
+    downs = [r for r in caplog.records if "is down" in r.getMessage()]
+    assert len(downs) == 1 and r"410" in downs[0].getMessage()
+
+
+async def test_410_on_every_watch_relists_with_backoff(seeded, api_client):
+    seeded["watch", km.resource(KEY)] << (EXPIRED,)
+    backoff = dataclasses.replace(FAST, backoff_base=0.05, backoff_max=0.4)
+    async with running(api_client, backoff) as (inf, rec, metrics):
+        await until(lambda: metrics.restarts.get((APPS.name, "expired"), 0) >= 4, "410s")
+        t0 = asyncio.get_running_loop().time()
+        n0 = len(seeded[km.action.LIST])
+        await asyncio.sleep(1.0)  # a fixed window to count requests in, not a wait
+        rate = (len(seeded[km.action.LIST]) - n0) / (asyncio.get_running_loop().time() - t0)
+        assert not inf.up
+        assert set(rec.objects) == {"a1", "a2", "a3"}
+    assert rate <= 15  # was 142 re-lists in 12 s with no backoff at all
+
+
+@pytest.mark.parametrize("body, reason", [
+    (b"<html>502 Bad Gateway</html>", "decode"),
+    (b'["not", "a", "list"]', "decode"),
+    (b'{"items": "nope", "metadata": {}}', "decode"),
+])
+async def test_a_garbage_list_body_is_a_decode_failure(seeded, api_client, body, reason):
+    seeded["list", km.resource(KEY)][:2] << body
+    async with running(api_client) as (inf, rec, metrics):
+        await until(lambda: metrics.restarts.get((APPS.name, reason), 0) >= 2, "two failures")
+        await until(lambda: inf.up, "recovery")
+        assert set(rec.objects) == {"a1", "a2", "a3"}
+
+
+async def test_garbage_in_the_watch_stream_is_a_decode_failure_not_a_crash(seeded, api_client):
+    seeded["watch", km.resource(KEY)][:1] << b'{"type": "ADDED", "object": {tru\n'
+    seeded["watch", km.resource(KEY)][1:2] << ({"type": "ADDED", "object": "a string"},)
+    async with running(api_client) as (inf, rec, metrics):
+        await until(lambda: metrics.restarts.get((APPS.name, "decode"), 0) >= 2, "decodes")
+        await until(lambda: inf.up, "recovery")
+
+
+async def test_an_outage_logs_one_line_down_and_one_line_up(seeded, api_client, caplog):
+    """Defect 8/7: 40 warning lines for one outage; now: down (reason), then up again."""
+    seeded["watch", km.resource(KEY)][:1] << 503 << {"kind": "Status", "code": 503,
+                                                     "message": "etcd is sad"}
+    seeded["list", km.resource(KEY)][1:12] << 503 << {"kind": "Status", "code": 503,
+                                                      "message": "etcd is sad"}
+    caplog.set_level(logging.DEBUG, "sloexporter")
+    async with running(api_client) as (inf, rec, metrics):
+        await until(lambda: metrics.restarts.get((APPS.name, "unavailable"), 0) >= 12,
+                    "twelve failures")
+        await until(lambda: inf.up, "recovery")
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    downs = [m for m in lines if "is down" in m]
+    ups = [m for m in lines if "is up again" in m]
+    assert len(downs) == 1 and "unavailable" in downs[0] and "etcd is sad" in downs[0]
+    assert len(ups) == 1 and "after 12 retries" in ups[0], ups
+    assert all(len(m) < 400 for m in lines)
+
+
+async def test_a_malformed_object_in_a_list_or_a_watch_is_skipped_and_counted(
+        kube, api_client):
+    """Defect 2 through the API: one bad object made the LIST fail forever."""
+    from sloexporter.sources.backups import JOBS, VELERO_BACKUPS, BackupsSource
+
+    good = {"apiVersion": "velero.io/v1", "kind": "Backup",
+            "metadata": {"name": "ok", "namespace": "velero", "uid": "b1"},
+            "status": {"phase": "Completed", "startTimestamp": "2026-11-22T03:00:00Z",
+                       "completionTimestamp": "2026-11-22T03:10:00Z"}}
+    bad = {"apiVersion": "velero.io/v1", "kind": "Backup",
+           "metadata": {"name": "bad", "namespace": "velero", "uid": "b2", "labels": "x"}}
+    worse = {"apiVersion": "velero.io/v1", "kind": "Backup", "metadata": "nope"}
+    seed(kube, [good, bad])
+    kube["list", km.resource("velero.io/v1/backups")][:1] << {
+        "kind": "BackupList", "metadata": {"resourceVersion": "5"},
+        "items": [good, bad, worse, 7]}
+    job = {"apiVersion": "batch/v1", "kind": "Job",
+           "metadata": {"name": "j", "namespace": "db", "uid": "j1", "ownerReferences": 5}}
+    kube["watch", km.resource("batch/v1/jobs")][:1] << (
+        {"type": "ADDED", "object": job},
+        {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "9"}}})
+    metrics = SelfMetrics()
+    source = BackupsSource(metrics, Shard())
+    async with running(api_client, handler=source, metrics=metrics,
+                       resource=VELERO_BACKUPS) as (inf, _, _m):
+        await until(lambda: inf.up, "the list")
+        async with running(api_client, handler=source, metrics=metrics,
+                           resource=JOBS) as (jobs, _, _m2):
+            await until(lambda: metrics.events.get((JOBS.name, "BOOKMARK")), "the job event")
+            assert jobs.up or jobs.down_reason == "closed"
+        body = b"".join(source.render()).decode()
+        assert 'name="ok"' in body and inf.up
+    assert sum(metrics.skipped.values()) >= 4  # labels "x", metadata "nope", 7, ownerRefs 5
+    assert not [k for k in metrics.restarts if k[1] not in ("timeout", "closed")]

@@ -122,6 +122,8 @@ def test_odd_status_fields_never_crash_and_export_no_guess():
           "status": {"sync": {"status": 7}, "history": [None, {"deployedAt": "yesterday"}],
                      "operationState": {"phase": "Succeeded"}}})
     out = samples(text(src))
-    assert {dict(lbls)["name"] for n, lbls in out if n == names.ARGOCD_APP_INFO} == {"x", "y"}
+    # x's status and spec are not mappings: a malformed object, skipped and counted
+    assert {dict(lbls)["name"] for n, lbls in out if n == names.ARGOCD_APP_INFO} == {"y"}
+    assert src.metrics.skipped == {("argocd", "malformed"): 1}
     assert not [k for k in out if k[0] in (names.ARGOCD_APP_SYNCED,
                                            names.ARGOCD_APP_LAST_SYNCED)]

@@ -66,6 +66,38 @@ def object_key(obj: Obj) -> str:
     return f"{obj.get('kind', '')}/{m.get('namespace', '')}/{m.get('name', '')}"
 
 
+def _str_map(value: Any) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+
+
+def check_shape(obj: Obj) -> None:
+    """The skeleton every Kubernetes object has, with the right types, or BadInput.
+
+    A real API server guarantees it; manifests and broken proxies do not, and a field of
+    the wrong type must be a counted skip, not an exception deep inside a source.
+    """
+    m = obj.get("metadata")
+    if not isinstance(m, dict):
+        raise BadInput("malformed")
+    name, namespace = m.get("name"), m.get("namespace")
+    if not isinstance(name, str) or not name:
+        raise BadInput("no_name")
+    if namespace is not None and not isinstance(namespace, str):
+        raise BadInput("malformed")
+    for key in ("labels", "annotations"):
+        if m.get(key) is not None and not _str_map(m[key]):
+            raise BadInput("malformed")
+    refs = m.get("ownerReferences")
+    if refs is not None and not (isinstance(refs, list) and all(
+            isinstance(r, dict) and all(isinstance(r.get(f, ""), str)
+                                        for f in ("kind", "name", "uid")) for r in refs)):
+        raise BadInput("malformed")
+    for key in ("spec", "status"):
+        if obj.get(key) is not None and not isinstance(obj[key], dict):
+            raise BadInput("malformed")
+
+
 def identity(resource: Resource, obj: Obj) -> tuple[str, str, str]:
     """What names an object to users (resource, namespace, name): a UID may change under it."""
     m = meta(obj)
@@ -112,6 +144,8 @@ class Source:
         key: str | None = None
         try:
             key = self.key_of(obj)
+            if event != "DELETED":
+                check_shape(obj)
             ident = identity(resource, obj)
             scope = (resource.name, ident[1])
             if event == "DELETED" or not self.store.shard.owns(self.shard_key(resource, obj)):

@@ -213,6 +213,8 @@ class Informer:
         self._failures = 0  # consecutive failures since the informer was last up
         self._down_since = time.monotonic()
         self._watch_was_healthy = False  # the last watch delivered events or lasted
+        #: (pages, objects) of the last complete LIST
+        self.last_list = (0, 0)
 
     @property
     def scope(self) -> str:
@@ -390,8 +392,9 @@ class Informer:
         """
         seen: set[str] = set()
         token = ""
-        count = 0
+        count = pages = 0
         while True:
+            pages += 1
             query = self._selectors() + [("limit", str(self.settings.page_size))]
             if token:
                 query.append(("continue", token))
@@ -428,6 +431,7 @@ class Informer:
                 raise WatchFailed("decode", "list continue token is not a string")
             if not token:
                 self.handler.prune(self.resource, self.scope, seen)
+                self.last_list = (pages, count)
                 version = meta.get("resourceVersion")
                 return (version if isinstance(version, str) else ""), count
 
