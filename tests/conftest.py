@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 # test modules import these helpers before naming them as plugins; rewrite their asserts too
-pytest.register_assert_rewrite("tests.kube_fixtures", "tests.stack")
+pytest.register_assert_rewrite("tests.kube_fixtures", "tests.stack", "tests.kube_real")
 
 from tests.tools import ROOT, require_tool  # noqa: E402
 

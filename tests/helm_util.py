@@ -17,7 +17,7 @@ CRDS = ROOT.parent / "shared" / "crds" / "prometheus-operator"
 K8S = "1.30"
 MONITORING = "monitoring.coreos.com"
 OPERATOR_APIS = (f"{MONITORING}/v1", f"{MONITORING}/v1alpha1")
-VERBS = ["get", "list", "watch"]
+VERBS = ["list", "watch"]  # all an informer does; no get
 SOURCES = ("argocd", "backups", "certificates", "services")
 
 

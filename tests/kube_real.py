@@ -446,9 +446,11 @@ class KubeCluster:
         """The chart's RBAC, rendered by helm, for the `exporter` and `exporter-ns` users."""
         for ns in (NAMESPACE, TEAM_NS):
             self.ensure_namespace(ns)
-        docs = rendered_rbac("sloexporter") + rendered_rbac(
+        # TLS Secrets on (the chart's default is off: reading Secrets is a choice)
+        secrets = {"certificates": {"tls_secrets": True}}
+        docs = rendered_rbac("sloexporter", {"config": {"sources": secrets}}) + rendered_rbac(
             "sloexporter-ns", {"config": {"sources": {
-                s: {"namespaces": [TEAM_NS]} for s in
+                s: {"namespaces": [TEAM_NS], **secrets.get(s, {})} for s in
                 ("argocd", "backups", "certificates", "services")}}})
         path = self.workdir / "rbac.yaml"
         path.write_text(yaml.safe_dump_all(docs))

@@ -87,7 +87,9 @@ builds the exporter from the rendered config and compares.
 {{- $cluster := list -}}
 {{- $namespaced := dict -}}
 {{- range $grants -}}
-{{- $rule := dict "apiGroups" (list .group) "resources" .resources "verbs" (list "get" "list" "watch") -}}
+{{- /* list and watch are all an informer does: no get (for Secrets, get would only widen
+     what a leaked token reads) */ -}}
+{{- $rule := dict "apiGroups" (list .group) "resources" .resources "verbs" (list "list" "watch") -}}
 {{- if .namespaces -}}
 {{- range $ns := .namespaces -}}
 {{- $_ := set $namespaced $ns (append (get $namespaced $ns | default list) $rule) -}}
