@@ -562,6 +562,10 @@ async def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
+    if "--real-apiserver" in sys.argv:  # a real kube-apiserver: bench/real_apiserver.py
+        from bench import real_apiserver
+        raise SystemExit(real_apiserver.run([a for a in sys.argv[1:]
+                                             if a != "--real-apiserver"]))
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--apps", type=int, default=10_000)
     p.add_argument("--secrets", type=int, default=10_000)
