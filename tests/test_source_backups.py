@@ -165,3 +165,22 @@ def test_velero_schedule_and_backups():
     paused["spec"]["paused"] = True
     feed(src, VELERO_SCHEDULES, paused, event="MODIFIED")
     assert value(text(src), names.BACKUP_EXPECTED_INTERVAL, **v) is None
+
+
+@pytest.mark.parametrize("spec, reason", [
+    ({"schedule": "0 2 * * *", "suspend": "false"}, "malformed"),
+    ({"schedule": "0 0 2 * * * 2026"}, "invalid_cron"),  # 7 fields: seconds and years
+    ({"schedule": "*/5 0 2 * * *"}, "invalid_cron"),  # 6 fields
+])
+def test_a_string_suspend_or_a_cron_with_seconds_is_bad_input(spec, reason):
+    src = BackupsSource(metrics())
+    bad = copy.deepcopy(CRON)
+    bad["spec"] = spec
+    feed(src, CRONJOBS, bad)
+    assert src.metrics.skipped == {("backups", reason): 1}
+    assert not samples(text(src))
+
+
+def test_cron_macros_are_accepted():
+    assert expected_interval("@daily") == 86400
+    assert expected_interval("@hourly") == 3600
