@@ -91,7 +91,7 @@ def object_series(body: bytes, prefix: str) -> dict[Any, float]:
     return {k: v for k, v in samples(body).items() if k[0].startswith(prefix)}
 
 
-async def exact(cluster: KubeCluster, exporter: Exporter, source: str, ns: str | None,
+def exact(cluster: KubeCluster, exporter: Exporter, source: str, ns: str | None,
                 counters: bool = False) -> Callable[[], bool]:
     """A check: the exporter's series of `source` equal a fresh render of the API state."""
     prefix = f"sloexporter_{'backup' if source == 'backups' else source.rstrip('s')}"
@@ -100,7 +100,8 @@ async def exact(cluster: KubeCluster, exporter: Exporter, source: str, ns: str |
 
     def check() -> bool:
         want = api_state(cluster, source, ns)
-        got = object_series(exporter.render(), prefix)
+        got = {k: v for k, v in object_series(exporter.render(), prefix).items()
+               if ns is None or dict(k[1]).get("namespace") == ns}
         if not counters:  # counters depend on what was observed, not on the state alone
             got = {k: v for k, v in got.items() if not k[0].endswith("_total")}
             want = {k: v for k, v in want.items() if not k[0].endswith("_total")}
@@ -133,7 +134,7 @@ async def test_argocd_follows_creates_updates_deletes_with_the_charts_rbac(kube_
     # the chart's ClusterRole, all namespaces
     async with exporter_on(config(cluster, running, "argocd")) as exporter:
         await until(exporter.ready, "ready")
-        check = await exact(cluster, exporter, "argocd", ns)
+        check = exact(cluster, exporter, "argocd", ns)
         await until(check, "the first list")
         cluster.patch(app("a1", ns), {"status": {"sync": {"status": "OutOfSync"}}})
         cluster.delete(app("a2", ns))
@@ -160,7 +161,7 @@ async def test_changes_made_while_the_apiserver_is_down_are_exact_with_no_duplic
         cluster.create(app(name, ns))
     cfg = config(cluster, running, "argocd", scope={"namespaces": [ns]}, page_size=5)
     async with exporter_on(cfg) as exporter:
-        check = await exact(cluster, exporter, "argocd", ns)
+        check = exact(cluster, exporter, "argocd", ns)
         await until(check, "the first list")
         running.stop()
         await until(lambda: not exporter.up()["argocd"], "the source to go down")
@@ -219,7 +220,7 @@ async def test_410_after_etcd_compaction_relists_once_with_one_log_line(
     caplog.set_level(logging.INFO, "sloexporter")
     cfg = config(cluster, running, "argocd", scope={"namespaces": [ns]}, timeout_seconds=2)
     async with exporter_on(cfg) as exporter:
-        check = await exact(cluster, exporter, "argocd", ns)
+        check = exact(cluster, exporter, "argocd", ns)
         await until(check, "the first list")
         other = fresh_ns(cluster)  # revisions move on elsewhere, then etcd forgets them
         for i in range(3):
@@ -297,7 +298,7 @@ async def test_namespaced_mode_with_namespaced_rbac(kube_crds, running):
     cfg = config(cluster, running, "argocd", user="exporter-ns",
                  scope={"namespaces": [TEAM_NS]})
     async with exporter_on(cfg) as exporter:
-        check = await exact(cluster, exporter, "argocd", TEAM_NS)
+        check = exact(cluster, exporter, "argocd", TEAM_NS)
         await until(check, "team-a's applications")
         await until(lambda: exporter.up()["argocd"], "up")
         assert f'namespace="{other}"' not in exporter.render().decode()
@@ -384,7 +385,7 @@ async def test_backups_cronjobs_jobs_and_velero_with_a_bad_schedule_skipped(kube
     cfg = config(cluster, running, "backups", scope={"namespaces": [ns]})
     async with exporter_on(cfg) as exporter:
         await until(exporter.ready, "ready")
-        check = await exact(cluster, exporter, "backups", ns, counters=True)
+        check = exact(cluster, exporter, "backups", ns, counters=True)
         await until(check, "the backups")
         body = samples(exporter.render())
         pg = frozenset({"kind": "cronjob", "namespace": ns, "name": "pg-dump"}.items())
@@ -427,7 +428,7 @@ async def test_certificates_from_cert_manager_and_tls_secrets_with_bad_pem_skipp
     cfg = config(cluster, running, "certificates", scope={"namespaces": [ns]})
     async with exporter_on(cfg) as exporter:
         await until(exporter.ready, "ready")
-        check = await exact(cluster, exporter, "certificates", ns)
+        check = exact(cluster, exporter, "certificates", ns)
         await until(check, "the certificates")
         secrets = next(i for i in exporter.informers["certificates"]
                        if i.resource.plural == "secrets")

@@ -226,6 +226,11 @@ class Informer:
             f"{self.resource.name} (all namespaces)"
 
     @property
+    def _settled(self) -> float:
+        """A watch open this long is no flap (shorter with a short server timeout)."""
+        return min(FLAP_SECONDS, 0.9 * self.settings.timeout_seconds)
+
+    @property
     def up(self) -> bool:
         """Listed, and a watch is open and not flapping (or the resource is not served)."""
         return self.down_reason is None
@@ -310,11 +315,11 @@ class Informer:
                 async for event in self._watch_stream(version, prove):
                     version = self._dispatch(event) or version
             except Expired:
-                if time.monotonic() - started >= FLAP_SECONDS:
+                if time.monotonic() - started >= self._settled:
                     self._watch_was_healthy = True
                 raise
             lasted = time.monotonic() - started
-            if lasted >= FLAP_SECONDS:
+            if lasted >= self._settled:
                 # the server's normal end of a watch (timeoutSeconds): not a failure
                 self.metrics.restart(self.resource.name, "timeout")
                 self._watch_was_healthy = True
@@ -453,7 +458,7 @@ class Informer:
     async def _watch_stream(self, version: str, prove: bool = False
                             ) -> AsyncIterator[dict[str, Any]]:
         """One WATCH. `prove`: mark the informer up only once the stream has stayed open
-        FLAP_SECONDS (after a watch that closed at once), not as soon as it opens."""
+        a while (after a watch that closed at once), not as soon as it opens."""
         s = self.settings
         query = self._selectors() + [
             ("watch", "true"), ("allowWatchBookmarks", "true"),
@@ -470,7 +475,7 @@ class Informer:
             while True:
                 wait = min(s.heartbeat_seconds, s.watchdog_seconds)
                 if prove:
-                    wait = min(wait, max(0.05, opened + FLAP_SECONDS - time.monotonic()))
+                    wait = min(wait, max(0.05, opened + self._settled - time.monotonic()))
                 try:
                     # readany gives whatever has arrived and is safe to cancel (readline
                     # is not: it drops a partial line); lines are split here
@@ -479,7 +484,7 @@ class Informer:
                 except TimeoutError:
                     chunk = None
                 now = time.monotonic()
-                if prove and now - opened >= FLAP_SECONDS:
+                if prove and now - opened >= self._settled:
                     prove = False
                     self._watch_was_healthy = True
                     self._mark_up()
