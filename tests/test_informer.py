@@ -381,17 +381,24 @@ async def test_a_failing_source_keeps_serving_its_last_state_with_source_up_0(
 
 # --- hostile responses a real API server never sends (kmock) --------------------------------
 
+BACKOFF = dataclasses.replace(FAST, backoff_base=0.05, backoff_max=0.4)
+
+
+async def lists_per_second(kmock: Any, metrics: SelfMetrics) -> float:
+    """After four 410s: LIST requests per second over a fixed one-second window."""
+    await until(lambda: metrics.restarts.get((APPS.name, "expired"), 0) >= 4, "410s")
+    t0 = asyncio.get_running_loop().time()
+    n0 = len(kmock[km.action.LIST])
+    await asyncio.sleep(1.0)  # a fixed window to count requests in, not a wait
+    return (len(kmock[km.action.LIST]) - n0) / (asyncio.get_running_loop().time() - t0)
+
+
 async def test_410_on_every_list_backs_off_marks_down_and_logs_once(seeded, api_client, caplog):
     """Defect 5: a 410 on LIST was a hot loop (6,400 LISTs in 12 s), source_up stayed 1."""
     seeded["list", km.resource(KEY)] << 410 << {"kind": "Status", "code": 410}
     caplog.set_level(logging.DEBUG, "sloexporter")
-    backoff = dataclasses.replace(FAST, backoff_base=0.05, backoff_max=0.4)
-    async with running(api_client, backoff) as (inf, rec, metrics):
-        await until(lambda: metrics.restarts.get((APPS.name, "expired"), 0) >= 4, "410s")
-        t0 = asyncio.get_running_loop().time()
-        n0 = len(seeded[km.action.LIST])
-        await asyncio.sleep(1.0)  # a fixed window to count requests in, not a wait
-        rate = (len(seeded[km.action.LIST]) - n0) / (asyncio.get_running_loop().time() - t0)
+    async with running(api_client, BACKOFF) as (inf, rec, metrics):
+        rate = await lists_per_second(seeded, metrics)
         assert not inf.up and inf.down_reason == "expired"
     assert rate <= 15  # backoff of 0.2-0.4 s once capped: a handful a second, not thousands
     downs = [r for r in caplog.records if "is down" in r.getMessage()]
@@ -400,13 +407,8 @@ async def test_410_on_every_list_backs_off_marks_down_and_logs_once(seeded, api_
 
 async def test_410_on_every_watch_relists_with_backoff(seeded, api_client):
     seeded["watch", km.resource(KEY)] << (EXPIRED,)
-    backoff = dataclasses.replace(FAST, backoff_base=0.05, backoff_max=0.4)
-    async with running(api_client, backoff) as (inf, rec, metrics):
-        await until(lambda: metrics.restarts.get((APPS.name, "expired"), 0) >= 4, "410s")
-        t0 = asyncio.get_running_loop().time()
-        n0 = len(seeded[km.action.LIST])
-        await asyncio.sleep(1.0)  # a fixed window to count requests in, not a wait
-        rate = (len(seeded[km.action.LIST]) - n0) / (asyncio.get_running_loop().time() - t0)
+    async with running(api_client, BACKOFF) as (inf, rec, metrics):
+        rate = await lists_per_second(seeded, metrics)
         assert not inf.up
         assert set(rec.objects) == {"a1", "a2", "a3"}
     assert rate <= 15  # was 142 re-lists in 12 s with no backoff at all
