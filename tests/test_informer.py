@@ -376,7 +376,7 @@ async def test_a_failing_source_keeps_serving_its_last_state_with_source_up_0(
                        if k[0].startswith("sloexporter_argocd")}
     assert len([k for k in objects if k[0] == names.ARGOCD_APP_INFO]) == 3
     # /readyz says which source is not ready and why
-    assert exporter.not_ready() == [f"argocd: {APPS.name} (all namespaces): unavailable"]
+    assert exporter.not_ready() == [f"argocd ({APPS.name} (all namespaces): unavailable)"]
 
 
 # --- hostile responses a real API server never sends (kmock) --------------------------------

@@ -183,8 +183,8 @@ current-context: x
         assert value(out, names.SOURCE_UP, source="argocd") == 0
         status, _, body = get(server.url + "/readyz")
         # /readyz names the source that is not ready, and why
-        assert status == 503 and "argocd: applications.argoproj.io (all namespaces): " \
-            "waiting for the first list (connection)" in body.decode()
+        assert status == 503 and "argocd (applications.argoproj.io (all namespaces): " \
+            "waiting for the first list, connection)" in body.decode()
     finally:
         server.stop()
 
