@@ -1,8 +1,12 @@
 """Model -> Alertmanager routes, receivers, inhibition and messages (plain data).
 
 `severity=page` goes to Slack (and PagerDuty when configured), `severity=ticket` to
-email, grouped per SLO; a firing page inhibits the ticket of the same SLO. The tree is
-scoped by matchers on our own labels, so it can sit under a user's existing route.
+email, grouped per SLO; a firing page inhibits the ticket of the same SLO. With
+`routing`, alerts are first split by one label (`team`, or any other): each listed value
+gets its own Slack, email or PagerDuty receivers, and anything else goes to the default
+ones. The tree is scoped by matchers on our own labels, so it can sit under a user's
+existing route. `grafana_url` gives every SLO without a `dashboard_url` a link to its
+SLO detail dashboard.
 Secrets are only ever file paths (Alertmanager reads them at send time) or, for the
 prometheus-operator form, Secret key selectors.
 """
@@ -12,12 +16,14 @@ from __future__ import annotations
 import json
 import posixpath
 import re
+from dataclasses import replace
 from typing import Any, NamedTuple
+from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from sloexporter import rules
-from sloexporter.model import Service, parse_duration
+from sloexporter import names, rules
+from sloexporter.model import SLO, Service, parse_duration
 from sloexporter.render import header, k8s_name, service_source, to_yaml
 from sloexporter.specs.errors import load_model
 
@@ -110,14 +116,91 @@ class Kubernetes(_Strict):
     secret_name: str = "sloexporter-alertmanager"
 
 
+class Receivers(_Strict):
+    """Where one label value's alerts go; a part left out falls back to the default one.
+
+    A block given here starts from the default block's fields (the same webhook file,
+    SMTP server, ...) and changes only what it sets.
+    """
+
+    slack: Slack | None = None
+    email: Email | None = None
+    pagerduty: PagerDuty | None = None
+
+
+_LABEL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
+#: labels the routing cannot split on: the tree already routes on them
+_NOT_ROUTABLE = {"severity", "service", "slo", "alertname"}
+
+
+class Routing(_Strict):
+    #: the alert label to split on: `team` (from the spec's labels), or any other
+    label: str = Field("team", pattern=_LABEL_NAME)
+    #: label value -> its receivers; other values, and alerts without the label, go to
+    #: the default receivers (the top-level slack, email and pagerduty)
+    routes: dict[str, Receivers] = Field(min_length=1)
+
+    @field_validator("label")
+    @classmethod
+    def _routable(cls, v: str) -> str:
+        if v in _NOT_ROUTABLE or v.startswith("__"):
+            raise ValueError(f"routing by {v!r} is not possible: the routes already use it; "
+                             "pick a label such as team")
+        return v
+
+    @field_validator("routes")
+    @classmethod
+    def _names(cls, v: dict[str, Receivers]) -> dict[str, Receivers]:
+        seen: dict[str, str] = {}
+        for value in v:
+            if not value:
+                raise ValueError("a label value to route must not be empty")
+            other = seen.setdefault(_slug(value), value)
+            if other != value:
+                raise ValueError(f"label values {other!r} and {value!r} would give the same "
+                                 "receiver names")
+        return v
+
+
+def _slug(value: str) -> str:
+    """A label value as part of a receiver name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", value).strip("-") or "x"
+
+
 class Settings(_Strict):
     #: receiver names start with it; change it if it clashes with your own receivers
     receiver_prefix: str = Field("sloexporter", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     slack: Slack = Field(default_factory=Slack)
     email: Email = Field(default_factory=Email)
     pagerduty: PagerDuty | None = None
+    #: split alerts by a label (team, ...) before the default receivers
+    routing: Routing | None = None
+    #: Grafana's base URL: every SLO without a dashboard_url links to its SLO detail
+    #: dashboard there (alert annotations, Slack, email and PagerDuty messages)
+    grafana_url: str | None = Field(None, pattern=r"^https?://[^\s?#]+$")
     timing: Timing = Field(default_factory=Timing)
     kubernetes: Kubernetes = Field(default_factory=Kubernetes)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inherit(cls, data: Any) -> Any:
+        """Per-value receiver blocks start from the default block of the same kind."""
+        if not isinstance(data, dict):
+            return data
+        routing = data.get("routing")
+        routes = routing.get("routes") if isinstance(routing, dict) else None
+        if not isinstance(routes, dict):
+            return data
+        merged = {}
+        for value, receivers in routes.items():
+            if isinstance(receivers, dict):
+                receivers = dict(receivers)
+                for kind in ("slack", "email", "pagerduty"):
+                    base, own = data.get(kind), receivers.get(kind)
+                    if isinstance(base, dict) and isinstance(own, dict):
+                        receivers[kind] = {**base, **own}
+            merged[value] = receivers
+        return {**data, "routing": {**routing, "routes": merged}}
 
 
 def load_settings(path: str) -> Settings:
@@ -183,32 +266,81 @@ def _severity(values: list[str]) -> Matcher:
     return Matcher("severity", "=~", _alternatives(values))
 
 
-def _receivers(settings: Settings) -> list[Data]:
-    prefix = settings.receiver_prefix
-    out: list[Data] = []
-    if settings.pagerduty:
-        pd = settings.pagerduty
-        config: Data = {"routing_key_file": pd.routing_key_file}
-        if pd.url:
-            config["url"] = pd.url
-        # PagerDuty takes critical/error/warning/info only, not our severity label
-        config.update(send_resolved=pd.send_resolved, severity="critical", description=TITLE,
-                      details=PAGERDUTY_DETAILS)
-        out.append({"name": f"{prefix}-pagerduty", "pagerduty_configs": [config]})
-    slack = settings.slack
-    out.append({"name": f"{prefix}-slack", "slack_configs": [
+def _slack_receiver(name: str, slack: Slack) -> Data:
+    return {"name": name, "slack_configs": [
         {"api_url_file": slack.api_url_file, "channel": channel,
          "send_resolved": slack.send_resolved, "title": TITLE, "text": SLACK_TEXT}
-        for channel in slack.channels]})
-    mail = settings.email
+        for channel in slack.channels]}
+
+
+def _email_receiver(name: str, mail: Email) -> Data:
     email: Data = {"to": ", ".join(mail.to), "from": mail.from_, "smarthost": mail.smarthost}
     if mail.auth_username:
         email.update(auth_username=mail.auth_username,
                      auth_password_file=mail.auth_password_file)
     email.update(require_tls=mail.require_tls, send_resolved=mail.send_resolved,
                  headers={"Subject": TITLE}, html=EMAIL_HTML, text=EMAIL_TEXT)
-    out.append({"name": f"{prefix}-email", "email_configs": [email]})
-    return out
+    return {"name": name, "email_configs": [email]}
+
+
+def _pagerduty_receiver(name: str, pd: PagerDuty) -> Data:
+    config: Data = {"routing_key_file": pd.routing_key_file}
+    if pd.url:
+        config["url"] = pd.url
+    # PagerDuty takes critical/error/warning/info only, not our severity label
+    config.update(send_resolved=pd.send_resolved, severity="critical", description=TITLE,
+                  details=PAGERDUTY_DETAILS)
+    return {"name": name, "pagerduty_configs": [config]}
+
+
+class _Target(NamedTuple):
+    """The receivers of one branch of the tree: the default one, or one label value's."""
+
+    slack: str
+    email: str
+    pagerduty: str | None
+
+
+def _targets(settings: Settings) -> tuple[_Target, list[tuple[str, _Target]], list[Data]]:
+    """The default branch, each routed value's branch, and every receiver they use."""
+    prefix = settings.receiver_prefix
+    receivers: list[Data] = []
+    if settings.pagerduty:
+        receivers.append(_pagerduty_receiver(f"{prefix}-pagerduty", settings.pagerduty))
+    receivers.append(_slack_receiver(f"{prefix}-slack", settings.slack))
+    receivers.append(_email_receiver(f"{prefix}-email", settings.email))
+    default = _Target(f"{prefix}-slack", f"{prefix}-email",
+                      f"{prefix}-pagerduty" if settings.pagerduty else None)
+    branches = []
+    routing = settings.routing
+    for value, own in sorted(routing.routes.items()) if routing else ():
+        base = f"{prefix}-{_slug(value)}"
+        target = default
+        if own.pagerduty:
+            receivers.append(_pagerduty_receiver(f"{base}-pagerduty", own.pagerduty))
+            target = target._replace(pagerduty=f"{base}-pagerduty")
+        if own.slack:
+            receivers.append(_slack_receiver(f"{base}-slack", own.slack))
+            target = target._replace(slack=f"{base}-slack")
+        if own.email:
+            receivers.append(_email_receiver(f"{base}-email", own.email))
+            target = target._replace(email=f"{base}-email")
+        branches.append((value, target))
+    return default, branches, receivers
+
+
+def _severity_routes(target: _Target, page: Matcher, ticket: Matcher,
+                     timing: Timing) -> list[Data]:
+    routes: list[Data] = []
+    if target.pagerduty:
+        routes.append({"receiver": target.pagerduty, "matchers": [page],
+                       "continue": True,  # the same page goes on to Slack
+                       "repeat_interval": timing.page_repeat_interval})
+    routes.append({"receiver": target.slack, "matchers": [page],
+                   "repeat_interval": timing.page_repeat_interval})
+    routes.append({"receiver": target.email, "matchers": [ticket],
+                   "repeat_interval": timing.ticket_repeat_interval})
+    return routes
 
 
 def _tree(services: list[Service], settings: Settings) -> Data:
@@ -222,19 +354,18 @@ def _tree(services: list[Service], settings: Settings) -> Data:
                              if any(t.severity == "page" for t in s.tiers)}) or ["page"])
     ticket = _severity(sorted({rules.severity_label(s, "ticket") for s in slos
                                if any(t.severity == "ticket" for t in s.tiers)}) or ["ticket"])
-    prefix, timing = settings.receiver_prefix, settings.timing
+    timing = settings.timing
+    default, branches, receivers = _targets(settings)
+    label = settings.routing.label if settings.routing else ""
     routes: list[Data] = []
-    if settings.pagerduty:
-        routes.append({"receiver": f"{prefix}-pagerduty", "matchers": [page],
-                       "continue": True,  # the same page goes on to Slack
-                       "repeat_interval": timing.page_repeat_interval})
-    routes.append({"receiver": f"{prefix}-slack", "matchers": [page],
-                   "repeat_interval": timing.page_repeat_interval})
-    routes.append({"receiver": f"{prefix}-email", "matchers": [ticket],
-                   "repeat_interval": timing.ticket_repeat_interval})
+    for value, target in branches:
+        # a routed value first: its own receivers, the default ones for what it leaves out
+        routes.append({"receiver": target.email, "matchers": [Matcher(label, "=", value)],
+                       "routes": _severity_routes(target, page, ticket, timing)})
+    routes.extend(_severity_routes(default, page, ticket, timing))
     return {
         "route": {
-            "receiver": f"{prefix}-email",  # a renamed severity no child matches still arrives
+            "receiver": default.email,  # a renamed severity no child matches still arrives
             "matchers": scope,
             # one notification per SLO: its page tiers (1h and 6h) arrive together
             "group_by": ["service", "slo"],
@@ -243,7 +374,7 @@ def _tree(services: list[Service], settings: Settings) -> Data:
             "repeat_interval": timing.ticket_repeat_interval,
             "routes": routes,
         },
-        "receivers": _receivers(settings),
+        "receivers": receivers,
         # a firing page for an SLO silences the ticket of the same service and SLO
         "inhibit_rules": [{"source_matchers": [*scope, page],
                            "target_matchers": [*scope, ticket],
@@ -320,6 +451,24 @@ def helm_values(services: list[Service], settings: Settings) -> Data:
     """Values for the chart's `alertmanagerConfig`, which renders the same spec."""
     spec = alertmanager_config_crd(services, settings)["spec"]
     return {"alertmanagerConfig": {"enabled": True, **spec}}
+
+
+# ---- dashboard links --------------------------------------------------------------------
+
+def dashboard_links(services: list[Service], grafana_url: str | None) -> list[Service]:
+    """`services` with a link to its SLO detail dashboard on every SLO that has none."""
+    if not grafana_url:
+        return services
+    base = grafana_url.rstrip("/")
+
+    def linked(slo: SLO) -> SLO:
+        if slo.alerting.dashboard_url:
+            return slo
+        query = urlencode({"var-service": slo.service, "var-slo": slo.name})
+        url = f"{base}/d/{names.SLO_DETAIL_DASHBOARD_UID}?{query}"
+        return replace(slo, alerting=replace(slo.alerting, dashboard_url=url))
+
+    return [replace(s, slos=tuple(linked(slo) for slo in s.slos)) for s in services]
 
 
 # ---- writer -----------------------------------------------------------------------------

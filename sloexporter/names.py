@@ -8,6 +8,9 @@ from __future__ import annotations
 
 PREFIX = "sloexporter_"
 
+#: the SLO detail dashboard; links to one SLO add ?var-service=S&var-slo=N
+SLO_DETAIL_DASHBOARD_UID = "sloexporter-slo-detail"
+
 # ArgoCD
 ARGOCD_APP_INFO = "sloexporter_argocd_app_info"
 ARGOCD_APP_SYNCED = "sloexporter_argocd_app_synced"

@@ -124,6 +124,10 @@ def render_rules(service: Service, fmt: str = "prometheus",
 def rules_stream(services: list[Service], options: Options) -> str:
     """Every service's rules as one stream (`generate -o -`): one rule file with all the
     groups, or one PrometheusRule per service separated by `---`."""
+    if options.alertmanager is not None:
+        from sloexporter import alertmanager
+
+        services = alertmanager.dashboard_links(services, options.alertmanager.grafana_url)
     ordered = sorted(services, key=lambda s: s.name)
     head = header(service_source(s) for s in ordered)
     if options.fmt == "prometheus":
@@ -140,6 +144,8 @@ def artefacts(services: list[Service], options: Options) -> dict[str, str]:
     """Every output file's text by its path under OUTDIR (POSIX, relative)."""
     from sloexporter import alertmanager, dashboards  # Grafana's SDK loads only here
 
+    settings = options.alertmanager or alertmanager.Settings()
+    services = alertmanager.dashboard_links(services, settings.grafana_url)
     files: dict[str, str] = {}
     for service in sorted(services, key=lambda s: s.name):
         files[f"rules/{service.name}.yaml"] = render_rules(service, options.fmt,
@@ -155,7 +161,7 @@ def artefacts(services: list[Service], options: Options) -> dict[str, str]:
                                                             options.rule_labels)
             files[f"tests/{service.name}.test.yaml"] = render_tests(service, rules_file)
     files.update(dashboards.files(services))
-    files.update(alertmanager.files(services, options.alertmanager or alertmanager.Settings()))
+    files.update(alertmanager.files(services, settings))
     return files
 
 

@@ -42,12 +42,17 @@ def with_secret_files(tmp_path: Path, settings: Path = EXAMPLE_SETTINGS) -> Path
     data = yaml.safe_load(settings.read_text())
     secrets = tmp_path / "secrets"
     secrets.mkdir()
-    for block in ("slack", "email", "pagerduty"):
-        for key, value in list(data[block].items()):
-            if key.endswith("_file"):
+
+    def move(block: dict) -> None:
+        for key, value in list(block.items()):
+            if isinstance(value, dict):
+                move(value)
+            elif key.endswith("_file"):
                 path = secrets / Path(value).name
                 path.write_text("not-a-real-secret\n")
-                data[block][key] = str(path)
+                block[key] = str(path)
+
+    move(data)
     path = tmp_path / "settings.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -82,7 +87,7 @@ def test_amtool_accepts_the_example_settings_with_real_secret_files(tmp_path):
     assert str(tmp_path / "secrets" / "smtp-password") in text
     slack = next(r for r in yaml.safe_load(text)["receivers"] if r["name"] == "sloexporter-slack")
     # one message per channel: a Slack config each
-    assert [c["channel"] for c in slack["slack_configs"]] == ["#payments-oncall", "#slo-pages"]
+    assert [c["channel"] for c in slack["slack_configs"]] == ["#sre-oncall", "#slo-pages"]
 
 
 def test_pages_go_to_slack_and_pagerduty_tickets_to_email(tmp_path):
@@ -424,3 +429,129 @@ def test_readme_namespace_matcher_note_matches_the_crd():
     matchers = crd_schema("AlertmanagerConfig", "v1alpha1")["properties"]["spec"][
         "properties"]["route"]["properties"]["matchers"]["description"]
     assert "adds a `namespace: <object\nnamespace>` matcher" in matchers
+
+
+# ---- routing by label, and dashboard links ---------------------------------------------------
+
+def test_the_documented_routing_block_is_the_example_settings():
+    block = re.findall(r"```yaml\n(.*?)\n```",
+                       tools.doc_section("wiring", "## Alertmanager routing"), re.S)[0]
+    example = yaml.safe_load(EXAMPLE_SETTINGS.read_text())
+    assert yaml.safe_load(block)["routing"] == example["routing"]
+
+
+def test_routing_by_team_with_fallbacks_to_the_default(tmp_path):
+    settings = with_secret_files(tmp_path)
+    config = generate(tmp_path, "--alertmanager-settings", str(settings)) / "alertmanager.yaml"
+    alert = ("alertname=ErrorBudgetBurn", "service=checkout", "slo=availability")
+    for receivers, labels in [
+        ("sloexporter-payments-pagerduty,sloexporter-payments-slack", ("team=payments",
+                                                                      "severity=page")),
+        ("sloexporter-email", ("team=payments", "severity=ticket")),  # payments: no email
+        ("sloexporter-pagerduty,sloexporter-identity-slack", ("team=identity",
+                                                             "severity=page")),
+        ("sloexporter-identity-email", ("team=identity", "severity=ticket")),
+        ("sloexporter-pagerduty,sloexporter-slack", ("team=platform", "severity=page")),
+        ("sloexporter-pagerduty,sloexporter-slack", ("severity=page",)),  # no team label
+        ("sloexporter-email", ("team=Payments", "severity=ticket")),  # values match exactly
+    ]:
+        result = routes_test(config, receivers, *alert, *labels)
+        assert result.returncode == 0, (labels, result.stdout + result.stderr)
+    doc = yaml.safe_load(config.read_text())
+    identity = next(r for r in doc["receivers"] if r["name"] == "sloexporter-identity-email")
+    # a value's block starts from the default one: same SMTP server, its own recipients
+    [mail] = identity["email_configs"]
+    assert (mail["to"], mail["smarthost"]) == ("identity-team@example.com",
+                                               "smtp.example.com:587")
+
+
+def test_routing_by_any_label_with_hostile_values(tmp_path):
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(json.dumps({"routing": {"label": "tier", "routes": {
+        '1"} or {x="': {"slack": {"channels": ["#tier1"]}},
+        "a\nb": {"email": {"to": ["ab@example.com"]}}}}}))
+    config = generate(tmp_path, "--alertmanager-settings", str(settings)) / "alertmanager.yaml"
+    assert amtool("check-config", str(config)).returncode == 0
+    slug = [r["name"] for r in yaml.safe_load(config.read_text())["receivers"]
+            if r.get("slack_configs") and r["name"] != "sloexporter-slack"]
+    assert len(slug) == 1
+    result = routes_test(config, slug[0], "service=checkout", "slo=availability",
+                         'tier="1\\"} or {x=\\""', "severity=page")
+    assert result.returncode == 0, result.stdout + result.stderr
+    result = routes_test(config, "sloexporter-slack", "service=checkout", "slo=availability",
+                         "tier=1", "severity=page")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("settings", "says"), [
+    ({"routing": {"label": "severity", "routes": {"a": {}}}}, "routing.label"),
+    ({"routing": {"label": "bad-label", "routes": {"a": {}}}}, "routing.label"),
+    ({"routing": {"routes": {}}}, "routing.routes"),
+    ({"routing": {"routes": {"a b": {}, "a/b": {}}}}, "same receiver names"),
+    ({"routing": {"routes": {"a": {"slak": {}}}}}, "slak"),
+    ({"routing": {"routes": {"a": {"email": {"smarthost": "nope"}}}}}, "smarthost"),
+    ({"grafana_url": "grafana.example.com"}, "grafana_url"),
+    ({"grafana_url": "https://g.example.com/?orgId=1"}, "grafana_url"),
+])
+def test_bad_routing_or_grafana_settings_name_the_field_and_write_nothing(
+        tmp_path, settings, says):
+    path = tmp_path / "settings.yaml"
+    path.write_text(yaml.safe_dump(settings))
+    out = tmp_path / "out"
+    result = run_cli("generate", "examples/slos", "-o", str(out), "--alertmanager-settings",
+                     str(path))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"{path}:" in result.stderr and says in result.stderr, result.stderr
+    assert not out.exists()
+
+
+def test_grafana_url_links_every_slo_without_its_own_dashboard(tmp_path):
+    settings = tmp_path / "settings.yaml"
+    settings.write_text("grafana_url: https://grafana.example.com/sub/\n")
+    out = generate(tmp_path, "--alertmanager-settings", str(settings)).parent
+    links = {}
+    for path in (out / "rules").glob("*.yaml"):
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            for rule in group["rules"]:
+                if "alert" in rule:
+                    key = (rule["labels"]["service"], rule["labels"]["slo"])
+                    links.setdefault(key, set()).add(rule["annotations"]["dashboard_url"])
+    assert links and all(len(v) == 1 for v in links.values())
+    # checkout/availability sets its own link in the spec; it is kept
+    assert links["checkout", "availability"] == {
+        "https://grafana.example.com/d/sloexporter-slo-detail?var-service=checkout"
+        "&var-slo=availability"}
+    assert links["auth", "token-latency"] == {
+        "https://grafana.example.com/sub/d/sloexporter-slo-detail?var-service=auth"
+        "&var-slo=token-latency"}
+    stdout = run_cli("generate", "examples/slos", "-o", "-", "--alertmanager-settings",
+                     str(settings)).stdout
+    assert "grafana.example.com/sub/d/sloexporter-slo-detail?var-service=auth" in stdout
+
+
+async def test_team_pages_reach_their_own_channel_and_others_the_default(
+        tmp_path, slack_webhook, smtp_inbox):
+    settings = alertmanager_settings(tmp_path, slack_webhook, smtp_inbox, group_wait="0s",
+                                     group_interval="1s")
+    data = json.loads(settings.read_text())
+    data["routing"] = {"routes": {"payments": {"slack": {"channels": ["#payments-oncall"]},
+                                               "email": {"to": ["payments@example.com"]}}}}
+    data["grafana_url"] = "https://grafana.example.com"
+    settings.write_text(json.dumps(data))
+    config = generate(tmp_path, "--alertmanager-settings", str(settings)) / "alertmanager.yaml"
+    am = Alertmanager(require_tool("prometheus-alertmanager"), tmp_path)
+    page = burn_alert("availability", "page")
+    other = burn_alert("latency-p95", "page")
+    other["labels"]["team"] = "search"
+    ticket = burn_alert("errors", "ticket")
+    async with am.running(config):
+        await am.post([page, other, ticket])
+        mine = await slack_webhook.inbox.wait_for(
+            lambda m: "checkout/availability" in m.title, "the payments page")
+        theirs = await slack_webhook.inbox.wait_for(
+            lambda m: "checkout/latency-p95" in m.title, "the other team's page")
+        mail = await smtp_inbox.inbox.wait_for(lambda m: "checkout/errors" in m.subject,
+                                               "the payments ticket")
+    assert mine.channel == "#payments-oncall"
+    assert theirs.channel == "#slo-pages"
+    assert tuple(mail.to) == ("payments@example.com",)

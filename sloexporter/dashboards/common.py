@@ -19,6 +19,7 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
+from sloexporter import names
 from sloexporter.promql import label_values
 
 DATASOURCE_VAR = "datasource"
@@ -37,7 +38,7 @@ class Meta:
 
 
 OVERVIEW = Meta("slo-overview", "sloexporter-slo-overview", "SLO overview")
-DETAIL = Meta("slo-detail", "sloexporter-slo-detail", "SLO detail")
+DETAIL = Meta("slo-detail", names.SLO_DETAIL_DASHBOARD_UID, "SLO detail")
 ARGOCD = Meta("argocd", "sloexporter-argocd", "ArgoCD")
 BACKUPS = Meta("backups", "sloexporter-backups", "Backups")
 CERTIFICATES = Meta("certificates", "sloexporter-certificates", "Certificates")
