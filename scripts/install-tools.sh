@@ -15,7 +15,7 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
-phase "Debian packages: python3-venv, prometheus (promtool), prometheus-alertmanager (amtool), etcd-client, chromium" \
+phase "Debian packages: python3-venv, prometheus (promtool), prometheus-alertmanager (amtool), etcd-client, chromium, redis-server, prometheus-redis-exporter" \
   "about 3 minutes when missing, else instant"
 # Python 3.11+ with venv support
 if ! python3 -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
@@ -28,6 +28,9 @@ command -v prometheus-alertmanager >/dev/null || apt_install prometheus-alertman
 # etcdctl (compaction in the real-cluster tests) and headless chromium (the status UI tests)
 command -v etcdctl >/dev/null || apt_install etcd-client
 command -v chromium >/dev/null || apt_install chromium
+# redis-server, redis-cli and redis_exporter (the BullMQ platform's end-to-end test)
+command -v redis-server >/dev/null || apt_install redis-server
+command -v prometheus-redis-exporter >/dev/null || apt_install prometheus-redis-exporter
 
 phase "virtualenv .venv with the package and its test extras" \
   "about 2 minutes the first time; skipped while pyproject.toml is unchanged"

@@ -79,9 +79,9 @@ class App:
 
 
 @contextlib.asynccontextmanager
-async def serve(workdir: Path, port: int, config: dict[str, Any] | None = None
-                ) -> AsyncIterator[str]:
-    """`sloexporter serve --manifests examples/cluster` on 127.0.0.1:`port`, until ready."""
+async def serve(workdir: Path, port: int, config: dict[str, Any] | None = None,
+                manifests: Path = ROOT / "examples" / "cluster") -> AsyncIterator[str]:
+    """`sloexporter serve --manifests DIR` (examples/cluster) on 127.0.0.1:`port`, until ready."""
     args = []
     if config is not None:
         path = workdir / "serve.yaml"
@@ -91,7 +91,7 @@ async def serve(workdir: Path, port: int, config: dict[str, Any] | None = None
     log = log_path.open("wb")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "sloexporter.cli", "serve", "--manifests",
-        str(ROOT / "examples" / "cluster"), *args, "--listen", f"127.0.0.1:{port}", cwd=ROOT,
+        str(manifests), *args, "--listen", f"127.0.0.1:{port}", cwd=ROOT,
         stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}/readyz"
 

@@ -1,0 +1,103 @@
+"""Every `examples/platforms/<name>/` validates, generates, and its generated tests pass.
+
+Each platform folder holds `slos/` (specs), `cluster/` (objects for `serve --manifests`),
+`alertmanager-settings.yaml` and a README; promtool checks the rules and runs the
+generated tests, amtool checks the Alertmanager config built with the folder's settings.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sloexporter.sources.manifests import read_objects
+from tests.conftest import run_cli
+from tests.tools import ROOT, require_tool
+
+PLATFORMS_DIR = ROOT / "examples" / "platforms"
+PLATFORMS = sorted(p.name for p in PLATFORMS_DIR.iterdir() if p.is_dir())
+SECRETS = "/etc/alertmanager/secrets/"
+
+
+def test_one_folder_per_seed_platform():
+    assert PLATFORMS == ["bullmq-workers", "gitops-platform", "invoicing", "polyglot-services",
+                         "supabase-microservices"]
+    for name in PLATFORMS:
+        folder = PLATFORMS_DIR / name
+        assert {p.name for p in folder.iterdir()} >= {"slos", "cluster", "README.md",
+                                                      "alertmanager-settings.yaml"}, name
+
+
+def _settings_with_secret_files(folder: Path, tmp_path: Path) -> Path:
+    """The folder's settings with its secret paths pointing at real files (amtool reads them)."""
+    text = (folder / "alertmanager-settings.yaml").read_text()
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    for line in text.splitlines():
+        if SECRETS in line:
+            name = line.split(SECRETS, 1)[1].strip()
+            (secrets / name).write_text("https://hooks.example.com/x\n" if "slack" in name
+                                        else "not-a-real-secret\n")
+    path = tmp_path / "settings.yaml"
+    path.write_text(text.replace(SECRETS, f"{secrets}/"))
+    return path
+
+
+@pytest.mark.parametrize("name", PLATFORMS)
+def test_platform_validates_generates_and_its_tests_pass(tmp_path, promtool, name):
+    folder = PLATFORMS_DIR / name
+    slos = str(folder.relative_to(ROOT) / "slos")
+    result = run_cli("validate", slos)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = tmp_path / "out"
+    result = run_cli("generate", slos, "-o", str(out), "--with-tests",
+                     "--alertmanager-settings", str(_settings_with_secret_files(folder, tmp_path)))
+    assert result.returncode == 0, result.stderr
+    rules = sorted((out / "rules").glob("*.yaml"))
+    assert rules
+    check = subprocess.run([promtool, "check", "rules", *map(str, rules)], capture_output=True,
+                           text=True, timeout=120)
+    assert check.returncode == 0, check.stdout + check.stderr
+    tests = sorted((out / "tests").glob("*.test.yaml"))
+    assert len(tests) == len(rules)
+    ran = subprocess.run([promtool, "test", "rules", *(t.name for t in tests)],
+                         cwd=out / "tests", capture_output=True, text=True, timeout=900)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    amtool = subprocess.run([require_tool("amtool"), "check-config",
+                             str(out / "alertmanager" / "alertmanager.yaml")],
+                            capture_output=True, text=True, timeout=60)
+    assert amtool.returncode == 0, amtool.stdout + amtool.stderr
+
+
+@pytest.mark.parametrize("name", PLATFORMS)
+def test_platform_manifests_load_without_bad_files(name):
+    objects, bad = read_objects(PLATFORMS_DIR / name / "cluster")
+    assert bad == 0
+    kinds = {o["kind"] for o in objects}
+    assert "Application" in kinds, "every platform is deployed by ArgoCD"
+
+
+def test_invoicing_pages_pagerduty():
+    settings = yaml.safe_load((PLATFORMS_DIR / "invoicing" / "alertmanager-settings.yaml")
+                              .read_text())
+    assert "pagerduty" in settings
+
+
+BACKUP_SCHEDULES = {("gitops-platform", "postgres-pg-dumpall"): "0 3 * * *",
+                    ("gitops-platform", "minio-mirror"): "0 4 * * *"}
+
+
+def test_backup_cronjobs_run_on_the_stated_schedules():
+    for (platform, name), schedule in BACKUP_SCHEDULES.items():
+        objects, _ = read_objects(PLATFORMS_DIR / platform / "cluster")
+        job = next(o for o in objects if o["kind"] == "CronJob" and
+                   o["metadata"]["name"] == name)
+        assert job["spec"]["schedule"] == schedule, name
+        assert job["metadata"]["labels"]["sloexporter.dev/backup"] == "true"
+    mirror = next(o for o in read_objects(PLATFORMS_DIR / "gitops-platform" / "cluster")[0]
+                  if o["metadata"]["name"] == "minio-mirror")
+    assert "--older-than 7d" in " ".join(
+        mirror["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["command"])
