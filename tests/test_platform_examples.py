@@ -7,6 +7,7 @@ generated tests, amtool checks the Alertmanager config built with the folder's s
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -101,3 +102,48 @@ def test_backup_cronjobs_run_on_the_stated_schedules():
                   if o["metadata"]["name"] == "minio-mirror")
     assert "--older-than 7d" in " ".join(
         mirror["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["command"])
+
+
+def _example_slos() -> dict[str, set[str]]:
+    """platform -> {"service/slo", ...} from the example specs."""
+    out: dict[str, set[str]] = {}
+    for name in PLATFORMS:
+        for spec in (PLATFORMS_DIR / name / "slos").glob("*.yaml"):
+            doc = yaml.safe_load(spec.read_text())
+            out.setdefault(name, set()).update(f"{doc['service']}/{s['name']}"
+                                               for s in doc["slos"])
+    return out
+
+
+def test_the_examples_page_maps_every_target_to_an_existing_slo():
+    text = (ROOT / "docs" / "examples.md").read_text()
+    table = text.split("## Each stated target and the SLO that holds it", 1)[1]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()
+            if line.startswith("| ") and not line.startswith("| Platform")]
+    listed: dict[str, set[str]] = {}
+    for platform, _target, slos, _sli in rows:
+        listed.setdefault(platform, set()).update(s.strip() for s in slos.split(","))
+    assert listed == _example_slos()
+    for target in ("error rate under 1%", "p95 under 500 ms", "RPO 15 min", "RTO 1 h"):
+        assert f"| invoicing | {target} |" in text
+
+
+def test_the_threshold_snippets_validate_and_the_examples_use_them(tmp_path):
+    text = (ROOT / "docs" / "sli-kinds.md").read_text()
+    snippets = re.findall(r"`query: (.+?)`, `op: \"(.+?)\"`, `value: ([0-9.]+)`", text)
+    assert len(snippets) >= 10
+    used = "".join(p.read_text() for p in PLATFORMS_DIR.glob("*/slos/*.yaml"))
+    unused = []
+    for i, (query, op, value) in enumerate(snippets):
+        spec = tmp_path / f"s{i}.yaml"
+        spec.write_text(yaml.safe_dump({
+            "apiVersion": "sloexporter.dev/v1", "kind": "ServiceLevels", "service": "s",
+            "slos": [{"name": "x", "objective": 99,
+                      "sli": {"threshold": {"query": query, "op": op, "value": value}}}]}))
+        result = run_cli("validate", str(spec))
+        assert result.returncode == 0, (query, result.stdout + result.stderr)
+        # the examples add their own job labels; the metric names must be theirs
+        names = set(re.findall(r"([a-z_]+)\{", query))
+        if not all(n in used for n in names):
+            unused.append(query)
+    assert unused == ['max(bullmq_job_count{queue="metrics-sync",state="waiting"})'], unused
