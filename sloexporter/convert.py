@@ -30,6 +30,8 @@ from sloexporter.specs.errors import SpecError, SpecErrors, load_documents
 from sloexporter.specs.native import API_VERSION, KIND, ServiceLevels, SLOSpec
 from sloexporter.specs.openslo import ANNOTATION_ALERTING, ANNOTATION_NAME, ANNOTATION_SLI
 
+OPENSLO_OP = {"<": "lt", "<=": "lte", ">": "gt", ">=": "gte"}
+
 
 def rfc1123(name: str) -> str:
     """An OpenSLO object name: lowercase letters, digits and '-'."""
@@ -43,6 +45,8 @@ def _metric(query: str) -> dict[str, Any]:
 
 def _indicator(slo: SLOSpec, model: SLO) -> dict[str, Any]:
     """The standard OpenSLO view of the SLI, for tools other than ours."""
+    if slo.sli.threshold is not None:
+        return {"thresholdMetric": _metric(slo.sli.threshold.query)}
     latency = slo.sli.latency
     if latency is not None:
         selector = latency.selector.strip() or "{}"
@@ -88,8 +92,12 @@ def slo_object(spec: ServiceLevels, slo: SLOSpec, model: SLO) -> dict[str, Any]:
                          "spec": _indicator(slo, model)}
     body["timeWindow"] = [{"duration": slo.period, "isRolling": True}]
     body["budgetingMethod"] = "Occurrences"
-    body["objectives"] = [{"displayName": slo.name,
-                           "target": float(Decimal(slo.objective) / 100)}]
+    objective: dict[str, Any] = {"displayName": slo.name,
+                                 "target": float(Decimal(slo.objective) / 100)}
+    if slo.sli.threshold is not None:  # good while `query op value`, OpenSLO's spelling
+        objective["op"] = OPENSLO_OP[slo.sli.threshold.op]
+        objective["value"] = float(slo.sli.threshold.value)
+    body["objectives"] = [objective]
     conditions = _conditions(model)
     if conditions:
         body["alertPolicies"] = [{"kind": "AlertPolicy",

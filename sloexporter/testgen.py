@@ -245,7 +245,27 @@ def _dec(value: Fraction) -> Decimal:
         .normalize()
 
 
+def _sliced(condition: Condition) -> Condition | None:
+    """The inner condition of a timeslice form, `avg_over_time(((q) op bool v)[w:]) >= t`
+    (OpenSLO Timeslices): a gauge held on one side of v fills every slice alike."""
+    p = promql_parser
+    expr = p.parse(condition.query)
+    if not (isinstance(expr, p.Call) and expr.func.name == "avg_over_time"
+            and isinstance(expr.args[0], p.SubqueryExpr) and condition.op in (">", ">=")
+            and 0 < condition.value <= 1):
+        return None
+    inner = expr.args[0].expr
+    while isinstance(inner, p.ParenExpr):
+        inner = inner.expr
+    if not (isinstance(inner, p.BinaryExpr) and str(inner.op) in ("<", "<=", ">", ">=")
+            and inner.modifier is not None and inner.modifier.return_bool
+            and isinstance(inner.rhs, p.NumberLiteral)):
+        return None
+    return Condition(str(inner.lhs), str(inner.op), Decimal(str(inner.rhs.val)))
+
+
 def _threshold_synth(condition: Condition) -> tuple[SynthSeries, ...]:
+    condition = _sliced(condition) or condition
     expr = promql_parser.parse(condition.query)
     divisors: list[Any] = []
     a, b, c = _linear(expr, divisors)

@@ -8,6 +8,7 @@ counts as bad until `forget_after`.
 from __future__ import annotations
 
 import subprocess
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ import yaml
 from sloexporter.output import render_rules, to_yaml
 from sloexporter.specs import load_paths
 from sloexporter.testgen import render_tests
+from tests.compat.peers import peer
+from tests.conftest import run_cli
 from tests.tools import require_tool
 
 SPEC = """\
@@ -205,3 +208,84 @@ def test_generated_tests_pass_and_catch_an_inverted_condition(tmp_path, promtool
     broken = subprocess.run([tool, "test", "rules", "t.yaml"], cwd=tmp_path,
                             capture_output=True, text=True, timeout=600)
     assert broken.returncode == 1, broken.stdout + broken.stderr
+
+
+# ---- OpenSLO's threshold and timeslice forms --------------------------------------------
+
+OPENSLO = """\
+apiVersion: openslo/v1
+kind: SLO
+metadata: {{name: lag}}
+spec:
+  service: web
+  indicator:
+    metadata: {{name: lag-sli}}
+    spec:
+      thresholdMetric:
+        metricSource:
+          type: Prometheus
+          spec: {{query: 'sum(kafka_consumergroup_lag{{consumergroup="annotator"}})'}}
+  timeWindow: [{{duration: 28d, isRolling: true}}]
+  budgetingMethod: {method}
+  objectives:
+    - {{displayName: Good, op: lt, value: 1000, target: 0.995{slices}}}
+"""
+
+
+def openslo(tmp_path: Path, method: str, slices: str = ""):
+    services, errors = load(tmp_path, OPENSLO.format(method=method, slices=slices))
+    assert not errors, errors
+    return services[0]
+
+
+def test_openslo_threshold_occurrences_is_a_threshold_sli(tmp_path):
+    sli = openslo(tmp_path, "Occurrences").slos[0].sli
+    assert sli.kind == "threshold"
+    assert (sli.condition.query, sli.condition.op, sli.condition.value) == (
+        'sum(kafka_consumergroup_lag{consumergroup="annotator"})', "<", 1000)
+
+
+def test_openslo_ratio_timeslices_of_a_threshold_is_the_plain_share(tmp_path):
+    sli = openslo(tmp_path, "RatioTimeslices", ", timeSliceWindow: 5m").slos[0].sli
+    assert sli.condition.op == "<" and "avg_over_time" not in sli.condition.query
+
+
+def test_openslo_timeslices_of_a_threshold_judge_each_slice(tmp_path, promtool):
+    svc = openslo(tmp_path, "Timeslices", ", timeSliceTarget: 0.95, timeSliceWindow: 5m")
+    cond = svc.slos[0].sli.condition
+    assert cond.op == ">=" and cond.value == Decimal("0.95")
+    assert cond.query.startswith("avg_over_time(((sum(") and cond.query.endswith("[5m:])")
+    (tmp_path / "rules.yaml").write_text(render_rules(svc))
+    (tmp_path / "t.yaml").write_text(render_tests(svc, "rules.yaml"))
+    ok = subprocess.run([promtool, "test", "rules", "t.yaml"], cwd=tmp_path,
+                        capture_output=True, text=True, timeout=600)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+def test_the_openslo_sdk_timeslice_example_is_a_threshold_sli(tmp_path):
+    doc = yaml.safe_load(peer("openslo", "go-sdk", "pkg", "openslosdk", "test_data", "export",
+                              "inputs", "v1_slo.yaml").read_text())[0]
+    doc["spec"].pop("alertPolicies")
+    doc["spec"]["indicator"]["spec"]["thresholdMetric"]["metricSource"].pop("metricSourceRef")
+    doc["spec"]["timeWindow"] = [{"duration": "1w", "isRolling": True}]
+    services, errors = load(tmp_path, yaml.safe_dump(doc))
+    assert not errors, errors
+    cond = services[0].slos[0].sli.condition
+    assert "kafka_consumergroup_lag" in cond.query and "> bool 1" in cond.query
+    assert (cond.op, cond.value) == (">=", Decimal("0.95"))
+
+
+def test_convert_writes_a_threshold_sli_as_an_openslo_threshold_metric(tmp_path):
+    (tmp_path / "spec.yaml").write_text(SPEC.format(query=LAG, op="<=", value="900"))
+    out = tmp_path / "out"
+    result = run_cli("convert", str(tmp_path / "spec.yaml"), "--to", "openslo", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    docs = list(yaml.safe_load_all((out / "db.openslo.yaml").read_text()))
+    slo = next(d for d in docs if d["kind"] == "SLO")
+    assert slo["spec"]["indicator"]["spec"]["thresholdMetric"]["metricSource"]["spec"][
+        "query"] == LAG
+    assert slo["spec"]["objectives"][0]["op"] == "lte"
+    assert slo["spec"]["objectives"][0]["value"] == 900
+    back, errors = load_paths([str(out / "db.openslo.yaml")])
+    assert not errors, errors
+    assert back[0].slos[0].sli.condition.op == "<="

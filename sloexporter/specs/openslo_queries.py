@@ -38,6 +38,7 @@ W = "{{window}}"
 #: (native path below `sli`, value, original path) for each value an SLI sets
 Leaves = list[tuple[Path, Any, Path]]
 BAD_OP = {"lt": ">=", "lte": ">", "gt": "<=", "gte": "<"}
+OP = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 _SELECTOR = re.compile(r"(?<![\w:\"'])([a-zA-Z_:][\w:]*)(\s*\{[^{}]*\})?"
                        r"(\s+offset\s+-?[0-9smhdwy]+)?")
 
@@ -126,6 +127,9 @@ def threshold(query: str, objective: Objective, path: Path, o_at: Path) -> Leave
         return [(("latency",), {"metric": expr.name.removesuffix("_bucket"),
                                 "selector": selector, "threshold": str(value)}, path)]
     q, bad = query.strip(), BAD_OP[objective.op]
+    if not WINDOW_PLACEHOLDER.search(q):
+        # a gauge condition: the native threshold SLI (missing data counts as bad)
+        return [(("threshold",), {"query": q, "op": objective.op, "value": str(value)}, path)]
     return [(("events", "errors"), f"sum(count_over_time((({q}) {bad} {value})[{W}:]))", path),
             (("events", "total"), f"sum(count_over_time(({q})[{W}:]))", path)]
 
@@ -185,6 +189,22 @@ def _as_dict(leaves: Leaves) -> dict[str, Any]:
     return out
 
 
+def _threshold_slices(method: str, objective: Objective, leaf: tuple[Path, Any, Path],
+                      seconds: int) -> Leaves:
+    """A gauge condition by timeslices. RatioTimeslices averages the slices' good shares,
+    which is the plain share of good samples. Timeslices: at each evaluation the slice
+    ending then is good when the condition held for at least timeSliceTarget of it
+    (rolling slices, sampled at the evaluation interval)."""
+    if method == "RatioTimeslices":
+        return [leaf]
+    assert objective.time_slice_target is not None
+    body = leaf[1]
+    good = f"({body['query']}) {OP[body['op']]} bool {body['value']}"
+    sliced = f"avg_over_time(({good})[{format_duration(seconds)}:])"
+    return [(leaf[0], {"query": sliced, "op": ">=",
+                       "value": format(objective.time_slice_target.normalize(), "f")}, leaf[2])]
+
+
 def timeslices(method: str, objective: Objective, leaves: Leaves, o_at: Path) -> Leaves:
     """The SLI of a Timeslices or RatioTimeslices objective, built on the plain one."""
     if method == "Occurrences":
@@ -197,6 +217,8 @@ def timeslices(method: str, objective: Objective, leaves: Leaves, o_at: Path) ->
         seconds = parse_duration(objective.time_slice_window)
     except ValueError as exc:
         raise SliError(o_at + ("timeSliceWindow",), str(exc)) from None
+    if len(leaves) == 1 and leaves[0][0] == ("threshold",):
+        return _threshold_slices(method, objective, leaves[0], seconds)
     try:
         sli = compile_sli(SLISpec.model_validate(_as_dict(leaves)), "openslo", "openslo")
     except (ValidationError, ValueError):
