@@ -15,7 +15,7 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
-phase "Debian packages: python3-venv, prometheus (promtool), prometheus-alertmanager (amtool), etcd-client, chromium, redis-server, prometheus-redis-exporter" \
+phase "Debian packages: python3-venv, prometheus (promtool), prometheus-alertmanager (amtool), etcd-client, chromium, redis-server, prometheus-redis-exporter, postgresql, prometheus-postgres-exporter" \
   "about 3 minutes when missing, else instant"
 # Python 3.11+ with venv support
 if ! python3 -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
@@ -31,6 +31,10 @@ command -v chromium >/dev/null || apt_install chromium
 # redis-server, redis-cli and redis_exporter (the BullMQ platform's end-to-end test)
 command -v redis-server >/dev/null || apt_install redis-server
 command -v prometheus-redis-exporter >/dev/null || apt_install prometheus-redis-exporter
+# a PostgreSQL server and postgres_exporter (the Supabase and invoicing end-to-end tests)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null \
+  || apt_install postgresql
+command -v prometheus-postgres-exporter >/dev/null || apt_install prometheus-postgres-exporter
 
 phase "virtualenv .venv with the package and its test extras" \
   "about 2 minutes the first time; skipped while pyproject.toml is unchanged"

@@ -5,12 +5,17 @@
   health endpoints answer the status a test sets.
 - `RedisWithExporter`: a real `redis-server` and `prometheus-redis-exporter` running
   the BullMQ example's oldest-job-age script.
+- `PostgresWithExporter`: a real PostgreSQL primary archiving its WAL, and a real
+  `prometheus-postgres-exporter`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +24,7 @@ import aiohttp
 from aiohttp import web
 
 from tests.e2e_app import wait_until
-from tests.tools import free_port, terminate
+from tests.tools import free_port, require_tool, terminate
 
 TIMEOUT = aiohttp.ClientTimeout(total=5)
 
@@ -132,5 +137,102 @@ class RedisWithExporter:
             async with aiohttp.ClientSession(timeout=TIMEOUT) as session, \
                     session.get(f"http://{self.exporter_address}/metrics") as resp:
                 return "redis_up 1" in await resp.text()
+        except aiohttp.ClientError:
+            return False
+
+
+def postgres_bin(name: str) -> str:
+    """A PostgreSQL server program: on PATH, or in Debian's /usr/lib/postgresql/N/bin."""
+    found = shutil.which(name) or next(
+        (str(p) for p in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"),
+                                reverse=True)), None)
+    return found or require_tool(name)  # fails or skips with the install hint
+
+
+#: postgres_exporter 0.11's example queries.yaml entry for the replication lag (0 on a
+#: primary), which Debian ships; v0.13+ has it built in as pg_replication_lag_seconds.
+REPLICATION_QUERY = """\
+pg_replication:
+  query: >-
+    SELECT CASE WHEN NOT pg_is_in_recovery() THEN 0 ELSE GREATEST (0,
+    EXTRACT(EPOCH FROM (now() - pg_last_xact_replay_timestamp()))) END AS lag
+  master: true
+  metrics:
+    - lag:
+        usage: "GAUGE"
+        description: "Replication lag behind master in seconds"
+"""
+
+
+class PostgresWithExporter:
+    """A throwaway PostgreSQL primary on 127.0.0.1 (WAL archiving into a folder) and a
+    real prometheus-postgres-exporter. As root, the server runs as the `postgres` user
+    (PostgreSQL refuses root) from a data folder that user owns."""
+
+    def __init__(self, exporter: str) -> None:
+        self.exporter = exporter
+        self.port = free_port()
+        self.exporter_address = ""
+        self.root = Path(tempfile.mkdtemp(prefix="sloexporter-pg-"))
+
+    def _as_owner(self) -> list[str]:
+        return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+    async def _run(self, *args: str) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            *self._as_owner(), *args, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT)
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, f"{args[0]}: {out.decode()[-2000:]}"
+        return out.decode()
+
+    async def sql(self, statement: str) -> str:
+        return await self._run(postgres_bin("psql"), "-h", "127.0.0.1", "-p", str(self.port),
+                               "-U", "postgres", "-d", "postgres", "-Atc", statement)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[PostgresWithExporter]:
+        data, archive = self.root / "data", self.root / "archive"
+        archive.mkdir()
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres")
+            shutil.chown(archive, "postgres")
+        queries = self.root / "queries.yaml"
+        queries.write_text(REPLICATION_QUERY)
+        log = (self.root / "exporter.log").open("wb")
+        exporter = None
+        started = False
+        try:
+            await self._run(postgres_bin("initdb"), "-D", str(data), "-A", "trust", "-U",
+                            "postgres", "--no-sync")
+            with (data / "postgresql.conf").open("a") as conf:
+                conf.write(f"listen_addresses = '127.0.0.1'\nport = {self.port}\n"
+                           f"unix_socket_directories = '{self.root}'\nfsync = off\n"
+                           f"archive_mode = on\narchive_command = 'cp %p {archive}/%f'\n")
+            await self._run(postgres_bin("pg_ctl"), "-D", str(data), "-l",
+                            str(self.root / "postgres.log"), "-w", "-t", "60", "start")
+            started = True
+            self.exporter_address = f"127.0.0.1:{free_port()}"
+            dsn = f"postgresql://postgres@127.0.0.1:{self.port}/postgres?sslmode=disable"
+            exporter = await asyncio.create_subprocess_exec(
+                self.exporter, f"--web.listen-address={self.exporter_address}",
+                f"--extend.query-path={queries}", stdout=log, stderr=log,
+                env={**os.environ, "DATA_SOURCE_NAME": dsn})
+            await wait_until(self._exporting, "postgres_exporter /metrics with pg_up 1", 30)
+            yield self
+        finally:
+            if exporter is not None:
+                await terminate(exporter)
+            if started:
+                await self._run(postgres_bin("pg_ctl"), "-D", str(data), "-m", "immediate",
+                                "-w", "stop")
+            log.close()
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    async def _exporting(self) -> bool:
+        try:
+            async with aiohttp.ClientSession(timeout=TIMEOUT) as session, \
+                    session.get(f"http://{self.exporter_address}/metrics") as resp:
+                return "pg_up 1" in await resp.text()
         except aiohttp.ClientError:
             return False

@@ -10,10 +10,11 @@ Time is compressed: the specs' periods become 1d, so every alert window is 5 min
 more and a total failure trips a tier within seconds; Prometheus scrapes and evaluates
 every second. Rules are loaded only after the first scrapes, as a Prometheus that has
 been running would have them: a brand-new one would count its first evaluations, before
-any scrape, as missing data. Where Debian has the real exporter (Redis, BullMQ's queue
-age through redis_exporter) it runs; the other gauges are served with the real
-exporters' names over HTTP. The invoicing standby's replication lag is such a gauge:
-a real lag above 15 minutes takes 15 minutes to build.
+any scrape, as missing data. Where Debian has the real thing it runs: redis-server and
+redis_exporter (BullMQ's queue age), PostgreSQL and postgres_exporter (Supabase's
+database, the invoicing primary's lag and WAL archive age). The other gauges are served
+with their exporters' names over HTTP. The invoicing standby's replication lag is such a
+gauge: a real lag above 15 minutes takes 15 minutes to build.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import yaml
 from sloexporter.specs import load_paths
 from tests.conftest import run_cli
 from tests.e2e_app import Prometheus, serve, wait_until
-from tests.platform_stand_ins import Gauges, RedisWithExporter
+from tests.platform_stand_ins import Gauges, PostgresWithExporter, RedisWithExporter
 from tests.stack import (
     PAGERDUTY_KEY,
     Alertmanager,
@@ -197,7 +198,6 @@ SUPABASE_PROBES = {"http://postgrest.supabase.svc:3001/ready": "/postgrest/ready
 
 
 def _supabase_gauges(g: Gauges) -> None:
-    g.set("pg_up", 1, job="supabase-postgres")
     g.set("kube_cronjob_status_last_successful_time", time.time() - 2400,
           namespace="supabase", cronjob="etl", job="kube-state-metrics")
     g.set("kube_deployment_status_replicas_available", 2, namespace="supabase",
@@ -205,8 +205,11 @@ def _supabase_gauges(g: Gauges) -> None:
 
 
 async def test_supabase_postgrest_down_pages_slack(tmp_path):
-    async with platform(tmp_path, "supabase-microservices", SUPABASE_PROBES,
-                        _supabase_gauges) as plat:
+    pg = PostgresWithExporter(require_tool("prometheus-postgres-exporter"))
+    async with pg.running(), platform(tmp_path, "supabase-microservices", SUPABASE_PROBES,
+                                      _supabase_gauges,
+                                      {"supabase-postgres": pg.exporter_address}) as plat:
+        assert await plat.prom.value('pg_up{job="supabase-postgres"}') == 1
         plat.gauges.status["/postgrest/ready"] = 503
         page = await plat.slack.inbox.wait_for(
             lambda m: "supabase/postgrest-up" in m.title, "PostgREST's page on Slack", DEADLINE)
@@ -281,23 +284,38 @@ async def test_polyglot_certificate_5_days_from_expiry_pages_slack(tmp_path):
         assert not others, others
 
 
-def _invoicing_gauges(g: Gauges) -> None:
-    g.set("pg_replication_lag_seconds", 2, job="invoicing-postgres", instance="standby-0")
-    g.set("pg_stat_archiver_last_archive_age", 45, job="invoicing-postgres",
-          instance="primary-0")
+def _standby_lag(g: Gauges, seconds: float) -> None:
+    g.set("pg_replication_lag_seconds", seconds, job="invoicing-postgres",
+          instance="standby-0")
 
 
 async def test_invoicing_replication_lag_over_15_minutes_pages_pagerduty(tmp_path):
-    async with platform(tmp_path, "invoicing", {}, _invoicing_gauges) as plat:
-        plat.gauges.set("pg_replication_lag_seconds", 16 * 60, job="invoicing-postgres",
-                        instance="standby-0")
-        event = await plat.pagerduty.inbox.wait_for(
-            lambda e: "invoicing/replication-rpo" in e["payload"]["summary"],
-            "the RPO page on PagerDuty", DEADLINE)
-        assert event["routing_key"] == PAGERDUTY_KEY
-        assert event["event_action"] == "trigger"
-        assert event["payload"]["severity"] == "critical"
-        await plat.slack.inbox.wait_for(lambda m: "invoicing/replication-rpo" in m.title,
-                                        "the same page on Slack", DEADLINE)
-        assert {a[1] for a in await plat.alerts()} == {"replication-rpo"}
-        _assert_only(plat, "invoicing/replication-rpo", "pagerduty")
+    """The primary is a real PostgreSQL with a real postgres_exporter (0.11: its lag is
+    `pg_replication_lag`, 0 on a primary; its WAL archive age is real). The standby's lag
+    is a stand-in gauge with v0.13's name: the spec's query reads either."""
+    pg = PostgresWithExporter(require_tool("prometheus-postgres-exporter"))
+    async with pg.running():
+        # archive one WAL segment, so the archive age is a number, not NaN
+        await pg.sql("CREATE TABLE invoices (id int); INSERT INTO invoices VALUES (1)")
+        await pg.sql("SELECT pg_switch_wal()")
+        async with platform(tmp_path, "invoicing", {}, lambda g: _standby_lag(g, 2),
+                            {"invoicing-postgres": pg.exporter_address}) as plat:
+            assert await plat.prom.value('pg_replication_lag{job="invoicing-postgres"}') == 0
+            archive_age = await plat.prom.value(
+                'pg_stat_archiver_last_archive_age{job="invoicing-postgres"}')
+            assert archive_age is not None and 0 <= archive_age < 900
+            await _lag_pages_pagerduty(plat)
+
+
+async def _lag_pages_pagerduty(plat: Platform) -> None:
+    _standby_lag(plat.gauges, 16 * 60)
+    event = await plat.pagerduty.inbox.wait_for(
+        lambda e: "invoicing/replication-rpo" in e["payload"]["summary"],
+        "the RPO page on PagerDuty", DEADLINE)
+    assert event["routing_key"] == PAGERDUTY_KEY
+    assert event["event_action"] == "trigger"
+    assert event["payload"]["severity"] == "critical"
+    await plat.slack.inbox.wait_for(lambda m: "invoicing/replication-rpo" in m.title,
+                                    "the same page on Slack", DEADLINE)
+    assert {a[1] for a in await plat.alerts()} == {"replication-rpo"}
+    _assert_only(plat, "invoicing/replication-rpo", "pagerduty")
