@@ -45,7 +45,7 @@ def _metric(query: str) -> dict[str, Any]:
 
 def _indicator(slo: SLOSpec, model: SLO) -> dict[str, Any]:
     """The standard OpenSLO view of the SLI, for tools other than ours."""
-    if slo.sli.threshold is not None:
+    if slo.sli.threshold is not None and slo.sli.threshold.op in OPENSLO_OP:
         return {"thresholdMetric": _metric(slo.sli.threshold.query)}
     latency = slo.sli.latency
     if latency is not None:
@@ -94,7 +94,8 @@ def slo_object(spec: ServiceLevels, slo: SLOSpec, model: SLO) -> dict[str, Any]:
     body["budgetingMethod"] = "Occurrences"
     objective: dict[str, Any] = {"displayName": slo.name,
                                  "target": float(Decimal(slo.objective) / 100)}
-    if slo.sli.threshold is not None:  # good while `query op value`, OpenSLO's spelling
+    if slo.sli.threshold is not None and slo.sli.threshold.op in OPENSLO_OP:
+        # good while `query op value`, in OpenSLO's spelling (it has no == or !=)
         objective["op"] = OPENSLO_OP[slo.sli.threshold.op]
         objective["value"] = float(slo.sli.threshold.value)
     body["objectives"] = [objective]

@@ -274,8 +274,11 @@ def _threshold_synth(condition: Condition) -> tuple[SynthSeries, ...]:
                              "`tests: false` or a query over the gauges")
     value = Fraction(condition.value)
     margin = abs(value) / 2 or Fraction(1)
-    sign = 1 if condition.op in (">", ">=") else -1  # good lies above or below the value
-    good, bad = _dec((value + sign * margin - c) / a), _dec((value - sign * margin - c) / a)
+    # the query's value on the good and the bad side of the condition
+    targets = {"==": (value, value + margin), "!=": (value + margin, value)}.get(
+        condition.op, (value + margin, value - margin) if condition.op in (">", ">=")
+        else (value - margin, value + margin))
+    good, bad = (_dec((t - c) / a) for t in targets)
     slope = _dec(-b / a)
     fed_one = {(n, tuple(sorted(lb.items()))) for d in divisors for n, lb in _gauges(d)}
     out: list[SynthSeries] = []

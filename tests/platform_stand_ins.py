@@ -34,6 +34,16 @@ def _line(name: str, labels: dict[str, str], value: float) -> str:
     return f"{name}{{{body}}} {value!r}\n"
 
 
+async def exports(address: str, line: str) -> bool:
+    """Whether the exporter at `address` serves `line` on /metrics yet."""
+    try:
+        async with aiohttp.ClientSession(timeout=TIMEOUT) as session, \
+                session.get(f"http://{address}/metrics") as resp:
+            return line in await resp.text()
+    except aiohttp.ClientError:
+        return False
+
+
 class Gauges:
     """`/metrics` serves `values`; any other GET path answers `status[path]` (default 200)."""
 
@@ -133,12 +143,7 @@ class RedisWithExporter:
         return False
 
     async def _exporting(self) -> bool:
-        try:
-            async with aiohttp.ClientSession(timeout=TIMEOUT) as session, \
-                    session.get(f"http://{self.exporter_address}/metrics") as resp:
-                return "redis_up 1" in await resp.text()
-        except aiohttp.ClientError:
-            return False
+        return await exports(self.exporter_address, "redis_up 1")
 
 
 def postgres_bin(name: str) -> str:
@@ -230,9 +235,4 @@ class PostgresWithExporter:
             shutil.rmtree(self.root, ignore_errors=True)
 
     async def _exporting(self) -> bool:
-        try:
-            async with aiohttp.ClientSession(timeout=TIMEOUT) as session, \
-                    session.get(f"http://{self.exporter_address}/metrics") as resp:
-                return "pg_up 1" in await resp.text()
-        except aiohttp.ClientError:
-            return False
+        return await exports(self.exporter_address, "pg_up 1")

@@ -57,13 +57,19 @@ def service(tmp_path: Path, query: str = LAG, op: str = "<", value: str = "900")
 # ---- the spec --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("op,normal", [("lt", "<"), ("lte", "<="), ("gt", ">"), ("gte", ">="),
-                                       (">=", ">=")])
+                                       (">=", ">="), ("eq", "=="), ("!=", "!=")])
 def test_op_takes_symbols_and_openslo_names(tmp_path, op, normal):
     assert service(tmp_path, op=op).slos[0].sli.condition.op == normal
 
 
+@pytest.mark.parametrize("value,seconds", [("15m", 900), ("1h30m", 5400), ("900", 900),
+                                           ("0.9", "0.9")])
+def test_value_takes_a_number_or_a_duration_in_seconds(tmp_path, value, seconds):
+    assert service(tmp_path, value=value).slos[0].sli.condition.value == Decimal(seconds)
+
+
 @pytest.mark.parametrize("body,message", [
-    ("query: x\n        op: '!='\n        value: 1", "must be one of <, <=, >, >="),
+    ("query: x\n        op: '=~'\n        value: 1", "must be one of <, <=, >, >="),
     # a bare > in YAML starts a folded block: the op arrives empty
     ("query: x\n        op: >\n        value: 1", "quote it in YAML"),
     ("query: rate(x[{{window}}])\n        op: '<'\n        value: 1", "takes no {{window}}"),
@@ -176,6 +182,17 @@ def test_the_boundary_belongs_to_the_op(tmp_path, promtool):
     run(promtool, tmp_path, svc, [case({up: "1x20"}, ratio(10, 0))])
     svc = service(tmp_path, query=up, op=">", value="1")
     run(promtool, tmp_path, svc, [case({up: "1x20"}, ratio(10, 1))])
+
+
+@pytest.mark.parametrize("promtool", PROMTOOLS)
+@pytest.mark.parametrize("op", ["==", "!="])
+def test_equality_ops_generate_tests_that_pass(tmp_path, promtool, op):
+    svc = service(tmp_path, query='min(redis_up{job="redis"})', op=op, value="1")
+    (tmp_path / "rules.yaml").write_text(render_rules(svc))
+    (tmp_path / "t.yaml").write_text(render_tests(svc, "rules.yaml"))
+    ok = subprocess.run([require_tool(promtool), "test", "rules", "t.yaml"], cwd=tmp_path,
+                        capture_output=True, text=True, timeout=600)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
 
 
 @pytest.mark.parametrize("promtool", PROMTOOLS)

@@ -156,7 +156,8 @@ class ProbeSLI(Strict):
 
 
 OP_ALIASES = {"lt": "<", "lte": "<=", "le": "<=", "gt": ">", "gte": ">=", "ge": ">=",
-              "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+              "eq": "==", "ne": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">=",
+              "==": "==", "!=": "!="}
 
 
 class ThresholdSLI(Strict):
@@ -168,7 +169,8 @@ class ThresholdSLI(Strict):
     """
 
     query: str = Field(min_length=1)
-    op: Literal["<", "<=", ">", ">="]
+    op: Literal["<", "<=", ">", ">=", "==", "!="]
+    #: a number, or a duration such as 15m for a query in seconds (lag, age)
     value: Decimal = Field(allow_inf_nan=False)
     #: how long a series that vanished still counts as bad before it is forgotten
     forget_after: Duration = "1h"
@@ -179,9 +181,17 @@ class ThresholdSLI(Strict):
         if isinstance(v, str):
             v = OP_ALIASES.get(v.strip().lower(), v.strip())
             if v not in OP_ALIASES.values():
-                raise ValueError(f"op {v!r} must be one of <, <=, >, >= (or lt, lte, gt, gte); "
+                raise ValueError(f"op {v!r} must be one of <, <=, >, >=, ==, != (or lt, lte, "
+                                 "gt, gte, eq, ne); "
                                  "quote it in YAML, as in op: \">=\", since a bare > starts "
                                  "a folded block")
+        return v
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _seconds(cls, v: object) -> object:
+        if isinstance(v, str) and re.fullmatch(r"\s*\d+[wdhms].*", v):
+            return parse_duration(v.strip())
         return v
 
     @field_validator("query")
