@@ -51,25 +51,37 @@ def _str_scalar(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def _emit(data: Any, indent: str, out: list[str]) -> None:
-    if type(data) is dict:
-        for key, value in data.items():
-            kind = type(value)
-            if (kind is dict or kind is list) and value:
-                out.append(f"{indent}{_scalar(key)}:\n")
-                _emit(value, indent + "  " if kind is dict else indent, out)
-            else:
-                out.append(f"{indent}{_scalar(key)}: {_scalar(value)}\n")
-        return
+def _emit_map(data: dict[Any, Any], first: str, indent: str, out: list[str]) -> None:
+    """The items of `data` at `indent`; the first line starts with `first` instead, which
+    is how a mapping sits inside a sequence (`- key: value`)."""
+    lead = first
+    for key, value in data.items():
+        name = _str_scalar(key) if type(key) is str else _scalar(key)
+        kind = type(value)
+        if kind is str:  # most values: expressions, labels, annotations
+            out.append(f"{lead}{name}: {_str_scalar(value)}\n")
+        elif kind is dict and value:
+            out.append(f"{lead}{name}:\n")
+            _emit_map(value, indent + "  ", indent + "  ", out)
+        elif kind is list and value:
+            out.append(f"{lead}{name}:\n")
+            _emit_seq(value, indent, indent, out)
+        else:
+            out.append(f"{lead}{name}: {_scalar(value)}\n")
+        lead = indent
+
+
+def _emit_seq(data: list[Any], first: str, indent: str, out: list[str]) -> None:
+    lead = first
     for item in data:
         kind = type(item)
-        if (kind is dict or kind is list) and item:
-            sub: list[str] = []
-            _emit(item, indent + "  ", sub)
-            out.append(f"{indent}- {sub[0][len(indent) + 2:]}")
-            out.extend(sub[1:])
+        if kind is dict and item:
+            _emit_map(item, lead + "- ", indent + "  ", out)
+        elif kind is list and item:
+            _emit_seq(item, lead + "- ", indent + "  ", out)
         else:
-            out.append(f"{indent}- {_scalar(item)}\n")
+            out.append(f"{lead}- {_scalar(item)}\n")
+        lead = indent
 
 
 def to_yaml(data: Any) -> str:
@@ -80,7 +92,10 @@ def to_yaml(data: Any) -> str:
     that PyYAML reads every output back to the same data.
     """
     out: list[str] = []
-    _emit(data, "", out)
+    if type(data) is dict:
+        _emit_map(data, "", "", out)
+    else:
+        _emit_seq(data, "", "", out)
     return "".join(out)
 
 
