@@ -145,14 +145,19 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from sloexporter.convert import convert_paths
+    from sloexporter.convert import convert_models, convert_paths
+    from sloexporter.output import OutputError
 
     try:
-        written, errors = convert_paths(args.paths, Path(args.output))
-    except OSError as exc:
-        print(f"error: cannot write output: {exc}", file=sys.stderr)
-        return EXIT_INVALID
-    _print_errors(errors)
+        if args.to == "openslo":
+            written, errors = convert_paths(args.paths, Path(args.output))
+        else:
+            written, errors = convert_models(args.paths, Path(args.output), args.to)
+    except OutputError as exc:
+        print(f"error: {exc}; nothing was written", file=sys.stderr)
+        return EXIT_USAGE
+    for err in errors:
+        print(err if not isinstance(err, str) else f"error: {err}", file=sys.stderr)
     if errors:
         return EXIT_INVALID
     print(f"wrote {len(written)} {args.to} files to {args.output}")
@@ -285,13 +290,20 @@ def _add_generate(sub: Any) -> None:
 
 def _add_convert(sub: Any) -> None:
     convert = _command(
-        sub, "convert", "write native specs in another SLO format",
-        "Convert native specs to another format, one file per service in OUTDIR.",
+        sub, "convert", "rewrite specs as native, Sloth or OpenSLO specs",
+        "Convert SLO specs, one file per service in OUTDIR. --to native and --to sloth "
+        "read every input format and keep the generated rules the same (SLIs become "
+        "events or ratio queries); what the target cannot express is an error naming "
+        "the SLO. --to openslo reads native specs and keeps everything, so converting "
+        "back gives the same rules.",
+        "  sloexporter convert sloth/ --to native -o slos/      # migrate from Sloth\n"
+        "  sloexporter convert slos/ --to sloth -o sloth/\n"
         "  sloexporter convert slos/ --to openslo -o openslo/",
         FORMATS)
     convert.add_argument("paths", nargs="+", metavar="PATH", help=PATHS_HELP)
-    convert.add_argument("--to", choices=("openslo",), required=True,
-                         help="target format: openslo (OpenSLO v1)")
+    convert.add_argument("--to", choices=("native", "sloth", "openslo"), required=True,
+                         help="target format: native (sloexporter.dev/v1), sloth "
+                              "(prometheus/v1) or openslo (OpenSLO v1)")
     convert.add_argument("-o", "--output", required=True, metavar="OUTDIR",
                          help="the output folder, created when missing")
     convert.set_defaults(func=cmd_convert)

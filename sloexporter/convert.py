@@ -1,4 +1,14 @@
-"""Native specs -> OpenSLO v1 (`sloexporter convert --to openslo`).
+"""`sloexporter convert --to openslo|sloth|native`.
+
+`--to native` and `--to sloth` start from the model, so they read every input format:
+each SLO becomes an `events` (or `ratio`) SLI over the compiled queries, with its
+objective, period, labels and alerting, which generates the same rules (`slo:info`
+then says `sli_kind="events"`). What the target cannot say is an error naming the SLO,
+never a silent loss: Sloth has no `for`, no per-SLO tiers and one period per run (an
+AlertWindows document carries it when it is not 30d); SLI kinds that need recording
+rules of their own (argocd, backup, certificate, threshold) are neither events nor Sloth.
+
+`--to openslo` converts native specs to OpenSLO v1:
 
 Each service becomes an OpenSLO `Service` and one `SLO` per SLO, with standard fields
 any OpenSLO tool reads: a Prometheus `ratioMetric` (or raw ratio, or a `thresholdMetric`
@@ -21,9 +31,17 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from sloexporter.model import SLO, Service
+from sloexporter import __version__
+from sloexporter.model import (
+    SLO,
+    AlertSettings,
+    Service,
+    Tier,
+    format_duration,
+    resolve_tiers,
+)
 from sloexporter.output import write_tree
-from sloexporter.render import header, to_yaml
+from sloexporter.render import header, service_source, to_yaml
 from sloexporter.specs import spec_files
 from sloexporter.specs.build import build_service
 from sloexporter.specs.errors import SpecError, SpecErrors, load_documents
@@ -149,5 +167,223 @@ def convert_paths(paths: list[str], outdir: Path) -> tuple[list[Path], list[Spec
     for source, spec, service in sorted(specs, key=lambda s: s[1].service):
         docs = "---\n".join(to_yaml(obj) for obj in to_openslo(spec, service))
         files[f"{spec.service}.openslo.yaml"] = header([source]) + docs
+    written, _ = write_tree(outdir, files)
+    return written, []
+
+
+# ---- from the model: --to native, --to sloth ---------------------------------------------
+
+TARGETS = ("native", "sloth", "openslo")
+_SLOTH_DEFAULT_PERIOD = 30 * 86400
+
+
+class Unconvertible(Exception):
+    """An SLO the target format cannot express; the message says what and why."""
+
+
+def _number(value: Decimal) -> int | float:
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+def _sli_body(slo: SLO) -> dict[str, Any]:
+    sli = slo.sli
+    if sli.records:
+        raise Unconvertible(f"its {sli.kind} SLI reads recording rules of its own, which "
+                            "an events SLI cannot carry")
+    if sli.ratio is not None:
+        return {"ratio": {"query": sli.ratio}}
+    if sli.good is not None:
+        return {"events": {"good": sli.good, "total": sli.total}}
+    return {"events": {"errors": sli.errors, "total": sli.total}}
+
+
+def _severity(settings: AlertSettings) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if settings.disabled:
+        out["disabled"] = True
+    if settings.labels:
+        out["labels"] = dict(settings.labels)
+    if settings.annotations:
+        out["annotations"] = dict(settings.annotations)
+    if settings.for_:
+        out["for"] = format_duration(settings.for_)
+    return out
+
+
+def native_document(service: Service) -> dict[str, Any]:
+    """A native spec that generates the same rules as `service`; raises Unconvertible."""
+    common = dict(service.labels)
+    slos = []
+    for slo in service.slos:
+        try:
+            sli = _sli_body(slo)
+        except Unconvertible as exc:
+            raise Unconvertible(f"{service.name}/{slo.name}: {exc}") from None
+        body: dict[str, Any] = {"name": slo.name, "objective": _number(slo.objective),
+                                "period": slo.period_str}
+        if slo.description:
+            body["description"] = slo.description
+        own = {k: v for k, v in slo.labels if common.get(k) != v}
+        if own:
+            body["labels"] = own
+        body["sli"] = sli
+        a = slo.alerting
+        alerting: dict[str, Any] = {"name": a.name}
+        if a.runbook_url:
+            alerting["runbook_url"] = a.runbook_url
+        if a.dashboard_url:
+            alerting["dashboard_url"] = a.dashboard_url
+        if a.labels:
+            alerting["labels"] = dict(a.labels)
+        if a.annotations:
+            alerting["annotations"] = dict(a.annotations)
+        for severity in ("page", "ticket"):
+            settings = _severity(a.settings(severity))  # type: ignore[arg-type]
+            if settings:
+                alerting[severity] = settings
+        if a.custom_tiers is not None:
+            alerting["tiers"] = [{"severity": t.severity,
+                                  "long_window": format_duration(t.long_window),
+                                  "short_window": format_duration(t.short_window),
+                                  "budget_consumed": _number(t.budget_percent)}
+                                 for t in a.custom_tiers]
+        body["alerting"] = alerting
+        slos.append(body)
+    doc: dict[str, Any] = {"apiVersion": API_VERSION, "kind": KIND, "service": service.name}
+    if common:
+        doc["labels"] = common
+    if service.argocd_apps is not None:
+        doc["argocd_apps"] = list(service.argocd_apps)
+    doc["slos"] = slos
+    return doc
+
+
+def _sloth_alert(settings: AlertSettings, what: str) -> dict[str, Any]:
+    if settings.for_:
+        raise Unconvertible(f"{what} has for: {format_duration(settings.for_)}, which Sloth "
+                            "alerts cannot have")
+    out: dict[str, Any] = {}
+    if settings.disabled:
+        out["disable"] = True
+    if settings.labels:
+        out["labels"] = dict(settings.labels)
+    if settings.annotations:
+        out["annotations"] = dict(settings.annotations)
+    return out
+
+
+def sloth_document(service: Service) -> dict[str, Any]:
+    """A Sloth `prometheus/v1` spec for `service`; raises Unconvertible."""
+    common = dict(service.labels)
+    slos = []
+    for slo in service.slos:
+        name = f"{service.name}/{slo.name}"
+        try:
+            sli = _sli_body(slo)
+        except Unconvertible as exc:
+            raise Unconvertible(f"{name}: {exc}") from None
+        if "events" in sli and "good" in sli["events"]:
+            sli = {"events": {"errors": slo.sli.errors, "total": slo.sli.total}}
+        a = slo.alerting
+        if a.custom_tiers is not None:
+            raise Unconvertible(f"{name}: its own alert tiers have no place in a Sloth spec "
+                                "(Sloth's AlertWindows apply to every SLO of a period)")
+        body: dict[str, Any] = {"name": slo.name, "objective": _number(slo.objective)}
+        if slo.description:
+            body["description"] = slo.description
+        own = {k: v for k, v in slo.labels if common.get(k) != v}
+        if own:
+            body["labels"] = own
+        if "ratio" in sli:
+            body["sli"] = {"raw": {"error_ratio_query": _sloth_window(sli["ratio"]["query"])}}
+        else:
+            body["sli"] = {"events": {"error_query": _sloth_window(sli["events"]["errors"]),
+                                      "total_query": _sloth_window(sli["events"]["total"])}}
+        alerting: dict[str, Any] = {"name": a.name}
+        if a.labels:
+            alerting["labels"] = dict(a.labels)
+        annotations = {}
+        if a.runbook_url:
+            annotations["runbook_url"] = a.runbook_url
+        if a.dashboard_url:
+            annotations["dashboard_url"] = a.dashboard_url
+        annotations.update(a.annotations)
+        if annotations:
+            alerting["annotations"] = annotations
+        for severity in ("page", "ticket"):
+            alert = _sloth_alert(a.settings(severity), f"{name}: its {severity} alert")  # type: ignore[arg-type]
+            if alert:
+                alerting[f"{severity}_alert"] = alert
+        body["alerting"] = alerting
+        slos.append(body)
+    doc: dict[str, Any] = {"version": "prometheus/v1", "service": service.name}
+    if common:
+        doc["labels"] = common
+    doc["slos"] = slos
+    return doc
+
+
+def _converted(service: Service) -> str:
+    return (f"# Converted by sloexporter {__version__} from {service_source(service)}.\n"
+            "# Yours to edit: this is a spec, not generated output.\n")
+
+
+def _sloth_window(query: str | None) -> str:
+    assert query is not None
+    return query.replace("{{window}}", "{{.window}}")
+
+
+def sloth_alert_windows(period: int) -> dict[str, Any]:
+    """Sloth's AlertWindows for `period`: our default tiers, as Sloth spells them."""
+    tiers = {t.severity: [] for t in resolve_tiers(period)}  # type: dict[str, list[Tier]]
+    for tier in resolve_tiers(period):
+        tiers[tier.severity].append(tier)
+
+    def window(tier: Tier) -> dict[str, Any]:
+        return {"errorBudgetPercent": _number(tier.budget_percent),
+                "shortWindow": tier.short, "longWindow": tier.long}
+
+    return {"apiVersion": "sloth.slok.dev/v1", "kind": "AlertWindows",
+            "spec": {"sloPeriod": format_duration(period),
+                     "page": {"quick": window(tiers["page"][0]),
+                              "slow": window(tiers["page"][1])},
+                     "ticket": {"quick": window(tiers["ticket"][0]),
+                                "slow": window(tiers["ticket"][1])}}}
+
+
+def convert_models(paths: list[str], outdir: Path,
+                   to: str) -> tuple[list[Path], list[SpecError | str]]:
+    """Every service in `paths` (any format) as a native or Sloth spec under `outdir`."""
+    from sloexporter.specs import load_paths
+
+    services, errors = load_paths(paths)
+    if errors:
+        return [], list(errors)
+    problems: list[SpecError | str] = []
+    files: dict[str, str] = {}
+    ordered = sorted(services, key=lambda s: s.name)
+    if to == "sloth":
+        periods = {slo.period for s in ordered for slo in s.slos}
+        if len(periods) > 1:
+            listed = ", ".join(format_duration(p) for p in sorted(periods))
+            problems.append(f"the SLOs have several periods ({listed}); Sloth uses one "
+                            "period per run: convert each period's specs separately")
+        elif periods and (period := next(iter(periods))) != _SLOTH_DEFAULT_PERIOD:
+            files[f"alert-windows-{format_duration(period)}.yaml"] = (
+                "".join(_converted(s) for s in ordered[:1])
+                + "# Pass this file to sloth generate with --slo-period-windows-path and\n"
+                + f"# --default-slo-period {format_duration(period)}.\n"
+                + to_yaml(sloth_alert_windows(period)))
+    render = native_document if to == "native" else sloth_document
+    suffix = "yaml" if to == "native" else "sloth.yaml"
+    for service in ordered:
+        try:
+            doc = render(service)
+        except Unconvertible as exc:
+            problems.append(f"{service_source(service)}: {exc}")
+            continue
+        files[f"{service.name}.{suffix}"] = _converted(service) + to_yaml(doc)
+    if problems:
+        return [], problems
     written, _ = write_tree(outdir, files)
     return written, []
