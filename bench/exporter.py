@@ -1,25 +1,34 @@
-"""Benchmark: `sloexporter serve` on 10,000 Applications, 10,000 TLS Secrets, 1,000 CronJobs.
+"""Benchmark: `serve` against an idiomatic prometheus_client exporter, under watch churn.
 
-Two parts, one run:
+For each size (default 1,000 and 10,000 objects; `--sizes 50000,100000` for the large
+ones) a stand-in Kubernetes API (aiohttp, in this process) serves a realistic mix by
+paginated LIST, then streams churn on the WATCHes at `--churn` events per second:
 
-1. **serve over HTTP** (what production does). A stand-in Kubernetes API (aiohttp, in this
-   process) serves paginated LISTs and WATCH streams; the real `serve` process reaches it
-   through a kubeconfig. Measured: time to ready (process start to /readyz 200), watch
-   events per second (20,000 MODIFIED Applications on one stream, until serve has applied
-   them all, timed by serve's own last-event timestamp), /metrics scrape p50/p99 by curl
-   (plain and gzip, as Prometheus asks), RSS and CPU of the serve process. A second, scaled
-   workload gives the scrape time at about 50,000 series, the issue's target size, and an
-   idle process with no objects gives the per-10,000-objects sizing.
-2. **in process, same objects.** The sources are fed through `Source.apply` (events/s
-   without HTTP or JSON), `Exporter.render()` is timed, and the baseline - a
-   straightforward prometheus_client custom collector that walks every object on each
-   scrape with the same family functions - is timed with `generate_latest`. The two
-   outputs are parsed and compared: the same series with the same values.
+- Applications of about 3 KB with `status.resources` and `status.history` (60 %), MODIFIED
+  with their sync and health status and operation times moving;
+- backup CronJobs (5 %) and their Jobs (25 %): new Jobs ADDED as they complete, the
+  oldest DELETED, so the count stays level;
+- TLS Secrets (10 %) with real leaf + CA chains, rotated (MODIFIED) to a new certificate.
 
-TLS Secrets carry real PEM chains (leaf + CA, EC P-256), a handful generated here with
-`cryptography` and reused.
+Two exporters run in turn, one at a time so they never share the 2 cores, each fed the
+same events through its own LIST and WATCH:
 
-    .venv/bin/python bench/exporter.py [--apps 10000] [--secrets 10000] [--cronjobs 1000]
+- **serve**: the real `sloexporter serve` process, through a kubeconfig;
+- **baseline**: the idiomatic prometheus_client exporter: the same informers and the same
+  per-object logic update labelled `Gauge`s on every event (`labels(...).set()`,
+  `remove()` on delete), and prometheus_client's own HTTP server exposes them
+  (`start_http_server`, gzip when asked, generated on every scrape).
+
+Each exporter is measured the same way: time and CPU to ready; CPU per event over a
+churn-only window; then `--scrapes` plain and `--scrapes` gzip scrapes over HTTP (curl,
+one at a time, as Prometheus does) while the churn goes on; peak RSS (VmHWM) against an
+idle process of the same kind with no objects; gzip cache hits and misses (serve caches
+compressed chunks; the baseline compresses every gzip scrape anew, a miss each time).
+At the end both expositions are parsed and compared: the same object series, same values.
+
+Progress and each size's results are printed as they come.
+
+    .venv/bin/python bench/exporter.py [--sizes 1000,10000] [--churn 1000] [--scrapes 50]
 """
 
 from __future__ import annotations
@@ -30,57 +39,55 @@ import base64
 import datetime as dt
 import json
 import os
+import random
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-from prometheus_client import generate_latest
-from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.metrics_core import Metric
-from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.registry import Collector
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
 from sloexporter import names  # noqa: E402
-from sloexporter.config import Config  # noqa: E402
-from sloexporter.server import Exporter  # noqa: E402
-from sloexporter.sources import argocd, backups, certificates  # noqa: E402
-from sloexporter.sources.base import Source  # noqa: E402
-from sloexporter.sources.informer import Resource  # noqa: E402
-from sloexporter.sources.store import Shard  # noqa: E402
 from tests.tools import free_port  # noqa: E402
 
 Obj = dict[str, Any]
 Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
-#: per-process bookkeeping; not object series, so not compared with the baseline
-SELF = (names.SOURCE_UP, names.WATCH_EVENTS.removesuffix("_total"), names.WATCH_RESTARTS
-        .removesuffix("_total"), names.SOURCE_LAST_EVENT, names.SKIPPED_OBJECTS
-        .removesuffix("_total"))
-CONFIG: Obj = {"sources": {"certificates": {"ingresses": False},
-                           "services": {"enabled": False}}}
-TARGET_P99_MS, TARGET_SPEEDUP, TARGET_EVENTS, TARGET_RSS_MB = 50.0, 10.0, 5000.0, 300.0
+CONFIG: Obj = {"sources": {"certificates": {"ingresses": False, "cert_manager": False},
+                           "services": {"enabled": False}, "backups": {"velero": False}}}
+#: per-process bookkeeping, not object series: not compared between the two exporters
+SELF_PREFIXES = ("sloexporter_source_", "sloexporter_watch_", "sloexporter_skipped_",
+                 names.BUILD_INFO, "sloexporter_gzip_", "process_", "bench_")
+#: targets from the issue, all under churn
+P99_MS_PER_10K, RSS_MB_PER_10K, FLAT_CPU_RATIO = 10.0, 30.0, 1.5
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+SHARES = {"applications": 0.6, "cronjobs": 0.05, "jobs": 0.25, "secrets": 0.10}
+CHURN_SHARES = {"applications": 0.7, "jobs": 0.2, "secrets": 0.1}  # jobs: ADDED + DELETED
+JOBS_PER_CRON = 5
+
+
+def say(*parts: object) -> None:
+    print(*parts, flush=True)
 
 
 # --- workload ---------------------------------------------------------------------------
 
 def make_chains(n: int) -> list[str]:
     """`n` base64 tls.crt values, each a real leaf + CA chain (EC keys: fast to make)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Bench CA")])
@@ -108,19 +115,63 @@ def make_chains(n: int) -> list[str]:
     return out
 
 
+def iso(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+T0 = time.time() - 86400
+
+
 def app(i: int, rev: int = 0) -> Obj:
+    """An Application of about 3 KB, as Argo CD stores it."""
+    team = f"team{i % 20}"
     return {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
             "metadata": {"name": f"app{i}", "namespace": "argocd", "uid": f"app-{i}",
-                         "resourceVersion": str(rev + 1)},
-            "spec": {"project": f"team{i % 20}",
-                     "source": {"repoURL": f"https://git.example.org/team{i % 20}.git"},
+                         "resourceVersion": str(rev + 1), "labels": {"team": team},
+                         "annotations": {"notified.notifications.argoproj.io": "{}"}},
+            "spec": {"project": team,
+                     "source": {"repoURL": f"https://git.example.org/{team}/app{i}.git",
+                                "targetRevision": "main", "path": "deploy/overlays/prod"},
                      "destination": {"server": "https://kubernetes.default.svc",
-                                     "namespace": f"ns{i % 50}"}},
-            "status": {"sync": {"status": "Synced" if (i + rev) % 7 else "OutOfSync"},
-                       "health": {"status": "Healthy" if (i + rev) % 11 else "Degraded"},
-                       "operationState": {"phase": "Succeeded",
-                                          "startedAt": "2026-11-22T10:00:00Z",
-                                          "finishedAt": f"2026-11-22T10:{rev % 60:02d}:00Z"}}}
+                                     "namespace": f"ns{i % 50}"},
+                     "syncPolicy": {"automated": {"prune": True, "selfHeal": True}}},
+            "status": {
+                "sync": {"status": "Synced" if (i + rev) % 7 else "OutOfSync",
+                         "revision": f"{rev:040x}"},
+                "health": {"status": "Healthy" if (i + rev) % 11 else "Degraded"},
+                "operationState": {"phase": "Succeeded", "startedAt": iso(T0 + rev * 60),
+                                   "finishedAt": iso(T0 + rev * 60 + 30)},
+                "resources": [{"group": "apps", "version": "v1", "kind": kind,
+                               "namespace": f"ns{i % 50}", "name": f"app{i}-{kind.lower()}",
+                               "status": "Synced", "health": {"status": "Healthy"}}
+                              for kind in ("Deployment", "Service", "ConfigMap", "Secret",
+                                           "Ingress", "HorizontalPodAutoscaler",
+                                           "ServiceAccount", "PodDisruptionBudget")],
+                "history": [{"revision": f"{r:040x}", "deployedAt": iso(T0 + r * 60),
+                             "id": r} for r in range(max(0, rev - 3), rev + 1)]}}
+
+
+def cronjob(c: int) -> Obj:
+    return {"apiVersion": "batch/v1", "kind": "CronJob",
+            "metadata": {"name": f"backup{c}", "namespace": "backups", "uid": f"cj-{c}",
+                         "labels": {names.BACKUP_LABEL: "true"}},
+            "spec": {"schedule": f"{c % 60} {c % 24} * * *", "timeZone": "Europe/Berlin",
+                     "jobTemplate": {"spec": {"template": {"spec": {"containers": [
+                         {"name": "dump", "image": "postgres:16"}]}}}}},
+            "status": {"lastScheduleTime": iso(T0), "lastSuccessfulTime": iso(T0 + 300)}}
+
+
+def job(c: int, n: int) -> Obj:
+    start = T0 + n * 3600
+    return {"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": f"backup{c}-{n}", "namespace": "backups",
+                         "uid": f"job-{c}-{n}", "ownerReferences": [
+                             {"apiVersion": "batch/v1", "kind": "CronJob", "name": f"backup{c}",
+                              "uid": f"cj-{c}", "controller": True}]},
+            "status": {"startTime": iso(start), "completionTime": iso(start + 120),
+                       "succeeded": 1, "conditions": [
+                           {"type": "Complete", "status": "True",
+                            "lastTransitionTime": iso(start + 120)}]}}
 
 
 def secret(i: int, crt: str) -> Obj:
@@ -129,195 +180,239 @@ def secret(i: int, crt: str) -> Obj:
             "data": {"tls.crt": crt, "tls.key": ""}}  # the key is never read: left empty
 
 
-def cronjob(i: int) -> Obj:
-    return {"apiVersion": "batch/v1", "kind": "CronJob",
-            "metadata": {"name": f"backup{i}", "namespace": "backups", "uid": f"cj-{i}",
-                         "labels": {"sloexporter.dev/backup": "true"}},
-            "spec": {"schedule": f"{i % 60} 3 * * *", "timeZone": "Europe/Berlin",
-                     "jobTemplate": {}},
-            "status": {"lastScheduleTime": "2026-11-22T02:00:00Z",
-                       "lastSuccessfulTime": "2026-11-22T02:05:00Z"}}
-
-
 @dataclass
 class Workload:
-    apps: list[Obj]
-    secrets: list[Obj]
-    cronjobs: list[Obj]
-    updates: list[Obj] = field(default_factory=list)
+    """The initial objects per plural (as JSON), and the churn as an endless event source."""
 
-    @classmethod
-    def build(cls, apps: int, secrets: int, cronjobs: int, events: int,
-              chains: list[str]) -> Workload:
-        return cls([app(i) for i in range(apps)],
-                   [secret(i, chains[i % len(chains)]) for i in range(secrets)],
-                   [cronjob(i) for i in range(cronjobs)],
-                   [app(i % apps, 1 + i // apps) for i in range(events)] if apps else [])
+    size: int
+    chains: list[str]
+    objects: dict[str, list[bytes]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = {p: int(self.size * s) for p, s in SHARES.items()}
+        self.apps, self.crons, self.secrets = n["applications"], n["cronjobs"], n["secrets"]
+        self.objects = {
+            "applications": [json.dumps(app(i)).encode() for i in range(self.apps)],
+            "cronjobs": [json.dumps(cronjob(c)).encode() for c in range(self.crons)],
+            "jobs": [json.dumps(job(c, k)).encode() for c in range(self.crons)
+                     for k in range(JOBS_PER_CRON)],
+            "secrets": [json.dumps(secret(i, self.chains[i % len(self.chains)])).encode()
+                        for i in range(self.secrets)],
+        }
 
     @property
-    def size(self) -> int:
-        return len(self.apps) + len(self.secrets) + len(self.cronjobs)
+    def count(self) -> int:
+        return sum(len(v) for v in self.objects.values())
 
-    def by_plural(self) -> dict[str, list[Obj]]:
-        return {"applications": self.apps, "secrets": self.secrets, "cronjobs": self.cronjobs}
+    def event(self, plural: str, k: int) -> list[bytes]:
+        """The k-th churn event(s) of a plural's watch stream, as watch lines."""
+        if plural == "applications" and self.apps:
+            obj, kind = app(k % self.apps, 1 + k // self.apps), "MODIFIED"
+        elif plural == "secrets" and self.secrets:
+            i = k % self.secrets
+            obj, kind = secret(i, self.chains[(i + 1 + k // self.secrets) % len(self.chains)]), \
+                "MODIFIED"
+        elif plural == "jobs" and self.crons:
+            c, n = k % self.crons, JOBS_PER_CRON + k // self.crons
+            return [_line("ADDED", job(c, n)), _line("DELETED", job(c, n - JOBS_PER_CRON))]
+        else:
+            return []
+        return [_line(kind, obj)]
+
+
+def _line(kind: str, obj: Obj) -> bytes:
+    return json.dumps({"type": kind, "object": obj}).encode() + b"\n"
 
 
 # --- the stand-in Kubernetes API --------------------------------------------------------
 
 class FakeAPI:
-    """Paginated LIST per plural; WATCH: the apps' updates once released, else silence."""
+    """Paginated LIST per plural; WATCH streams churn at the set rate once released."""
 
-    def __init__(self, workload: Workload, page: int = 500) -> None:
-        self.objects = workload.by_plural()
-        self.updates = [json.dumps({"type": "MODIFIED", "object": o}).encode() + b"\n"
-                        for o in workload.updates]
+    def __init__(self, workload: Workload, rate: float, seconds: float) -> None:
+        self.w = workload
+        self.rate = rate
+        #: a fixed number of events per stream, so both exporters end in the same state
+        self.limit = {p: int(share * rate * seconds) for p, share in CHURN_SHARES.items()}
         self.release = asyncio.Event()
+        self.stop = asyncio.Event()
+        self.written = 0  # watch events written, over every stream
+        self.finished: set[str] = set()  # streams that wrote their whole churn
+
+    @property
+    def churning(self) -> bool:
+        return self.release.is_set() and len(self.finished) < len(
+            [p for p, n in self.limit.items() if n and self.w.objects.get(p)])
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         plural = request.path.rstrip("/").rsplit("/", 1)[-1]
         if request.query.get("watch") == "true":
-            resp = web.StreamResponse()
-            await resp.prepare(request)
-            if plural == "applications":
-                await self.release.wait()
-                for i in range(0, len(self.updates), 1000):
-                    await resp.write(b"".join(self.updates[i:i + 1000]))
-            await asyncio.sleep(3600)  # the bench ends first
-            return resp
-        items = self.objects.get(plural, [])
+            return await self._watch(request, plural)
+        items = self.w.objects.get(plural, [])
         start = int(request.query.get("continue") or 0)
         end = start + int(request.query.get("limit") or len(items) or 1)
-        meta = {"resourceVersion": "1", **({"continue": str(end)} if end < len(items) else {})}
-        return web.Response(body=json.dumps({"items": items[start:end], "metadata": meta}),
-                            content_type="application/json")
+        more = f', "continue": "{end}"' if end < len(items) else ""
+        body = b'{"kind": "List", "metadata": {"resourceVersion": "1"' + more.encode() \
+            + b'}, "items": [' + b",".join(items[start:end]) + b"]}"
+        return web.Response(body=body, content_type="application/json")
+
+    async def _watch(self, request: web.Request, plural: str) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        share = CHURN_SHARES.get(plural, 0.0) * self.rate
+        if share:
+            await self.release.wait()
+            started, sent, limit = time.monotonic(), 0, self.limit[plural]
+            while not self.stop.is_set() and sent < limit:
+                due = min(limit, int((time.monotonic() - started) * share))
+                if due > sent:
+                    lines = [ln for k in range(sent, due) for ln in self.w.event(plural, k)]
+                    await resp.write(b"".join(lines))
+                    self.written += len(lines)
+                    sent = due
+                await asyncio.sleep(0.01)
+            if sent >= limit:
+                self.finished.add(plural)
+        await asyncio.sleep(3600)  # the phase ends first
+        return resp
 
 
-# --- the baseline -----------------------------------------------------------------------
+# --- the baseline exporter (run with --baseline-process) ---------------------------------
 
-class WalkingCollector(Collector):
-    """The straightforward exporter: on every scrape, walk every object and compute its
-    samples (the same family functions and labels as serve), into prometheus_client
-    families. PEM chains are parsed and cron schedules evaluated on each scrape, because
-    nothing is kept between scrapes but the objects.
+def baseline_process(config_path: str, port: int) -> None:
+    """The idiomatic prometheus_client exporter: gauges updated on every watch event."""
+    from prometheus_client import CollectorRegistry, Gauge, ProcessCollector, start_http_server
+    from prometheus_client.core import GaugeMetricFamily
 
-    With `cached`, the PEM chains and cron intervals are worked out once up front, so only
-    the walk and prometheus_client's exposition are timed: the fairer comparison for what
-    pre-rendered bytes alone buy."""
+    from sloexporter.config import load_config
+    from sloexporter.server import Exporter
+    from sloexporter.sources import base
+    from sloexporter.sources.store import Sample, Shard, Store
 
-    def __init__(self, workload: Workload, cached: bool = False) -> None:
-        self.w = workload
-        self.certs = {id(s): certificates.secret_certificates(s) for s in workload.secrets} \
-            if cached else None
-        self.intervals = {id(c): backups.expected_interval(c["spec"]["schedule"],
-                                                           c["spec"].get("timeZone"))
-                          for c in workload.cronjobs} if cached else None
+    registry = CollectorRegistry(auto_describe=False)
+    ProcessCollector(registry=registry)
+    gauges: dict[str, Gauge] = {}
 
-    def collect(self) -> Iterator[Metric]:
-        fams: dict[str, Metric] = {}
+    class GaugeStore(Store):
+        """Store's interface, kept as prometheus_client Gauges instead of bytes."""
 
-        def add(name: str, kind: str, labels: dict[str, str], value: float) -> None:
-            fam = fams.get(name)
-            if fam is None:
-                cls = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
-                fam = fams[name] = cls(name, name, labels=list(labels))
-            fam.add_metric(list(labels.values()), value)
+        def __post_init__(self) -> None:
+            self._help = {f.name: f.help for f in self.families}
+            self._held: dict[str, dict[str, list[tuple[str, ...]]]] = {}
 
-        for a in self.w.apps:
-            for f in argocd.FAMILIES:
-                for labels, v in f.samples(a) if f.samples else ():
-                    add(f.name, f.type, dict(labels), v)
-            m = a["metadata"]
-            ident = {"namespace": m["namespace"], "name": m["name"],
-                     "project": a["spec"].get("project") or "default"}
-            # no operation completed while watched: each phase counts 0 (as in serve)
-            for phase in names.ARGOCD_SYNC_PHASES:
-                add(names.ARGOCD_APP_SYNC_OPERATIONS, "counter", {**ident, "phase": phase}, 0)
-        for s in self.w.secrets:
-            chain = self.certs[id(s)] if self.certs is not None else \
-                certificates.secret_certificates(s)
-            for name, rows in chain.items():
-                for labels, v in rows:
-                    add(name, "gauge", dict(labels), v)
-        for cj in self.w.cronjobs:
-            m, spec, status = cj["metadata"], cj["spec"], cj["status"]
-            labels = {"kind": "cronjob", "namespace": m["namespace"], "name": m["name"]}
-            add(names.BACKUP_LAST_SUCCESS, "gauge", labels,
-                _ts(status["lastSuccessfulTime"]))
-            add(names.BACKUP_LAST_ATTEMPT, "gauge", labels, _ts(status["lastScheduleTime"]))
-            add(names.BACKUP_EXPECTED_INTERVAL, "gauge", labels,
-                self.intervals[id(cj)] if self.intervals is not None else
-                backups.expected_interval(spec["schedule"], spec.get("timeZone")))
-            for result in ("success", "failure"):
-                add(names.BACKUP_RUNS, "counter", {**labels, "result": result}, 0)
-        yield from fams.values()
+        def _gauge(self, name: str, labelnames: tuple[str, ...]) -> Gauge:
+            gauge = gauges.get(name)
+            if gauge is None:
+                gauge = gauges[name] = Gauge(name, self._help[name], labelnames,
+                                             registry=registry)
+            return gauge
 
+        def put_family(self, name: str, key: str, samples: Iterable[Sample]) -> None:
+            held = self._held.setdefault(key, {})
+            new: list[tuple[str, ...]] = []
+            for labels, v in samples:
+                items = list(labels.items() if isinstance(labels, Mapping) else labels)
+                gauge = self._gauge(name, tuple(k for k, _ in items))
+                values = tuple(str(x) for _, x in items)
+                gauge.labels(*values).set(v)
+                new.append(values)
+            for values in set(held.get(name, ())) - set(new):
+                gauges[name].remove(*values)
+            if new:
+                held[name] = new
+            else:
+                held.pop(name, None)
 
-def _ts(value: str) -> float:
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        def put(self, key: str, rows: Mapping[str, Iterable[Sample]]) -> None:
+            for family in self.families:
+                self.put_family(family.name, key, rows.get(family.name, ()))
+
+        def delete(self, key: str) -> None:
+            for name, values in self._held.pop(key, {}).items():
+                for v in values:
+                    gauges[name].remove(*v)
+
+        def keys(self) -> set[str]:
+            return set(self._held)
+
+        def render(self, openmetrics: bool = False,
+                   extra: Mapping[str, bytes] | None = None) -> list[bytes]:
+            return []
+
+    base.Store = GaugeStore  # type: ignore[misc] # the sources build their store from here
+    exporter = Exporter(load_config(config_path), Shard())
+
+    class Applied:
+        """Events applied so far: the bench waits on it before comparing series."""
+
+        def collect(self) -> Iterable[GaugeMetricFamily]:
+            yield GaugeMetricFamily("bench_events_applied", "events applied",
+                                    value=sum(exporter.metrics.events.values()))
+
+    registry.register(Applied())  # type: ignore[arg-type]
+
+    async def run() -> None:
+        await exporter.start()
+        while exporter.not_ready():
+            await asyncio.sleep(0.05)
+        start_http_server(port, "127.0.0.1", registry=registry)
+        say("READY")
+        await asyncio.Event().wait()
+
+    asyncio.run(run())
 
 
 # --- measuring --------------------------------------------------------------------------
 
-def ms_percentiles(samples: list[float]) -> tuple[float, float]:
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    """p50 and p99 in ms; with fewer than two samples both are that sample."""
+    if not samples:
+        return float("nan"), float("nan")
+    if len(samples) == 1:
+        return samples[0] * 1000, samples[0] * 1000
     q = statistics.quantiles(samples, n=100, method="inclusive")
     return q[49] * 1000, q[98] * 1000
 
 
-def object_series(text: bytes) -> Series:
-    out: Series = {}
-    for fam in text_string_to_metric_families(text.decode()):
-        if fam.name.startswith(SELF):
-            continue
-        for s in fam.samples:
-            key = (s.name, frozenset(s.labels.items()))
-            assert key not in out, f"duplicate series {key}"
-            out[key] = s.value
-    return out
-
-
-def proc_stats(pid: int) -> tuple[float, float]:
-    """(RSS MB, CPU seconds user+system) of a process, from /proc."""
-    rss = float("nan")
+def proc_stats(pid: int) -> tuple[float, float, float]:
+    """(RSS MB, peak RSS MB, CPU seconds user+system) of a process, from /proc."""
+    rss = peak = float("nan")
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             rss = int(line.split()[1]) / 1024
+        elif line.startswith("VmHWM:"):
+            peak = int(line.split()[1]) / 1024
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return rss, (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return rss, peak, (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-async def curl(url: str, gzip: bool) -> tuple[float, int]:
-    """One scrape timed by curl (a C client, as Prometheus is Go): (seconds, bytes)."""
-    args = ["curl", "-sf", "--max-time", "10", "-o", "/dev/null",
-            "-w", "%{time_total} %{size_download}", url]
-    if gzip:
-        args[1:1] = ["-H", "Accept-Encoding: gzip"]  # undecoded, as Prometheus receives it
-    proc = await asyncio.create_subprocess_exec(*args, stdout=subprocess.PIPE)
-    out, _ = await proc.communicate()
-    took, size = out.split()
-    return float(took), int(size)
-
-
-async def aiohttp_scrape(session: aiohttp.ClientSession, url: str,
-                         gzip: bool) -> tuple[float, int]:
-    headers = {"Accept-Encoding": "gzip" if gzip else "identity"}
+async def scrape(url: str, gz: bool, session: aiohttp.ClientSession) -> tuple[float, int]:
+    """One scrape: (seconds, bytes). curl when present: a C client, its own process."""
+    if shutil.which("curl"):
+        args = ["curl", "-sf", "--max-time", "60", "-o", "/dev/null",
+                "-w", "%{time_total} %{size_download}", url]
+        if gz:
+            args[1:1] = ["-H", "Accept-Encoding: gzip"]  # undecoded, as Prometheus gets it
+        proc = await asyncio.create_subprocess_exec(*args, stdout=subprocess.PIPE)
+        out, _ = await proc.communicate()
+        took, size = out.split()
+        return float(took), int(size)
+    headers = {"Accept-Encoding": "gzip" if gz else "identity"}
     t0 = time.perf_counter()
     async with session.get(url, headers=headers, auto_decompress=False) as r:
         body = await r.read()
     return time.perf_counter() - t0, len(body)
 
 
-async def poll(deadline: float, check: Callable[[], Awaitable[bool]],
-               interval: float = 0.05) -> float:
-    """Seconds until `check()` is true; fails the bench after `deadline` seconds."""
-    start = time.perf_counter()
-    while time.perf_counter() - start < deadline:
-        try:
-            if await check():
-                return time.perf_counter() - start
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(interval)
-    raise SystemExit(f"timed out after {deadline} s")
+def parse(text: str) -> Series:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: Series = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if not s.name.startswith(SELF_PREFIXES):
+                out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
 
 
 def metric_sum(text: str, prefix: str) -> float:
@@ -326,239 +421,254 @@ def metric_sum(text: str, prefix: str) -> float:
 
 
 @dataclass
-class ServeRun:
+class Run:
+    kind: str
+    size: int
     ready_s: float = 0.0
-    ready_cpu_s: float = 0.0
-    idle_rss: float = 0.0
+    ready_cpu: float = 0.0
+    cpu_per_event_us: float = 0.0
     events_per_s: float = 0.0
-    events_cpu_s: float = 0.0
     plain: list[float] = field(default_factory=list)
     gz: list[float] = field(default_factory=list)
-    scrape_cpu_s: float = 0.0
-    size: int = 0
-    gz_size: int = 0
-    series: int = 0
-    rss: float = 0.0
+    body: int = 0
+    gz_body: int = 0
+    peak_rss: float = 0.0
+    gzip_hits: float = 0.0
+    gzip_misses: float = 0.0
+    series: Series = field(default_factory=dict)
+    under_churn: int = 0  # scrape pairs started while the churn was still going
 
 
-async def serve_run(w: Workload, scrapes: int, events: bool) -> ServeRun:
-    """Start the API stand-in and a real `serve`; measure; always stop both."""
-    api = FakeAPI(w)
-    app_ = web.Application()
-    app_.router.add_route("GET", "/{tail:.*}", api.handle)
-    # the watch handlers never finish by themselves: do not wait 60 s for them at cleanup
-    runner = web.AppRunner(app_, handle_signals=False, shutdown_timeout=0.5)
-    await runner.setup()
-    api_port, port = free_port(), free_port()
-    await web.TCPSite(runner, "127.0.0.1", api_port).start()
-    run = ServeRun()
-    proc: subprocess.Popen[bytes] | None = None
-    with tempfile.TemporaryDirectory() as tmp:
-        kube = Path(tmp, "kubeconfig")
+class Exporters:
+    """Starts either exporter against the stand-in API, waits until it is ready."""
+
+    def __init__(self, tmp: Path, api_port: int) -> None:
+        kube = tmp / "kubeconfig"
         kube.write_text(json.dumps({
             "apiVersion": "v1", "kind": "Config", "current-context": "b",
             "clusters": [{"name": "b", "cluster": {"server": f"http://127.0.0.1:{api_port}"}}],
             "contexts": [{"name": "b", "context": {"cluster": "b", "user": "b"}}],
             "users": [{"name": "b", "user": {"token": "b"}}]}))
-        config = Path(tmp, "config.yaml")
-        config.write_text(json.dumps(
+        self.config = tmp / "config.json"
+        self.config.write_text(json.dumps(
             {**CONFIG, "cluster": {"mode": "kubeconfig", "kubeconfig": str(kube)}}))
-        base = f"http://127.0.0.1:{port}"
-        try:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "sloexporter.cli", "serve", "--config", str(config),
-                 "--listen", f"127.0.0.1:{port}", "--log-level", "warning"], cwd=ROOT,
-                stderr=subprocess.DEVNULL)
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as s:
-                async def ready() -> bool:
-                    if proc is not None and proc.poll() is not None:
-                        raise SystemExit("serve exited")
-                    async with s.get(f"{base}/readyz") as r:
-                        return r.status == 200
-                run.ready_s = await poll(300, ready)
-                run.idle_rss, run.ready_cpu_s = proc_stats(proc.pid)
-                if events and w.updates:
-                    run.events_per_s, run.events_cpu_s = await watch_events(s, base, api, w,
-                                                                            proc.pid)
-                cpu0 = proc_stats(proc.pid)[1]
+
+    async def start(self, kind: str, port: int) -> asyncio.subprocess.Process:
+        if kind == "serve":
+            argv = ["-m", "sloexporter.cli", "serve", "--config", str(self.config),
+                    "--listen", f"127.0.0.1:{port}", "--log-level", "warning"]
+        else:
+            argv = [str(Path(__file__)), "--baseline-process", str(self.config), str(port)]
+        return await asyncio.create_subprocess_exec(
+            sys.executable, *argv, cwd=ROOT, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL)
+
+    @staticmethod
+    async def ready(kind: str, proc: asyncio.subprocess.Process, url: str,
+                    session: aiohttp.ClientSession, deadline: float = 1800) -> None:
+        started = time.monotonic()
+        if kind == "baseline":
+            assert proc.stdout is not None
+            line = await asyncio.wait_for(proc.stdout.readline(), deadline)
+            if line.strip() != b"READY":
+                raise SystemExit("the baseline exporter did not start")
+            return
+        while time.monotonic() - started < deadline:
+            if proc.returncode is not None:
+                raise SystemExit("serve exited")
+            try:
+                async with session.get(url + "/readyz") as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+        raise SystemExit(f"{kind} not ready after {deadline} s")
+
+
+async def measure(kind: str, w: Workload, args: argparse.Namespace, tmp: Path) -> Run:
+    """One exporter, one size: ready, churn-only CPU, scrapes under churn, final series."""
+    api = FakeAPI(w, args.churn, 1.0 + args.churn_seconds + args.scrape_seconds)
+    app_ = web.Application()
+    app_.router.add_route("GET", "/{tail:.*}", api.handle)
+    runner = web.AppRunner(app_, handle_signals=False, shutdown_timeout=0.2)
+    await runner.setup()
+    api_port, port = free_port(), free_port()
+    await web.TCPSite(runner, "127.0.0.1", api_port).start()
+    run = Run(kind, w.count)
+    url = f"http://127.0.0.1:{port}"
+    proc = await Exporters(tmp, api_port).start(kind, port)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as s:
+            t0 = time.monotonic()
+            await Exporters.ready(kind, proc, url, s)
+            run.ready_s = time.monotonic() - t0
+            _, _, run.ready_cpu = proc_stats(proc.pid)
+            if not w.count:  # idle: a few scrapes, then the peak
                 for gz in (False, True):
-                    for _ in range(scrapes):
-                        took, size = await curl(f"{base}/metrics", gz) if shutil.which("curl") \
-                            else await aiohttp_scrape(s, f"{base}/metrics", gz)
-                        (run.gz if gz else run.plain).append(took)
-                        if gz:
-                            run.gz_size = size
-                        else:
-                            run.size = size
-                run.scrape_cpu_s = (proc_stats(proc.pid)[1] - cpu0) / (2 * scrapes)
-                async with s.get(f"{base}/metrics") as r:
-                    body = await r.read()
-                run.series = sum(1 for ln in body.splitlines() if ln and not ln.startswith(b"#"))
-                run.rss = proc_stats(proc.pid)[0]
-        finally:
-            if proc is not None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(10)
-            await runner.cleanup()
+                    await scrape(url + "/metrics", gz, s)
+                run.peak_rss = proc_stats(proc.pid)[1]
+                return run
+            # churn only: CPU per event
+            api.release.set()
+            await asyncio.sleep(1.0)  # let the streams reach their rate
+            cpu0, n0, t1 = proc_stats(proc.pid)[2], api.written, time.monotonic()
+            await asyncio.sleep(args.churn_seconds)
+            cpu1, n1, t2 = proc_stats(proc.pid)[2], api.written, time.monotonic()
+            run.cpu_per_event_us = (cpu1 - cpu0) / max(n1 - n0, 1) * 1e6
+            run.events_per_s = (n1 - n0) / (t2 - t1)
+            say(f"  {kind}: {run.events_per_s:.0f} events/s written, "
+                f"{run.cpu_per_event_us:.0f} us CPU per event")
+            # scrapes while the churn goes on
+            for i in range(args.scrapes):
+                run.under_churn += api.churning
+                for gz in (False, True):
+                    took, size = await scrape(url + "/metrics", gz, s)
+                    (run.gz if gz else run.plain).append(took)
+                    if gz:
+                        run.gz_body = size
+                    else:
+                        run.body = size
+                if (i + 1) % max(1, args.scrapes // 4) == 0:
+                    p50, p99 = percentiles(run.plain)
+                    say(f"  {kind}: {i + 1}/{args.scrapes} scrape pairs, plain p50 "
+                        f"{p50:.1f} ms p99 {p99:.1f} ms so far")
+            run.peak_rss = proc_stats(proc.pid)[1]
+            while api.churning:  # the rest of the fixed churn, then the final state
+                await asyncio.sleep(0.1)
+            written = api.written
+            # wait until every event written is applied, then read the final state
+            applied_prefix = names.WATCH_EVENTS if kind == "serve" else "bench_events_applied"
+
+            async def text() -> str:
+                async with s.get(url + "/metrics") as r:
+                    return await r.text()
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline:
+                body = await text()
+                if metric_sum(body, applied_prefix) >= written:
+                    break
+                await asyncio.sleep(0.5)
+            body = await text()
+            run.series = parse(body)
+            run.gzip_hits = metric_sum(body, f'{names.GZIP_CHUNKS}{{result="hit"')
+            run.gzip_misses = metric_sum(body, f'{names.GZIP_CHUNKS}{{result="miss"')
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        api.stop.set()
+        await runner.cleanup()
     return run
 
 
-async def watch_events(s: aiohttp.ClientSession, base: str, api: FakeAPI, w: Workload,
-                       pid: int) -> tuple[float, float]:
-    """Release the MODIFIED stream; events/s and CPU seconds until serve applied them."""
-    prefix = f'{names.WATCH_EVENTS}{{resource="{argocd.APPLICATIONS.name}"'
-
-    async def events_seen() -> float:
-        async with s.get(f"{base}/metrics") as r:
-            return metric_sum(await r.text(), prefix)
-    before = await events_seen()
-    cpu0 = proc_stats(pid)[1]
-    released = time.time()
-    api.release.set()
-
-    async def applied() -> bool:
-        return await events_seen() >= before + len(w.updates)
-    # polled slowly: a scrape competes with the watch for serve's CPU; the rate comes from
-    # serve's own time of the last event, not from the poll
-    await poll(300, applied, interval=1.0)
-    cpu = proc_stats(pid)[1] - cpu0
-    async with s.get(f"{base}/metrics") as r:
-        last = metric_sum(await r.text(), f'{names.SOURCE_LAST_EVENT}{{source="argocd"}}')
-    return len(w.updates) / (last - released), cpu
-
-
-@dataclass
-class InProcess:
-    list_rate: float
-    events_per_s: float
-    render: list[float]
-    baseline: list[float]
-    cached: list[float]
-    series: int
-    same: bool
-    diff: str
-
-
-def in_process(w: Workload, renders: int, baselines: int) -> InProcess:
-    """Feed the sources through Source.apply, time render, the baseline, compare them."""
-    config = Config.model_validate({**CONFIG, "cluster": {"mode": "none"}})
-    exporter = Exporter(config, Shard())
-    by_name: dict[str, Source] = {s.name: s for s in exporter.sources}
-    feed: list[tuple[Source, Resource, Obj]] = (
-        [(by_name["argocd"], argocd.APPLICATIONS, o) for o in w.apps]
-        + [(by_name["certificates"], certificates.SECRETS, o) for o in w.secrets]
-        + [(by_name["backups"], backups.CRONJOBS, o) for o in w.cronjobs])
-    t0 = time.perf_counter()
-    for source, resource, obj in feed:
-        source.apply(resource, "ADDED", obj)
-    list_rate = len(feed) / (time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    for obj in w.updates:
-        by_name["argocd"].apply(argocd.APPLICATIONS, "MODIFIED", obj)
-    events = len(w.updates) / (time.perf_counter() - t0) if w.updates else 0.0
-    # the baseline walks the objects as they are now, i.e. after the updates
-    final = {o["metadata"]["name"]: o for o in w.apps + w.updates}
-    walked = Workload(list(final.values()), w.secrets, w.cronjobs)
-    render = _timed(exporter.render, renders)
-    registry = CollectorRegistry()
-    registry.register(WalkingCollector(walked))
-    baseline = _timed(lambda: generate_latest(registry), baselines)
-    lighter = CollectorRegistry()
-    lighter.register(WalkingCollector(walked, cached=True))
-    cached = _timed(lambda: generate_latest(lighter), baselines)
-    assert generate_latest(lighter) == generate_latest(registry)
-    ours, theirs = object_series(exporter.render()), object_series(generate_latest(registry))
-    diff = ""
-    if ours != theirs:
-        only = sorted(ours.keys() ^ theirs.keys(), key=str)[:3]
-        values = [k for k in ours.keys() & theirs.keys() if ours[k] != theirs[k]][:3]
-        diff = f"only on one side: {only}; values differ: {values}"
-    return InProcess(list_rate, events, render, baseline, cached, len(ours), ours == theirs,
-                     diff)
-
-
-def _timed(fn: Callable[[], object], n: int) -> list[float]:
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
-
-
-def verdict(ok: bool) -> str:
-    return "ok" if ok else "MISSED"
+def report(size: int, serve: Run, base: Run | None, idle: dict[str, Run],
+           args: argparse.Namespace) -> dict[str, Any]:
+    per10k = size / 10_000
+    p50, p99 = percentiles(serve.plain)
+    g50, g99 = percentiles(serve.gz)
+    rss = serve.peak_rss - idle["serve"].peak_rss
+    say(f"\n== {size} objects: {len(serve.series)} object series, {serve.body / 1e6:.1f} MB "
+        f"per scrape ({serve.gz_body / 1e6:.2f} MB gzip), churn {serve.events_per_s:.0f} "
+        f"events/s ==")
+    target = P99_MS_PER_10K * max(per10k, 1.0)  # below 10k objects: 10 ms
+    if serve.under_churn < len(serve.plain):
+        say(f"NOTE: only {serve.under_churn} of {len(serve.plain)} scrape pairs ran under "
+            f"churn; raise --scrape-seconds")
+    say(f"serve    scrape p50 {p50:.1f} ms, p99 {p99:.1f} ms [target < {target:.0f} ms: "
+        f"{'ok' if p99 < target else 'MISSED'}]; gzip p50 {g50:.1f} ms, p99 {g99:.1f} ms")
+    total = serve.gzip_hits + serve.gzip_misses
+    say(f"         gzip chunks: {serve.gzip_hits:.0f} hits, {serve.gzip_misses:.0f} misses "
+        f"({serve.gzip_hits / total * 100 if total else 0:.0f}% hits; changed chunks "
+        f"are recompressed)")
+    rss_verdict = ("ok" if rss / per10k < RSS_MB_PER_10K else "MISSED") \
+        if size >= 10_000 else "n/a below 10k objects"
+    say(f"         peak RSS {serve.peak_rss:.0f} MB, {rss:.0f} MB above idle "
+        f"({rss / per10k:.0f} MB per 10k objects) [target < {RSS_MB_PER_10K:.0f}: "
+        f"{rss_verdict}]; ready in "
+        f"{serve.ready_s:.1f} s ({serve.ready_cpu:.1f} s CPU); "
+        f"{serve.cpu_per_event_us:.0f} us CPU per event")
+    row: dict[str, Any] = {"size": size, "series": len(serve.series),
+                           "serve_p50_ms": p50, "serve_p99_ms": p99, "serve_gzip_p99_ms": g99,
+                           "serve_rss_above_idle_mb": rss,
+                           "serve_cpu_per_event_us": serve.cpu_per_event_us}
+    if base is not None:
+        b50, b99 = percentiles(base.plain)
+        bg50, bg99 = percentiles(base.gz)
+        brss = base.peak_rss - idle["baseline"].peak_rss
+        say(f"baseline scrape p50 {b50:.1f} ms, p99 {b99:.1f} ms; gzip p50 {bg50:.1f} ms, "
+            f"p99 {bg99:.1f} ms (every gzip scrape compressed anew: {len(base.gz)} misses)")
+        say(f"         peak RSS {base.peak_rss:.0f} MB, {brss:.0f} MB above idle; ready in "
+            f"{base.ready_s:.1f} s; {base.cpu_per_event_us:.0f} us CPU per event")
+        say(f"ratio    scrape p99 {b99 / p99:.1f}x faster, gzip p99 {bg99 / g99:.1f}x; "
+            f"CPU per event {base.cpu_per_event_us / max(serve.cpu_per_event_us, 1e-9):.2f}x "
+            f"of serve's; RSS above idle {brss / rss if rss > 0 else float('nan'):.2f}x")
+        same = serve.series == base.series
+        diff = ""
+        if not same:
+            only = sorted(serve.series.keys() ^ base.series.keys(), key=str)[:3]
+            differ = [k for k in serve.series.keys() & base.series.keys()
+                      if serve.series[k] != base.series[k]][:3]
+            diff = f" only on one side: {only}; values differ: {differ}"
+        say(f"same object series as the baseline after the churn: {'yes' if same else 'NO'}"
+            f" ({len(serve.series)} compared, values included){diff}")
+        row.update({"baseline_p99_ms": b99, "baseline_gzip_p99_ms": bg99,
+                    "baseline_rss_above_idle_mb": brss,
+                    "baseline_cpu_per_event_us": base.cpu_per_event_us, "same_series": same})
+    return row
 
 
 async def main(args: argparse.Namespace) -> None:
     started = time.perf_counter()
-    chains = make_chains(8)
-    full = Workload.build(args.apps, args.secrets, args.cronjobs, args.events, chains)
-    # about 50,000 series: the issue's target size for the scrape latency
-    scale = 50_000 / 115_000
-    mid = Workload.build(int(args.apps * scale), int(args.secrets * scale),
-                         int(args.cronjobs * scale), 0, chains)
-    empty = Workload([], [], [])
+    sizes = [int(s) for s in args.sizes.split(",")]
+    kinds = ["serve"] + ([] if args.no_baseline else ["baseline"])
+    say(f"sizes {sizes}; churn {args.churn} events/s; {args.scrapes} plain + "
+        f"{args.scrapes} gzip scrapes per exporter and size; exporters: {', '.join(kinds)}")
+    chains = make_chains(16)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        idle = {}
+        for kind in kinds:
+            idle[kind] = await measure(kind, Workload(0, chains), args, Path(tmp))
+            say(f"idle {kind}: peak RSS {idle[kind].peak_rss:.0f} MB, ready in "
+                f"{idle[kind].ready_s:.1f} s")
+        for size in sizes:
+            say(f"\n-- {size} objects: building the workload")
+            w = Workload(size, chains)
+            runs: dict[str, Run] = {}
+            for kind in kinds:
+                say(f"  {kind}: starting")
+                runs[kind] = await measure(kind, w, args, Path(tmp))
+            rows.append(report(size, runs["serve"], runs.get("baseline"), idle, args))
+    if len(rows) > 1:
+        first, last = rows[0], rows[-1]
+        ratio = last["serve_cpu_per_event_us"] / max(first["serve_cpu_per_event_us"], 1e-9)
+        say(f"\nCPU per event, serve: {first['serve_cpu_per_event_us']:.0f} us at "
+            f"{first['size']} objects, {last['serve_cpu_per_event_us']:.0f} us at "
+            f"{last['size']}: {ratio:.2f}x [target flat, <= {FLAT_CPU_RATIO}x: "
+            f"{'ok' if ratio <= FLAT_CPU_RATIO else 'MISSED'}]")
+    say(json.dumps(rows, default=float))
+    say(f"\nbench took {time.perf_counter() - started:.0f} s")
 
-    idle = await serve_run(empty, scrapes=5, events=False)
-    big = await serve_run(full, scrapes=args.scrapes, events=True)
-    fifty = await serve_run(mid, scrapes=args.scrapes, events=False)
-    local = in_process(full, renders=50, baselines=args.baseline_scrapes)
 
-    p50, p99 = ms_percentiles(big.plain)
-    g50, g99 = ms_percentiles(big.gz)
-    f50, f99 = ms_percentiles(fifty.plain)
-    fg50, fg99 = ms_percentiles(fifty.gz)
-    r50, r99 = ms_percentiles(local.render)
-    b50, b99 = ms_percentiles(local.baseline)
-    c50, c99 = ms_percentiles(local.cached)
-    per10k = 10_000 / full.size
-    print(f"workload: {args.apps} Applications, {args.secrets} TLS Secrets (8 real leaf+CA "
-          f"chains), {args.cronjobs} CronJobs = {full.size} objects, {big.series} series, "
-          f"{big.size / 1e6:.1f} MB per scrape ({big.gz_size / 1e6:.2f} MB gzip)")
-    print("\n== serve over HTTP (stand-in API server, real serve process, curl) ==")
-    print(f"time to ready: {big.ready_s:.2f} s (process start to /readyz 200; "
-          f"{big.ready_cpu_s:.1f} s CPU)")
-    print(f"watch events: {big.events_per_s:.0f}/s ({args.events} MODIFIED Applications "
-          f"on one watch stream, {big.events_cpu_s / args.events * 1e6:.0f} us CPU each) "
-          f"[target >= {TARGET_EVENTS:.0f}: {verdict(big.events_per_s >= TARGET_EVENTS)}]")
-    print(f"scrape, {big.series} series: p50 {p50:.1f} ms, p99 {p99:.1f} ms; with gzip "
-          f"p50 {g50:.1f} ms, p99 {g99:.1f} ms; {big.scrape_cpu_s * 1000:.0f} ms CPU per "
-          f"scrape ({args.scrapes} scrapes each)")
-    print(f"scrape, {fifty.series} series: p50 {f50:.1f} ms, p99 {f99:.1f} ms "
-          f"[target p99 < {TARGET_P99_MS:.0f}: {verdict(f99 < TARGET_P99_MS)}]; with gzip "
-          f"p50 {fg50:.1f} ms, p99 {fg99:.1f} ms")
-    print(f"RSS: {big.rss:.0f} MB after the scrapes [target < {TARGET_RSS_MB:.0f}: "
-          f"{verdict(big.rss < TARGET_RSS_MB)}]; idle with no objects {idle.rss:.0f} MB")
-    print("\n== in process, same objects ==")
-    print(f"Source.apply: {local.list_rate:.0f} objects/s on the initial load (PEM parsing "
-          f"and cron schedules included), {local.events_per_s:.0f} Application events/s")
-    print(f"Exporter.render(): p50 {r50:.1f} ms, p99 {r99:.1f} ms")
-    print(f"baseline (prometheus_client collector walking every object, generate_latest): "
-          f"p50 {b50:.0f} ms, p99 {b99:.0f} ms ({args.baseline_scrapes} scrapes)")
-    print(f"  the same with PEM chains and cron intervals worked out once (walk + "
-          f"exposition only): p50 {c50:.0f} ms, p99 {c99:.0f} ms")
-    print(f"speed-up at p99 against serve's HTTP scrape: {b99 / p99:.0f}x, and {c99 / p99:.0f}x "
-          f"against the lighter baseline [target >= {TARGET_SPEEDUP:.0f}x: "
-          f"{verdict(c99 / p99 >= TARGET_SPEEDUP)}]; in process {b99 / r99:.0f}x and "
-          f"{c99 / r99:.0f}x")
-    print(f"same series as the baseline: {'yes' if local.same else 'NO'} "
-          f"({local.series} object series compared, values included) {local.diff}")
-    print("\n== sizing per 10,000 watched objects (this mix) ==")
-    print(f"memory: +{(big.rss - idle.rss) * per10k:.0f} MB RSS "
-          f"(on {idle.rss:.0f} MB for an idle process)")
-    print(f"CPU to list: {(big.ready_cpu_s - idle.ready_cpu_s) * per10k:.1f} s "
-          f"(on {idle.ready_cpu_s:.1f} s to start)")
-    print(f"CPU per scrape: {big.scrape_cpu_s * per10k * 1000:.0f} ms "
-          f"(one scrape every 30 s: {big.scrape_cpu_s * per10k / 30 * 1000:.1f} millicores)")
-    print(f"CPU per event: {big.events_cpu_s / args.events * 1e6:.0f} us (every object "
-          f"changing once a minute: "
-          f"{big.events_cpu_s / args.events * 10_000 / 60 * 1000:.0f} millicores)")
-    print(f"\nbench took {time.perf_counter() - started:.0f} s")
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", default="1000,10000",
+                   help="object counts, comma-separated (default 1000,10000)")
+    p.add_argument("--churn", type=float, default=1000.0, help="watch events per second")
+    p.add_argument("--churn-seconds", type=float, default=5.0,
+                   help="churn-only window for CPU per event")
+    p.add_argument("--scrapes", type=int, default=50, help="per encoding and exporter")
+    p.add_argument("--scrape-seconds", type=float, default=30.0,
+                   help="how long the churn goes on after the CPU window, for the scrapes")
+    p.add_argument("--baseline-scrapes", type=int, default=None,
+                   help="deprecated: the baseline is scraped as often as serve")
+    p.add_argument("--no-baseline", action="store_true")
+    return p
 
 
 if __name__ == "__main__":
@@ -566,11 +676,8 @@ if __name__ == "__main__":
         from bench import real_apiserver
         raise SystemExit(real_apiserver.run([a for a in sys.argv[1:]
                                              if a != "--real-apiserver"]))
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--apps", type=int, default=10_000)
-    p.add_argument("--secrets", type=int, default=10_000)
-    p.add_argument("--cronjobs", type=int, default=1_000)
-    p.add_argument("--events", type=int, default=20_000)
-    p.add_argument("--scrapes", type=int, default=100, help="per workload and encoding")
-    p.add_argument("--baseline-scrapes", type=int, default=5)
-    asyncio.run(main(p.parse_args()))
+    if len(sys.argv) == 4 and sys.argv[1] == "--baseline-process":
+        baseline_process(sys.argv[2], int(sys.argv[3]))
+        raise SystemExit(0)
+    random.seed(1)
+    asyncio.run(main(parser().parse_args()))

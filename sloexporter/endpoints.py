@@ -24,7 +24,9 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from sloexporter import names
 from sloexporter.aio import in_thread
+from sloexporter.exposition import family_header, sample_line
 
 TEXT = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -147,6 +149,14 @@ class GzipCache:
                          struct.pack("<II", crc, size & 0xFFFFFFFF)])
 
 
+def gzip_stats(stats: dict[str, int], openmetrics: bool) -> bytes:
+    name = names.GZIP_CHUNKS.removesuffix("_total") if openmetrics else names.GZIP_CHUNKS
+    return (family_header(name, "Chunks of /metrics gzip-compressed from the cache (hit) "
+                          "or anew (miss).", "counter")
+            + "".join(sample_line(names.GZIP_CHUNKS, {"result": r}, stats[r])
+                      for r in ("hit", "miss"))).encode()
+
+
 def landing_page(links: list[tuple[str, str]]) -> Handler:
     """A small HTML page linking `links` (path, what it is)."""
     items = "".join(f'<li><a href="{html.escape(p)}">{html.escape(p)}</a> {html.escape(d)}</li>'
@@ -171,6 +181,8 @@ def build_app(serving: Serving) -> web.Application:
             return web.Response(status=503, text="stopping\n")
         openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
         chunks = serving.exporter.render_chunks(openmetrics)
+        stats = gzip_stats(serving.gzip_stats, openmetrics)
+        chunks.insert(len(chunks) - 1 if openmetrics else len(chunks), stats)  # before # EOF
         resp = web.StreamResponse(headers={"Content-Type": OPENMETRICS if openmetrics
                                            else TEXT, "Vary": "Accept, Accept-Encoding"})
         if accepts_gzip(request.headers.get("Accept-Encoding", "")):

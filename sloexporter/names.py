@@ -64,4 +64,6 @@ SOURCE_LAST_EVENT = "sloexporter_source_last_event_timestamp_seconds"
 SKIPPED_OBJECTS = "sloexporter_skipped_objects_total"
 # 1, labelled with version, python_version, python_implementation; process_* come beside it
 BUILD_INFO = "sloexporter_build_info"
+# Chunks of /metrics served gzip-compressed from the cache (hit) or compressed anew (miss).
+GZIP_CHUNKS = "sloexporter_gzip_chunks_total"
 PROCESS_PREFIX = "process_"

@@ -247,7 +247,7 @@ def test_sigterm_exits_within_2_s_while_200_clients_scrape(spawn, tmp_path):
     folder = tmp_path / "cluster"
     folder.mkdir()
     (folder / "apps.json").write_text(json.dumps({"apiVersion": "v1", "kind": "List",
-                                                  "items": [app(i) for i in range(2000)]}))
+                                                  "items": [app(i) for i in range(5000)]}))
     server = spawn("--manifests", str(folder))
     wait_for(server.ready, what="/readyz")
 

@@ -40,7 +40,7 @@ SHARDS = 3
 #: per-process bookkeeping, not object series: each process counts its own events
 SELF_MONITORING = {names.SOURCE_UP, names.WATCH_EVENTS, names.WATCH_RESTARTS,
                    names.SOURCE_LAST_EVENT, names.SKIPPED_OBJECTS, names.BUILD_INFO,
-                   names.PROCESS_PREFIX}
+                   names.PROCESS_PREFIX, names.GZIP_CHUNKS}
 #: no live probes: the sources' object series are what is sharded
 CONFIG = {"sources": {"certificates": {"ingresses": False, "tls_secrets": True},
                       "services": {"enabled": False}}}
