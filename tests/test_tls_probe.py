@@ -381,3 +381,30 @@ def test_without_a_chain_api_a_valid_leaf_means_an_expired_intermediate():
     assert _refine("expired", _Presented(expired, [], chain_visible=False), t) == "expired"
     assert _refine("expired", _Presented(None, [], chain_visible=False), t) == "expired"
     assert _refine("unknown_ca", _Presented(valid, [], chain_visible=True), t) == "unknown_ca"
+
+
+@pytest.mark.parametrize("certificates", [False, True])
+async def test_probe_certificate_dates_do_not_depend_on_the_certificates_source(
+        tls_server, root, ca_file, certificates):
+    """The whole exporter's /metrics body, with the certificates source off and on."""
+    from sloexporter.config import Config
+    from sloexporter.server import Exporter
+    from sloexporter.sources.store import Shard
+
+    leaf = make_leaf(root)
+    async with tls_server(leaf) as port:
+        config = Config.model_validate({
+            "cluster": {"mode": "none"},
+            "sources": {"certificates": {"enabled": certificates}},
+            "tls_probe": {"targets": [{"address": f"127.0.0.1:{port}",
+                                       "server_name": "localhost"}],
+                          "ca_file": str(ca_file), "timeout": TIMEOUT}})
+        exporter = Exporter(config, Shard())
+        assert exporter.tls is not None
+        await exporter.tls.probe_round()
+        body = exporter.render()
+    target = f"127.0.0.1:{port}"
+    assert value(body, names.TLS_PROBE_SUCCESS, target=target) == 1
+    dates = series(body, names.CERT_NOT_AFTER, source="tls_probe", name=target)
+    assert [d["serial"] for d in dates] == [leaf.serial_hex]
+    assert body.count(f"# TYPE {names.CERT_NOT_AFTER} ".encode()) == 1  # one header
