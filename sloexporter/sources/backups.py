@@ -152,6 +152,8 @@ class BackupsSource(Source):
         self._labels: dict[str, dict[str, str]] = {}  # group -> {kind, namespace, name}
         self._cron: dict[str, Obj] = {}  # group -> the CronJob's status fields we need
         self._runs: dict[str, Run] = {}  # Job/Backup key -> run
+        #: group -> keys of its runs: an event touches its group's runs, never all runs
+        self._group_runs: dict[str, dict[str, None]] = {}  # insertion-ordered, like _runs
         self._counted: set[str] = set()  # runs already counted in runs_total
         self._counts: dict[str, dict[str, int]] = {}
 
@@ -205,7 +207,11 @@ class BackupsSource(Source):
             self._record(key, velero_run(obj, group))
 
     def _record(self, key: str, run: Run) -> None:
+        old = self._runs.get(key)
+        if old is not None and old.group != run.group:
+            self._forget_run(key, old)
         self._runs[key] = run
+        self._group_runs.setdefault(run.group, {})[key] = None
         counts = self._counts.setdefault(run.group, {"success": 0, "failure": 0})
         if run.result and key not in self._counted:
             self._counted.add(key)
@@ -215,16 +221,25 @@ class BackupsSource(Source):
     def remove(self, resource: Resource, key: str, obj: Obj | None) -> None:
         if resource in (JOBS, VELERO_BACKUPS):
             run = self._runs.pop(key, None)
+            if run is not None:
+                self._forget_run(key, run)
             self._counted.discard(key)
             if run is not None:
                 self._render(run.group)  # keep the counter: deleting a Job is not un-running it
             return
         group = key if resource == CRONJOBS else self.shard_key(resource, obj) if obj else key
         self._cron.pop(group, None)
-        if resource == CRONJOBS or not any(r.group == group for r in self._runs.values()):
+        if resource == CRONJOBS or not self._group_runs.get(group):
             self._labels.pop(group, None)
             self._counts.pop(group, None)
         self._render(group)
+
+    def _forget_run(self, key: str, run: Run) -> None:
+        keys = self._group_runs.get(run.group)
+        if keys is not None:
+            keys.pop(key, None)
+            if not keys:
+                del self._group_runs[run.group]
 
     def key_of(self, obj: Obj) -> str:
         if obj.get("kind") == "Schedule":
@@ -237,7 +252,7 @@ class BackupsSource(Source):
             self.store.delete(group)
             return
         cron = self._cron.get(group, {})
-        runs = [r for r in self._runs.values() if r.group == group]
+        runs = [self._runs[k] for k in self._group_runs.get(group, ())]
         successes = [r.finished for r in runs if r.result == "success" and r.finished]
         attempts = [r.started for r in runs if r.started]
         finished = [r for r in runs if r.result and r.finished and r.started]
