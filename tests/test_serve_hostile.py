@@ -405,3 +405,20 @@ def test_sighup_reloads_the_config_and_keeps_it_when_the_new_one_is_bad(spawn, t
     assert series(server.metrics(), names.BACKUP_LAST_SUCCESS)  # the running config stays
     assert "enabeld" in server.log  # the log line says what is wrong
     assert server.sigterm() < 2.0
+
+
+def test_a_bad_object_added_after_start_does_not_stop_later_reloads(spawn, tmp_path):
+    folder = tmp_path / "cluster"
+    folder.mkdir()
+    (folder / "a.yaml").write_text(yaml.safe_dump(app(1)))
+    server = spawn("--manifests", str(folder))
+    wait_for(server.ready, what="/readyz")
+    bad = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {
+        "name": "j", "namespace": "b", "uid": "j-1", "ownerReferences": 5,
+        "labels": "x"}}
+    (folder / "bad.yaml").write_text(yaml.safe_dump(bad))
+    wait_for(lambda: skipped(server.metrics(), "backups", "malformed") >= 1, what="the skip")
+    (folder / "a.yaml").write_text(yaml.safe_dump(app(2)))  # a later change still applies
+    wait_for(lambda: value(server.metrics(), names.ARGOCD_APP_SYNCED, namespace="argocd",
+                           name="app2", project="p") == 1, what="the later change")
+    assert value(server.metrics(), names.SOURCE_UP, source="argocd") == 1

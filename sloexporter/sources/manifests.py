@@ -245,9 +245,12 @@ class ManifestFeed:
             if i and i % APPLY_BATCH == 0:
                 await asyncio.sleep(0)
             self.metrics.event(source.name, resource.name, "ADDED")
-            source.apply(resource, "ADDED", obj)
             try:
+                source.apply(resource, "ADDED", obj)
                 seen.add(source.key_of(obj))
-            except (TypeError, ValueError, AttributeError, KeyError):
-                seen.add(object_key(obj))  # malformed: apply() has skipped and counted it
+            except Exception as exc:  # noqa: BLE001 - one object never stops a load
+                self.metrics.skip(source.name, "malformed")
+                log.warning("skipped %s from manifests: %s: %s", resource.kind,
+                            type(exc).__name__, str(exc)[:200])
+                seen.add(object_key(obj))
         source.prune(resource, "", seen)
