@@ -313,7 +313,12 @@ SERVE_ENDPOINTS = """endpoints:
   /metrics  Prometheus text, or OpenMetrics when the scraper asks; gzip when asked
   /healthz  200 while the process lives
   /readyz   200 once every enabled source has completed its first list, else 503
-  /         a landing page linking the endpoints"""
+  /         a landing page linking the endpoints
+
+signals:
+  SIGTERM   stop within 2 s (in-flight scrapes are dropped)
+  SIGHUP    reload --config; a config that does not validate is refused, the running
+            one kept (see docs/serve.md)"""
 
 
 def _add_serve(sub: Any, with_options: bool) -> None:
