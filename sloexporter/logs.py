@@ -77,5 +77,3 @@ def setup_logging(level: str = "info", fmt: LogFormat = "text") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    # aiohttp logs every client that hangs up mid-response at error level with a traceback
-    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
