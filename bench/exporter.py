@@ -182,98 +182,136 @@ def secret(i: int, crt: str) -> Obj:
 
 @dataclass
 class Workload:
-    """The initial objects per plural (as JSON), and the churn as an endless event source."""
+    """The initial objects per plural (uid -> JSON), and the churn as an event sequence."""
 
     size: int
     chains: list[str]
-    objects: dict[str, list[bytes]] = field(default_factory=dict)
+    objects: dict[str, dict[str, bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = {p: int(self.size * s) for p, s in SHARES.items()}
         self.apps, self.crons, self.secrets = n["applications"], n["cronjobs"], n["secrets"]
-        self.objects = {
-            "applications": [json.dumps(app(i)).encode() for i in range(self.apps)],
-            "cronjobs": [json.dumps(cronjob(c)).encode() for c in range(self.crons)],
-            "jobs": [json.dumps(job(c, k)).encode() for c in range(self.crons)
-                     for k in range(JOBS_PER_CRON)],
-            "secrets": [json.dumps(secret(i, self.chains[i % len(self.chains)])).encode()
+        objs = {
+            "applications": [app(i) for i in range(self.apps)],
+            "cronjobs": [cronjob(c) for c in range(self.crons)],
+            "jobs": [job(c, k) for c in range(self.crons) for k in range(JOBS_PER_CRON)],
+            "secrets": [secret(i, self.chains[i % len(self.chains)])
                         for i in range(self.secrets)],
         }
+        self.objects = {p: {o["metadata"]["uid"]: json.dumps(o).encode() for o in items}
+                        for p, items in objs.items()}
 
     @property
     def count(self) -> int:
         return sum(len(v) for v in self.objects.values())
 
-    def event(self, plural: str, k: int) -> list[bytes]:
-        """The k-th churn event(s) of a plural's watch stream, as watch lines."""
+    def event(self, plural: str, k: int) -> list[tuple[str, Obj]]:
+        """The k-th churn event(s) of a plural: (type, object)."""
         if plural == "applications" and self.apps:
-            obj, kind = app(k % self.apps, 1 + k // self.apps), "MODIFIED"
-        elif plural == "secrets" and self.secrets:
+            return [("MODIFIED", app(k % self.apps, 1 + k // self.apps))]
+        if plural == "secrets" and self.secrets:
             i = k % self.secrets
-            obj, kind = secret(i, self.chains[(i + 1 + k // self.secrets) % len(self.chains)]), \
-                "MODIFIED"
-        elif plural == "jobs" and self.crons:
+            return [("MODIFIED", secret(i, self.chains[(i + 1 + k // self.secrets)
+                                                      % len(self.chains)]))]
+        if plural == "jobs" and self.crons:
             c, n = k % self.crons, JOBS_PER_CRON + k // self.crons
-            return [_line("ADDED", job(c, n)), _line("DELETED", job(c, n - JOBS_PER_CRON))]
-        else:
-            return []
-        return [_line(kind, obj)]
-
-
-def _line(kind: str, obj: Obj) -> bytes:
-    return json.dumps({"type": kind, "object": obj}).encode() + b"\n"
+            return [("ADDED", job(c, n)), ("DELETED", job(c, n - JOBS_PER_CRON))]
+        return []
 
 
 # --- the stand-in Kubernetes API --------------------------------------------------------
 
 class FakeAPI:
-    """Paginated LIST per plural; WATCH streams churn at the set rate once released."""
+    """Paginated LIST of the current state per plural; WATCH streams the churn.
+
+    One churn sequence per plural, produced at the set rate once released and kept in a
+    log: a watch tails the log from where it was when it connected, and a LIST shows the
+    state so far, so an exporter that re-lists and re-watches (after a heartbeat timeout
+    on a loaded machine, say) still ends in the state the other exporter ends in.
+    """
 
     def __init__(self, workload: Workload, rate: float, seconds: float) -> None:
         self.w = workload
         self.rate = rate
-        #: a fixed number of events per stream, so both exporters end in the same state
-        self.limit = {p: int(share * rate * seconds) for p, share in CHURN_SHARES.items()}
+        #: a fixed number of events per plural, so both exporters end in the same state
+        self.limit = {p: int(share * rate * seconds) for p, share in CHURN_SHARES.items()
+                      if workload.objects.get(p)}
+        self.current = {p: dict(objs) for p, objs in workload.objects.items()}
+        self.log: dict[str, list[bytes]] = {p: [] for p in self.current}
+        self.grew = asyncio.Event()
         self.release = asyncio.Event()
         self.stop = asyncio.Event()
-        self.written = 0  # watch events written, over every stream
-        self.finished: set[str] = set()  # streams that wrote their whole churn
+        self.written = 0  # watch events produced, over every plural
+        self.finished: set[str] = set()  # plurals that produced their whole churn
+        self._snapshots: dict[str, list[bytes]] = {}
 
     @property
     def churning(self) -> bool:
-        return self.release.is_set() and len(self.finished) < len(
-            [p for p, n in self.limit.items() if n and self.w.objects.get(p)])
+        return self.release.is_set() and len(self.finished) < len(self.limit)
+
+    async def produce(self) -> None:
+        """The churn: events at the set rate, each applied to the current state."""
+        await self.release.wait()
+        started = time.monotonic()
+        sent = dict.fromkeys(self.limit, 0)
+        while not self.stop.is_set() and len(self.finished) < len(self.limit):
+            elapsed = time.monotonic() - started
+            for plural, limit in self.limit.items():
+                due = min(limit, int(elapsed * CHURN_SHARES[plural] * self.rate))
+                for k in range(sent[plural], due):
+                    for kind, obj in self.w.event(plural, k):
+                        uid = obj["metadata"]["uid"]
+                        if kind == "DELETED":
+                            self.current[plural].pop(uid, None)
+                        else:
+                            self.current[plural][uid] = json.dumps(obj).encode()
+                        self.log[plural].append(json.dumps({"type": kind, "object": obj})
+                                                .encode() + b"\n")
+                        self.written += 1
+                sent[plural] = due
+                if due >= limit:
+                    self.finished.add(plural)
+            self.grew.set()
+            self.grew = asyncio.Event()
+            await asyncio.sleep(0.01)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         plural = request.path.rstrip("/").rsplit("/", 1)[-1]
         if request.query.get("watch") == "true":
             return await self._watch(request, plural)
-        items = self.w.objects.get(plural, [])
-        start = int(request.query.get("continue") or 0)
+        token = request.query.get("continue") or ""
+        snap_id, _, offset = token.partition(":")
+        if not token:  # a LIST starts: its pages come from one snapshot of the state
+            snap_id = str(len(self._snapshots))
+            self._snapshots[snap_id] = list(self.current.get(plural, {}).values())
+        items = self._snapshots.get(snap_id, [])
+        start = int(offset or 0)
         end = start + int(request.query.get("limit") or len(items) or 1)
-        more = f', "continue": "{end}"' if end < len(items) else ""
+        more = f', "continue": "{snap_id}:{end}"' if end < len(items) else ""
+        if not more:
+            self._snapshots.pop(snap_id, None)
         body = b'{"kind": "List", "metadata": {"resourceVersion": "1"' + more.encode() \
             + b'}, "items": [' + b",".join(items[start:end]) + b"]}"
         return web.Response(body=body, content_type="application/json")
 
     async def _watch(self, request: web.Request, plural: str) -> web.StreamResponse:
+        try:
+            return await self._stream(request, plural)
+        except (ConnectionError, aiohttp.ClientConnectionResetError):
+            return web.StreamResponse()  # the exporter went away at the end of its phase
+
+    async def _stream(self, request: web.Request, plural: str) -> web.StreamResponse:
         resp = web.StreamResponse()
         await resp.prepare(request)
-        share = CHURN_SHARES.get(plural, 0.0) * self.rate
-        if share:
-            await self.release.wait()
-            started, sent, limit = time.monotonic(), 0, self.limit[plural]
-            while not self.stop.is_set() and sent < limit:
-                due = min(limit, int((time.monotonic() - started) * share))
-                if due > sent:
-                    lines = [ln for k in range(sent, due) for ln in self.w.event(plural, k)]
-                    await resp.write(b"".join(lines))
-                    self.written += len(lines)
-                    sent = due
-                await asyncio.sleep(0.01)
-            if sent >= limit:
-                self.finished.add(plural)
-        await asyncio.sleep(3600)  # the phase ends first
+        log = self.log.get(plural, [])
+        pos = len(log)
+        while not self.stop.is_set():
+            if len(log) > pos:
+                end = len(log)
+                await resp.write(b"".join(log[pos:end]))
+                pos = end
+            else:
+                await self.grew.wait()
         return resp
 
 
@@ -493,6 +531,7 @@ async def measure(kind: str, w: Workload, args: argparse.Namespace, tmp: Path) -
     app_.router.add_route("GET", "/{tail:.*}", api.handle)
     runner = web.AppRunner(app_, handle_signals=False, shutdown_timeout=0.2)
     await runner.setup()
+    producer = asyncio.create_task(api.produce())
     api_port, port = free_port(), free_port()
     await web.TCPSite(runner, "127.0.0.1", api_port).start()
     run = Run(kind, w.count)
@@ -562,6 +601,8 @@ async def measure(kind: str, w: Workload, args: argparse.Namespace, tmp: Path) -
                 proc.kill()
                 await proc.wait()
         api.stop.set()
+        api.grew.set()
+        producer.cancel()
         await runner.cleanup()
     return run
 

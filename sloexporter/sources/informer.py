@@ -38,6 +38,9 @@ from sloexporter.exposition import family_header, sample_line
 
 log = logging.getLogger(__name__)
 
+#: watch events handled between two yields to the event loop (scrapes get their turn)
+YIELD_EVERY = 64
+
 
 @dataclass(frozen=True)
 class Resource:
@@ -311,9 +314,15 @@ class Informer:
         prove = False
         while True:
             started = time.monotonic()
+            dispatched = 0
             try:
                 async for event in self._watch_stream(version, prove):
                     version = self._dispatch(event) or version
+                    dispatched += 1
+                    if dispatched % YIELD_EVERY == 0:
+                        # a backlog of buffered events never waits on the network, so
+                        # without this a burst would hold off every scrape until drained
+                        await asyncio.sleep(0)
             except Expired:
                 if time.monotonic() - started >= self._settled:
                     self._watch_was_healthy = True
