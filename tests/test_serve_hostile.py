@@ -24,6 +24,7 @@ import yaml
 
 from sloexporter import names
 from tests.promtext import series, value
+from tests.test_serve import wait_for as serve_wait_for
 from tests.tools import ROOT, free_port
 
 DEMO = ROOT / "examples" / "cluster"
@@ -40,16 +41,7 @@ def get(url: str, headers: dict[str, str] | None = None,
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-        except OSError:
-            result = None
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    return serve_wait_for(check, timeout, what)
 
 
 class Serve:
