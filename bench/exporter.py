@@ -475,6 +475,7 @@ class Run:
     gzip_misses: float = 0.0
     series: Series = field(default_factory=dict)
     under_churn: int = 0  # scrape pairs started while the churn was still going
+    scrape_cpu_ms: float = 0.0  # exporter CPU per scrape (plain and gzip averaged)
 
 
 class Exporters:
@@ -588,6 +589,14 @@ async def measure(kind: str, w: Workload, args: argparse.Namespace, tmp: Path) -
                 if metric_sum(body, applied_prefix) >= written:
                     break
                 await asyncio.sleep(0.5)
+            # the exporter's CPU per scrape, measured once the churn is over (load on the
+            # machine stretches wall times, hardly CPU times)
+            quiet = max(1, args.scrapes // 4)
+            cpu0 = proc_stats(proc.pid)[2]
+            for _ in range(quiet):
+                for gz in (False, True):
+                    await scrape(url + "/metrics", gz, s)
+            run.scrape_cpu_ms = (proc_stats(proc.pid)[2] - cpu0) / (2 * quiet) * 1000
             body = await text()
             run.series = parse(body)
             run.gzip_hits = metric_sum(body, f'{names.GZIP_CHUNKS}{{result="hit"')
@@ -613,7 +622,8 @@ def report(size: int, serve: Run, base: Run | None, idle: dict[str, Run],
     p50, p99 = percentiles(serve.plain)
     g50, g99 = percentiles(serve.gz)
     rss = serve.peak_rss - idle["serve"].peak_rss
-    say(f"\n== {size} objects: {len(serve.series)} object series, {serve.body / 1e6:.1f} MB "
+    say(f"\n== {size} objects (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} "
+        f"CPUs): {len(serve.series)} object series, {serve.body / 1e6:.1f} MB "
         f"per scrape ({serve.gz_body / 1e6:.2f} MB gzip), churn {serve.events_per_s:.0f} "
         f"events/s ==")
     target = P99_MS_PER_10K * max(per10k, 1.0)  # below 10k objects: 10 ms
@@ -621,7 +631,8 @@ def report(size: int, serve: Run, base: Run | None, idle: dict[str, Run],
         say(f"NOTE: only {serve.under_churn} of {len(serve.plain)} scrape pairs ran under "
             f"churn; raise --scrape-seconds")
     say(f"serve    scrape p50 {p50:.1f} ms, p99 {p99:.1f} ms [target < {target:.0f} ms: "
-        f"{'ok' if p99 < target else 'MISSED'}]; gzip p50 {g50:.1f} ms, p99 {g99:.1f} ms")
+        f"{'ok' if p99 < target else 'MISSED'}]; gzip p50 {g50:.1f} ms, p99 {g99:.1f} ms; "
+        f"{serve.scrape_cpu_ms:.1f} ms CPU per scrape (after the churn)")
     total = serve.gzip_hits + serve.gzip_misses
     say(f"         gzip chunks: {serve.gzip_hits:.0f} hits, {serve.gzip_misses:.0f} misses "
         f"({serve.gzip_hits / total * 100 if total else 0:.0f}% hits; changed chunks "
@@ -636,16 +647,20 @@ def report(size: int, serve: Run, base: Run | None, idle: dict[str, Run],
     row: dict[str, Any] = {"size": size, "series": len(serve.series),
                            "serve_p50_ms": p50, "serve_p99_ms": p99, "serve_gzip_p99_ms": g99,
                            "serve_rss_above_idle_mb": rss,
-                           "serve_cpu_per_event_us": serve.cpu_per_event_us}
+                           "serve_cpu_per_event_us": serve.cpu_per_event_us,
+                           "serve_scrape_cpu_ms": serve.scrape_cpu_ms,
+                           "load_average": os.getloadavg()[0]}
     if base is not None:
         b50, b99 = percentiles(base.plain)
         bg50, bg99 = percentiles(base.gz)
         brss = base.peak_rss - idle["baseline"].peak_rss
         say(f"baseline scrape p50 {b50:.1f} ms, p99 {b99:.1f} ms; gzip p50 {bg50:.1f} ms, "
-            f"p99 {bg99:.1f} ms (every gzip scrape compressed anew: {len(base.gz)} misses)")
+            f"p99 {bg99:.1f} ms (every gzip scrape compressed anew: {len(base.gz)} misses); "
+            f"{base.scrape_cpu_ms:.1f} ms CPU per scrape")
         say(f"         peak RSS {base.peak_rss:.0f} MB, {brss:.0f} MB above idle; ready in "
             f"{base.ready_s:.1f} s; {base.cpu_per_event_us:.0f} us CPU per event")
-        say(f"ratio    scrape p99 {b99 / p99:.1f}x faster, gzip p99 {bg99 / g99:.1f}x; "
+        say(f"ratio    scrape p99 {b99 / p99:.1f}x faster, gzip p99 {bg99 / g99:.1f}x, CPU "
+            f"per scrape {base.scrape_cpu_ms / max(serve.scrape_cpu_ms, 1e-9):.1f}x less; "
             f"CPU per event {base.cpu_per_event_us / max(serve.cpu_per_event_us, 1e-9):.2f}x "
             f"of serve's; RSS above idle {brss / rss if rss > 0 else float('nan'):.2f}x")
         same = serve.series == base.series
@@ -659,7 +674,8 @@ def report(size: int, serve: Run, base: Run | None, idle: dict[str, Run],
             f" ({len(serve.series)} compared, values included){diff}")
         row.update({"baseline_p99_ms": b99, "baseline_gzip_p99_ms": bg99,
                     "baseline_rss_above_idle_mb": brss,
-                    "baseline_cpu_per_event_us": base.cpu_per_event_us, "same_series": same})
+                    "baseline_cpu_per_event_us": base.cpu_per_event_us,
+                    "baseline_scrape_cpu_ms": base.scrape_cpu_ms, "same_series": same})
     return row
 
 
