@@ -97,7 +97,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from sloexporter import output
     from sloexporter.specs import load_paths
     from sloexporter.specs.errors import SpecErrors
-    from sloexporter.testgen import SynthesisError
 
     to_stdout = args.output == "-"
     if to_stdout and args.with_tests:
@@ -127,11 +126,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if to_stdout:
         sys.stdout.write(output.rules_stream(services, options))
         return EXIT_OK
-    try:
-        files = output.artefacts(services, options)
-    except SynthesisError as exc:
-        print(f"error: cannot generate promtool tests: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+    skipped: list[Any] = []
+    files = output.artefacts(services, options, skipped)
     try:
         written, notes = output.write_tree(Path(args.output), files)
     except output.OutputError as exc:
@@ -139,8 +135,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
+    for skip in skipped:
+        print(f"warning: {skip}", file=sys.stderr)
     print(f"wrote {len(written)} files for {sum(len(s.slos) for s in services)} SLOs "
           f"to {args.output}")
+    if args.with_tests:
+        from sloexporter.testgen import summary
+
+        line = summary(services, skipped)
+        if line:
+            print(f"warning: {line}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from typing import Literal
 
 Severity = Literal["page", "ticket"]
@@ -151,6 +151,25 @@ def detection_seconds(tier: Tier, objective_percent: Decimal, error_ratio: Decim
     return threshold / error_ratio * Decimal(tier.long_window)
 
 
+#: `lowest_firing_objective` reports objectives in steps of this size
+OBJECTIVE_STEP = Decimal("0.01")
+
+
+def tier_can_fire(tier: Tier, objective_percent: Decimal) -> bool:
+    """Whether any error ratio trips `tier`: its threshold, factor x budget, must stay
+    below 100% errors (the condition is a strict `>`, so exactly 100% never trips)."""
+    return tier.factor * error_budget(objective_percent) < 1
+
+
+def lowest_firing_objective(tier: Tier) -> Decimal:
+    """The lowest objective, in steps of 0.01, at which `tier` can fire at all."""
+    if tier.factor <= 1:
+        return OBJECTIVE_STEP  # fires at some error ratio for every valid objective
+    bound = Decimal(100) - Decimal(100) / tier.factor
+    floor = (bound / OBJECTIVE_STEP).to_integral_value(ROUND_FLOOR) * OBJECTIVE_STEP
+    return (floor + OBJECTIVE_STEP).normalize()
+
+
 @dataclass(frozen=True)
 class AlertSettings:
     disabled: bool = False
@@ -179,13 +198,15 @@ class SynthSeries:
     """A series a generated promtool test feeds, as a function of the error share r.
 
     Counters grow per second by (1 - r) x rate for `good`, r x rate for `bad` and rate
-    for `total`. Gauges take the value a + b x t + c x r at time t (seconds).
+    for `total`. Gauges take the value a + b x t + c x r at time t (seconds). A `state`
+    gauge stands for a population of objects each either good (value a) or bad (a + c);
+    the test feeds as many copies as the share r needs, a share r of them bad.
     `selector` is the user's matcher list; the test generator picks concrete labels
     that satisfy it.
     """
 
     metric: str
-    role: Literal["good", "bad", "total", "gauge"]
+    role: Literal["good", "bad", "total", "gauge", "state"]
     selector: str = "{}"
     labels: tuple[tuple[str, str], ...] = ()
     a: Decimal = Decimal(0)
@@ -261,6 +282,8 @@ class SLO:
     alerting: Alerting = field(default_factory=Alerting)
     #: where the SLO was written, for error messages from later stages
     origin: str = ""
+    #: whether `generate --with-tests` writes promtool tests for this SLO
+    tests: bool = True
 
     @property
     def budget(self) -> Decimal:

@@ -140,8 +140,11 @@ def rules_stream(services: list[Service], options: Options) -> str:
 
 # ---- every artefact ---------------------------------------------------------------------
 
-def artefacts(services: list[Service], options: Options) -> dict[str, str]:
-    """Every output file's text by its path under OUTDIR (POSIX, relative)."""
+def artefacts(services: list[Service], options: Options,
+              skipped: list[Any] | None = None) -> dict[str, str]:
+    """Every output file's text by its path under OUTDIR (POSIX, relative).
+
+    SLOs whose promtool tests were left out are appended to `skipped`."""
     from sloexporter import alertmanager, dashboards  # Grafana's SDK loads only here
 
     settings = options.alertmanager or alertmanager.Settings()
@@ -157,9 +160,15 @@ def artefacts(services: list[Service], options: Options) -> dict[str, str]:
             if options.fmt != "prometheus":
                 # promtool reads plain rule files only; tests get a plain copy beside them
                 rules_file = f"{service.name}.rules.yaml"
+            text, left_out = render_tests(service, rules_file)
+            if skipped is not None:
+                skipped.extend(left_out)
+            if text is None:
+                continue  # no SLO of the service has a test
+            if options.fmt != "prometheus":
                 files[f"tests/{rules_file}"] = render_rules(service, "prometheus",
                                                             options.rule_labels)
-            files[f"tests/{service.name}.test.yaml"] = render_tests(service, rules_file)
+            files[f"tests/{service.name}.test.yaml"] = text
     files.update(dashboards.files(services))
     files.update(alertmanager.files(services, settings))
     return files
@@ -301,8 +310,13 @@ def _remove_stale(outdir: Path, previous: dict[str, str], current: set[str]) -> 
 
 
 def write_all(services: list[Service], outdir: Path, fmt: str = "prometheus",
-              with_tests: bool = False, options: Options | None = None) -> list[Path]:
-    """Render and write every artefact for `services` under `outdir`; the files written."""
+              with_tests: bool = False, options: Options | None = None,
+              skipped: list[Any] | None = None) -> list[Path]:
+    """Render and write every artefact for `services` under `outdir`; the files written.
+
+    With tests, the SLOs whose tests were left out are appended to `skipped`
+    (`sloexporter.testgen.Skipped`).
+    """
     options = options or Options(fmt=fmt, with_tests=with_tests)
-    written, _ = write_tree(outdir, artefacts(services, options))
+    written, _ = write_tree(outdir, artefacts(services, options, skipped))
     return written

@@ -8,16 +8,18 @@ them, and for hand-written queries they are derived from the queries' selectors.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any
+from typing import Any, Literal
 
 import promql_parser
 
-from sloexporter import promql
+from sloexporter import names, promql, steady
 from sloexporter.model import (
     SLO,
     Condition,
@@ -32,6 +34,8 @@ from sloexporter.rules import severity_label
 EVAL_INTERVAL = 60
 #: requests per second fed to counters; large enough that tiny budgets stay exact
 RATE = Decimal(100)
+#: the window over which derived inputs are checked (any window gives the same steady ratio)
+CHECK_WINDOW = 3600
 _POOL = ("500", "503", "200", "204", "404", "0", "1", "error", "ok", "true", "false",
          "success", "failure", "5xx", "2xx", "GET", "x")
 
@@ -120,58 +124,253 @@ def _labels_for(must: list[Matcher], must_not: list[Matcher] = ()) -> dict[str, 
 
 # ---- series for hand-written queries --------------------------------------------------
 
-def _selectors(query: str) -> list[tuple[str | None, list[Matcher]]]:
-    found: list[tuple[str | None, list[Matcher]]] = []
+Selector = tuple[str | None, list[Matcher]]
+#: functions whose argument is a counter
+_COUNTER_FUNCS = ("rate", "irate", "increase", "resets")
 
-    def visit(node: Any) -> None:
-        if isinstance(node, promql_parser.VectorSelector):
-            found.append(_selector_parts(node))
 
-    promql_parser.walk(promql_parser.parse(promql.substitute_window(query, 300)), visit)
+def _strip(expr: Any) -> Any:
+    while isinstance(expr, promql_parser.ParenExpr):
+        expr = expr.expr
+    return expr
+
+
+def _parse(query: str, window: int = 300) -> Any:
+    try:
+        return promql_parser.parse(promql.substitute_window(query, window))
+    except ValueError as exc:
+        raise SynthesisError(f"unparsable query: {exc}") from None
+
+
+def _selectors(node: Any) -> list[Selector]:
+    found: list[Selector] = []
+
+    def visit(n: Any) -> None:
+        if isinstance(n, promql_parser.VectorSelector):
+            found.append(_selector_parts(n))
+
+    promql_parser.walk(node, visit)
     return found
 
 
-def _derived_synth(slo: SLO) -> tuple[SynthSeries, ...]:
+def _counter_metrics(nodes: list[Any]) -> set[str | None]:
+    """Metrics read through rate()/increase(): those are counters, the rest gauges."""
+    out: set[str | None] = set()
+
+    def visit(node: Any) -> None:
+        if isinstance(node, promql_parser.Call) and node.func.name in _COUNTER_FUNCS:
+            for arg in node.args:
+                if isinstance(arg, promql_parser.MatrixSelector):
+                    out.add(_selector_parts(arg.vector_selector)[0])
+
+    for node in nodes:
+        promql_parser.walk(node, visit)
+    return out
+
+
+@dataclass(frozen=True)
+class Queries:
+    """The SLI as the test generator reads it: which parsed query counts what."""
+
+    total: Any
+    bad: Any = None
+    good: Any = None
+    #: a raw error-ratio query that is not `errors / total`
+    ratio: Any = None
+
+    @property
+    def all(self) -> list[Any]:
+        return [q for q in (self.total, self.bad, self.good, self.ratio) if q is not None]
+
+
+#: functions that read native histograms, which promtool 2 test inputs cannot express
+_NATIVE_HISTOGRAM_FUNCS = ("histogram_count", "histogram_sum", "histogram_fraction",
+                           "histogram_avg", "histogram_stddev", "histogram_stdvar")
+
+
+def _native_histogram_function(node: Any) -> str | None:
+    found: list[str] = []
+
+    def visit(n: Any) -> None:
+        if isinstance(n, promql_parser.Call) and n.func.name in _NATIVE_HISTOGRAM_FUNCS:
+            found.append(n.func.name)
+
+    promql_parser.walk(node, visit)
+    return found[0] if found else None
+
+
+def _queries(slo: SLO) -> Queries:
     sli = slo.sli
+    texts = [t for t in (sli.ratio, sli.errors, sli.total, sli.good) if t is not None]
+    for text in texts:
+        func = _native_histogram_function(_parse(text))
+        if func:
+            raise SynthesisError(f"the SLI reads a native histogram ({func}), and promtool 2 "
+                                 "test files cannot hold native histogram samples")
+    for text in texts:
+        if _selectors(_parse(text, 300)) != _selectors(_parse(text, 3600)):
+            raise SynthesisError("a label matcher holds {{window}}, so every window reads "
+                                 "other series")
     if sli.ratio is not None:
-        expr = promql_parser.parse(promql.substitute_window(sli.ratio, 300))
-        while isinstance(expr, promql_parser.ParenExpr):
-            expr = expr.expr
-        if not (isinstance(expr, promql_parser.BinaryExpr) and str(expr.op) == "/"):
-            raise SynthesisError("a ratio query that is not `errors / total`")
-        bad_q, total_q, good_q = str(expr.lhs), str(expr.rhs), None
-    elif sli.good is not None:
-        bad_q, total_q, good_q = None, sli.total, sli.good
-    else:
-        bad_q, total_q, good_q = sli.errors, sli.total, None
-    assert total_q is not None
-    totals = _selectors(total_q)
-    special = _selectors(good_q if good_q is not None else bad_q or "")
+        expr = _strip(_parse(sli.ratio))
+        if isinstance(expr, promql_parser.BinaryExpr) and str(expr.op) == "/":
+            return Queries(expr.rhs, bad=expr.lhs)
+        return Queries(None, ratio=expr)
+    assert sli.errors is not None and sli.total is not None
+    total = _parse(sli.total)
+    if sli.good is not None:
+        return Queries(total, good=_parse(sli.good))
+    # `total - good` written as errors (Sloth's latency from _count minus a _bucket)
+    errors = _strip(_parse(sli.errors))
+    if isinstance(errors, promql_parser.BinaryExpr) and str(errors.op) == "-" and \
+            str(_strip(errors.lhs)) == str(_strip(total)):
+        return Queries(total, good=errors.rhs)
+    return Queries(total, bad=errors)
+
+
+def _named(selectors: list[Selector]) -> list[tuple[str, list[Matcher]]]:
+    if any(name is None for name, _ in selectors):
+        raise SynthesisError("a selector without a metric name")
+    return [(name, ms) for name, ms in selectors if name is not None]
+
+
+def _role_series(q: Queries, nested: bool = True) -> list[SynthSeries]:
+    """Series told apart by labels: the error (or good) selector's, and the total's others.
+
+    `nested`: the error or good series are among the total's, which then also has the
+    rest (`code=~"5.."` of all codes). Otherwise they are separate series and the total's
+    selector is its own series (`_bucket{le="0.3"}` of `_bucket{le="+Inf"}`).
+    """
+    if q.total is None:
+        raise SynthesisError("the error ratio is not `errors / total`")
+    totals = _named(_selectors(q.total))
+    special = _named(_selectors(q.good if q.good is not None else q.bad))
     if not totals or not special:
         raise SynthesisError("queries without a metric selector")
-    role, other = ("good", "bad") if good_q is not None else ("bad", "good")
+    role, other = ("good", "bad") if q.good is not None else ("bad", "good")
     out: list[SynthSeries] = []
     for name, ms in special:
-        if name is None:
-            raise SynthesisError("a selector without a metric name")
-        labels = _labels_for(ms + [m for tn, tms in totals if tn == name for m in tms])
+        inside = [m for tn, tms in totals if tn == name for m in tms] if nested else []
+        labels = _labels_for(ms + inside)
         if labels is None:
             raise SynthesisError(f"no label values satisfy the selector of {name}")
         out.append(SynthSeries(name, role, labels=tuple(sorted(labels.items()))))
     for name, ms in totals:
-        if name is None:
-            raise SynthesisError("a selector without a metric name")
         same = [sms for sn, sms in special if sn == name]
         if not same:
-            labels = _labels_for(ms)
-            kind = "total"
+            labels, kind = _labels_for(ms), "total"
+        elif not same[0]:
+            raise SynthesisError(f"the {role} and total queries select the same series of "
+                                 f"{name}")
         else:
-            labels = _labels_for(ms, same[0])
-            kind = other
+            labels, kind = _labels_for(ms, same[0]), other if nested else "total"
         if labels is None:
-            raise SynthesisError(f"cannot find series of {name} outside the error selector")
+            raise SynthesisError(f"cannot find series of {name} outside the {role} selector")
         out.append(SynthSeries(name, kind, labels=tuple(sorted(labels.items()))))
-    return tuple(dict.fromkeys(out))
+    return list(dict.fromkeys(out))
+
+
+def _gauge_labels(q: Queries) -> dict[str, dict[str, str]]:
+    """One label set per metric that every selector of that metric matches."""
+    by_metric: dict[str, list[Matcher]] = {}
+    for query in q.all:
+        for name, ms in _named(_selectors(query)):
+            by_metric.setdefault(name, []).extend(ms)
+    out = {}
+    for name, ms in by_metric.items():
+        labels = _labels_for(ms)
+        if labels is None:
+            raise SynthesisError(f"no label values satisfy every selector of {name}")
+        out[name] = labels
+    return out
+
+
+def _thresholds(q: Queries) -> list[Decimal]:
+    """Numbers the queries compare series with (`x < 0.75`, `up == 0`)."""
+    found: list[Decimal] = []
+
+    def visit(node: Any) -> None:
+        if isinstance(node, promql_parser.BinaryExpr) and \
+                str(node.op) in ("==", "!=", "<", ">", "<=", ">="):
+            for side in (node.lhs, node.rhs):
+                side = _strip(side)
+                if isinstance(side, promql_parser.NumberLiteral) and math.isfinite(side.val):
+                    found.append(Decimal(repr(side.val)))
+
+    for query in q.all:
+        promql_parser.walk(query, visit)
+    return found
+
+
+def _state_values(thresholds: list[Decimal]) -> list[Decimal]:
+    values = {Decimal(0), Decimal(1)}
+    for t in thresholds:
+        values.update((t, t - 1, t + 1, t / 2, t * 2, t - Decimal("0.01"), t + Decimal("0.01")))
+    return sorted(values)
+
+
+def _layouts(q: Queries) -> Iterator[tuple[SynthSeries, ...]]:
+    """Input layouts to try, most natural first; `_check` keeps the first that works."""
+    counters = _counter_metrics(q.all)
+    try:
+        roles = _role_series(q)
+    except SynthesisError as exc:
+        roles, role_error = [], exc
+    else:
+        role_error = None
+    if roles:
+        yield tuple(roles)  # counters, or gauges read by rate() alike
+    try:
+        separate = tuple(_role_series(q, nested=False))
+    except SynthesisError:
+        separate = ()
+    if separate and list(separate) != roles:
+        yield separate
+    if counters:
+        if role_error is not None:
+            raise role_error
+        return
+    shares = {"good": (Decimal(1), Decimal(-1)), "bad": (Decimal(0), Decimal(1)),
+              "total": (Decimal(1), Decimal(0))}
+    if roles:  # gauges told apart by labels, each at its share
+        yield tuple(replace(s, role="gauge", a=shares[s.role][0], c=shares[s.role][1])
+                    for s in roles)
+    gauges = _gauge_labels(q)
+
+    def each(role: str, a: Decimal, c: Decimal) -> tuple[SynthSeries, ...]:
+        return tuple(SynthSeries(name, role, labels=tuple(sorted(labels.items())), a=a, c=c)
+                     for name, labels in gauges.items())
+
+    # one gauge whose value is the good share (satisfaction, availability) or the bad one
+    yield each("gauge", Decimal(1), Decimal(-1))
+    yield each("gauge", Decimal(0), Decimal(1))
+    # objects that are good or bad by value (`count(x < 0.75)`, `up == 0`)
+    values = _state_values(_thresholds(q))
+    for good in values:
+        for bad in values:
+            if good != bad:
+                yield each("state", good, bad - good)
+    if role_error is not None:
+        raise role_error
+
+
+def _derived_synth(slo: SLO) -> tuple[SynthSeries, ...]:
+    q = _queries(slo)
+    first: str | None = None
+    try:
+        for candidate in _layouts(q):
+            problem = _check(slo, candidate)
+            if problem is None:
+                return candidate
+            first = first or problem
+    except SynthesisError as exc:
+        first = first or str(exc)
+    reason = first or "no input layout reproduces the error ratio"
+    if any(name and name.endswith("_bucket") for query in q.all
+           for name, _ in _selectors(query)):
+        reason += ("; for a histogram, the `latency` SLI kind writes this SLI (and its tests) "
+                   "from the metric's name and a threshold")
+    raise SynthesisError(reason)
 
 
 # ---- series for a threshold SLI's gauge condition -----------------------------------
@@ -231,7 +430,7 @@ def _linear(node: Any, divisors: list[Any]) -> Linear:
 
 def _gauges(node: Any) -> list[tuple[str, dict[str, str]]]:
     out = []
-    for name, ms in _selectors(str(node)):
+    for name, ms in _selectors(node):
         labels = _labels_for(ms) if name else None
         if name is None or labels is None:
             raise SynthesisError("a threshold query selector without a metric name or with "
@@ -291,15 +490,94 @@ def _threshold_synth(condition: Condition) -> tuple[SynthSeries, ...]:
     return tuple(dict.fromkeys(out))
 
 
+@functools.lru_cache(maxsize=4096)
 def synth(slo: SLO) -> tuple[SynthSeries, ...]:
+    """The series a test feeds for `slo`: the preset's, or derived from its queries and
+    checked to give the error ratios the tests expect."""
     if slo.sli.synth is not None:
         return slo.sli.synth
     if slo.sli.condition is not None:
         return _threshold_synth(slo.sli.condition)
     try:
         return _derived_synth(slo)
-    except ValueError as exc:
+    except (ValueError, steady.Unsupported) as exc:
         raise SynthesisError(str(exc)) from None
+
+
+# ---- checking a layout in steady state ------------------------------------------------
+
+def _steady_ratio_problem(series: tuple[SynthSeries, ...], ratio: Decimal) -> str | None:
+    """Why a steady error share of `ratio` cannot be fed, or None."""
+    if ratio in (0, 1) or not any(s.role == "state" for s in series):
+        return None
+    # each object is wholly good or bad, so a share of 1/N needs N series; promtool's
+    # sample limit (10,000 per query) allows a handful over the SLO's windows
+    return (f"a steady error share of {_num(ratio)} needs "
+            f"{math.ceil(1 / ratio)} series of a gauge whose objects are each good or bad, "
+            "more than promtool's sample limit allows")
+
+
+def _signals(series: tuple[SynthSeries, ...], ratio: Decimal) -> list[steady.Signal]:
+    out = []
+    for s, labels in _expanded(series):
+        kind, value = _steady_value(s, ratio)
+        out.append(steady.Signal(tuple(sorted({**labels, "__name__": s.metric}.items())),
+                                 kind, float(value)))
+    return out
+
+
+def _steady_value(s: SynthSeries, ratio: Decimal) -> tuple[Literal["counter", "gauge"], Decimal]:
+    if s.role in ("gauge", "state"):
+        return "gauge", _gauge_value(s, ratio)
+    return "counter", RATE * {"good": 1 - ratio, "bad": ratio, "total": Decimal(1)}[s.role]
+
+
+def _gauge_value(s: SynthSeries, ratio: Decimal, t: int = 0) -> Decimal:
+    """A gauge's value at `t` seconds; a `state` object is bad once the share reaches 1."""
+    if s.role == "state":
+        return s.a + (s.c if ratio == 1 else 0)
+    return s.a + s.b * t + s.c * ratio
+
+
+def _close(value: float, expected: Decimal) -> bool:
+    return math.isclose(value, float(expected), rel_tol=1e-6, abs_tol=1e-12)
+
+
+def _ratio_query(slo: SLO, window: int) -> str:
+    """The SLI's error ratio over `window`, straight from its own queries.
+
+    Independent of how the rules record it. A missing good series is left missing (so a
+    layout relying on it is refused): Prometheus versions of the rules differ on it.
+    """
+    sli = slo.sli
+    if sli.ratio is not None:
+        return promql.substitute_window(sli.ratio, window)
+    assert sli.total is not None and sli.errors is not None
+    total = promql.substitute_window(sli.total, window)
+    if sli.good is not None:
+        return f"1 - ({promql.substitute_window(sli.good, window)}) / ({total})"
+    return f"({promql.substitute_window(sli.errors, window)}) / ({total}) or ({total}) * 0"
+
+
+def _check(slo: SLO, series: tuple[SynthSeries, ...]) -> str | None:
+    """Why `series` would not give `slo` the error ratios the tests expect, or None."""
+    if any(s.b for s in series):
+        return "a gauge that moves with time"
+    query = _ratio_query(slo, CHECK_WINDOW)
+    half = slo.budget / 2
+    steady_half = [] if _steady_ratio_problem(series, half) else [half]
+    for ratio in (Decimal(0), Decimal(1), *steady_half):
+        try:
+            result = steady.evaluate(query, _signals(series, ratio))
+        except steady.Unsupported as exc:
+            return f"cannot check the derived inputs against the query ({exc})"
+        if not result and ratio == 0:
+            continue
+        if not result or not all(_close(v, ratio) for v in result.values()):
+            got = ", ".join(f"{v:.6g}" for v in result.values()) or "no series"
+            return (f"the inputs derived from the queries give an error ratio of {got} "
+                    f"where {_num(ratio)} is meant")
+    return None
 
 
 # ---- scenario -> input series ---------------------------------------------------------
@@ -309,7 +587,7 @@ def _num(value: Decimal) -> str:
                        else value)
 
 
-def _series_name(s: SynthSeries) -> str:
+def _series_labels(s: SynthSeries) -> dict[str, str]:
     labels = dict(s.labels)
     if s.selector.strip() not in ("", "{}"):
         # the user's selector wins over a preset's example labels (e.g. namespace)
@@ -318,7 +596,63 @@ def _series_name(s: SynthSeries) -> str:
         if chosen is None:
             raise SynthesisError(f"no label values satisfy the selector {s.selector}")
         labels.update(chosen)
-    return promql.selector(s.metric, sorted(labels.items()))
+    return labels
+
+
+#: the bucket ladder of Prometheus client libraries' default histogram
+DEFAULT_BUCKETS = tuple(Decimal(b) for b in ("0.005", "0.01", "0.025", "0.05", "0.1", "0.25",
+                                             "0.5", "1", "2.5", "5", "10"))
+
+
+#: histograms whose buckets we know: the exporter's own probe
+_KNOWN_LADDERS = {f"{names.PROBE_DURATION}_bucket":
+                  tuple(Decimal(str(b)) for b in names.PROBE_BUCKETS)}
+
+
+def _ladder(s: SynthSeries, labels: dict[str, str]) -> list[tuple[SynthSeries, dict[str, str]]]:
+    """A whole histogram around the good bucket: nothing below the threshold, the good
+    requests at it, every request from the next boundary up (bad ones fall between)."""
+    text = labels["le"]
+    try:
+        threshold = Decimal(text)
+    except ArithmeticError:
+        return [(s, labels)]
+    if not threshold.is_finite():
+        return [(s, labels)]
+    known = _KNOWN_LADDERS.get(s.metric, DEFAULT_BUCKETS)
+    ladder = sorted(set(known) | {threshold})
+    out = []
+    for bound in ladder:
+        le = text if bound == threshold else decimal_str(bound)
+        if bound < threshold:
+            role = replace(s, role="gauge", a=Decimal(0), b=Decimal(0), c=Decimal(0))
+        else:
+            role = s if bound == threshold else replace(s, role="total")
+        out.append((role, {**labels, "le": le}))
+    out.append((replace(s, role="total"), {**labels, "le": "+Inf"}))
+    return out
+
+
+def _expanded(series: tuple[SynthSeries, ...]) -> list[tuple[SynthSeries, dict[str, str]]]:
+    """Every concrete series a test feeds, with whole histogram ladders."""
+    out: list[tuple[SynthSeries, dict[str, str]]] = []
+    for s in series:
+        labels = _series_labels(s)
+        if s.role == "good" and s.metric.endswith("_bucket") and "le" in labels:
+            out.extend(_ladder(s, labels))
+        else:
+            out.append((s, labels))
+    seen: dict[str, tuple[str, Decimal, Decimal, Decimal]] = {}
+    unique = []
+    for s, labels in out:
+        name = promql.selector(s.metric, sorted(labels.items()))
+        values = (s.role, s.a, s.b, s.c)
+        if seen.setdefault(name, values) != values:
+            raise SynthesisError(f"two inputs would be the same series {name} with other "
+                                 "values")
+        if seen[name] is values:
+            unique.append((s, labels))
+    return unique
 
 
 def _values(s: SynthSeries, segments: list[Segment], interval: int) -> str:
@@ -327,8 +661,8 @@ def _values(s: SynthSeries, segments: list[Segment], interval: int) -> str:
     value = Decimal(0)
     for seg in segments:
         r = seg.ratio
-        if s.role == "gauge":
-            start = s.a + s.b * step * interval + s.c * r
+        if s.role in ("gauge", "state"):
+            start = _gauge_value(s, r, step * interval)
             parts.append(f"{_num(start)}+{_num(s.b * interval)}x{seg.steps - 1}")
             step += seg.steps
             continue
@@ -345,8 +679,13 @@ def _values(s: SynthSeries, segments: list[Segment], interval: int) -> str:
 
 
 def input_series(slo: SLO, segments: list[Segment], interval: int) -> list[dict[str, str]]:
-    return [{"series": _series_name(s), "values": _values(s, segments, interval)}
-            for s in synth(slo)]
+    series = synth(slo)
+    for seg in segments:
+        problem = _steady_ratio_problem(series, seg.ratio)
+        if problem:
+            raise SynthesisError(problem)
+    return [{"series": promql.selector(s.metric, sorted(labels.items())),
+             "values": _values(s, segments, interval)} for s, labels in _expanded(series)]
 
 
 # ---- assertions -----------------------------------------------------------------------
@@ -371,16 +710,29 @@ def _minutes(seconds: Decimal | float) -> int:
 
 def detection_budget(slo: SLO, severity: str) -> tuple[int, int]:
     """(lead-in, seconds until `severity` must fire) for a total outage."""
-    tiers = [t for t in slo.tiers if t.severity == severity]
-    times = [(detection_seconds(t, slo.objective, Decimal(1), slo.period), t) for t in tiers]
-    theory, tier = min(((d, t) for d, t in times if d is not None), key=lambda x: x[0])
+    times = [(d, t) for t in slo.tiers if t.severity == severity
+             if (d := detection_seconds(t, slo.objective, Decimal(1), slo.period)) is not None]
+    if not times:
+        raise SynthesisError(f"no {severity} tier can fire at objective "
+                             f"{decimal_str(slo.objective)}")
+    theory, tier = min(times, key=lambda x: x[0])
     settings = slo.alerting.settings(severity)
     return tier.long_window, _minutes(theory) + settings.for_ + 2 * EVAL_INTERVAL
 
 
+def _firing_severities(slo: SLO) -> list[str]:
+    """page, then ticket: the severities with a tier that a total outage trips."""
+    return [sev for sev in ("page", "ticket") if any(
+        t.severity == sev and detection_seconds(t, slo.objective, Decimal(1), slo.period)
+        is not None for t in slo.tiers)]
+
+
 def outage_test(slo: SLO) -> dict[str, Any] | None:
-    severities = [s for s in ("page", "ticket") if any(t.severity == s for t in slo.tiers)]
+    severities = _firing_severities(slo)
     if not severities:
+        if slo.tiers:
+            raise SynthesisError(f"no alert tier can fire at objective "
+                                 f"{decimal_str(slo.objective)}")
         return None
     severity = severities[0]
     lead, within = detection_budget(slo, severity)
@@ -463,23 +815,52 @@ def no_data_test(slo: SLO) -> dict[str, Any] | None:
     }
 
 
-def slo_tests(slo: SLO) -> list[dict[str, Any]]:
-    tests = [outage_test(slo)]
-    if slo.sli.condition is not None:
-        tests += [condition_holds_test(slo), no_data_test(slo)]
-    else:
-        tests.append(half_budget_test(slo))
-    return [t for t in tests if t is not None]
+@dataclass(frozen=True)
+class Skipped:
+    """An SLO whose promtool tests were left out (`partial`: only the steady-errors one)."""
+
+    slo: SLO
+    reason: str
+    partial: bool = False
+
+    def __str__(self) -> str:
+        what = "no steady-errors test" if self.partial else "no promtool tests"
+        return f"{self.slo.origin}: SLO {self.slo.service}/{self.slo.name}: {what}: {self.reason}"
 
 
-def service_tests(service: Service) -> list[dict[str, Any]]:
-    tests = []
+#: what makes an SLO's tests impossible to write; a run goes on without them
+_UNSYNTHESISABLE = (SynthesisError, steady.Unsupported, ValueError, ArithmeticError)
+
+
+def slo_tests(slo: SLO) -> tuple[list[dict[str, Any]], Skipped | None]:
+    """The tests of one SLO, and why some or all of them were left out."""
+    try:
+        outage = outage_test(slo)
+    except _UNSYNTHESISABLE as exc:
+        return [], Skipped(slo, str(exc) or type(exc).__name__)
+    tests = [outage] if outage is not None else []
+    try:
+        if slo.sli.condition is not None:
+            tests += [t for t in (condition_holds_test(slo), no_data_test(slo)) if t]
+        else:
+            tests.append(half_budget_test(slo))
+    except _UNSYNTHESISABLE as exc:
+        return tests, Skipped(slo, str(exc) or type(exc).__name__, partial=bool(tests))
+    return tests, None
+
+
+def service_tests(service: Service) -> tuple[list[dict[str, Any]], list[Skipped]]:
+    """Every test of the service's SLOs that opted in, and the SLOs left out."""
+    tests: list[dict[str, Any]] = []
+    skipped: list[Skipped] = []
     for slo in service.slos:
-        try:
-            tests += slo_tests(slo)
-        except SynthesisError as exc:
-            raise SynthesisError(f"{slo.origin}: SLO {slo.name!r}: {exc}") from None
-    return tests
+        if not slo.tests:
+            continue
+        found, skip = slo_tests(slo)
+        tests += found
+        if skip is not None:
+            skipped.append(skip)
+    return tests, skipped
 
 
 def promtool_test_file(rules_file: str, tests: list[dict[str, Any]]) -> dict[str, Any]:
@@ -487,6 +868,30 @@ def promtool_test_file(rules_file: str, tests: list[dict[str, Any]]) -> dict[str
             "tests": tests}
 
 
-def render_tests(service: Service, rules_file: str) -> str:
+def render_tests(service: Service, rules_file: str) -> tuple[str | None, list[Skipped]]:
+    """The promtool test file of `service` (None when no SLO has a test), and the skips."""
+    tests, skipped = service_tests(service)
+    if not tests:
+        return None, skipped
     return header([service_source(service)]) + to_yaml(
-        promtool_test_file(rules_file, service_tests(service)))
+        promtool_test_file(rules_file, tests)), skipped
+
+
+def summary(services: list[Service], skipped: list[Skipped]) -> str | None:
+    """The closing line of a `--with-tests` run when some SLOs have no or fewer tests."""
+    total = sum(len(s.slos) for s in services)
+    off = sum(not slo.tests for s in services for slo in s.slos)
+    parts = []
+    none = sum(not s.partial for s in skipped)
+    partial = len(skipped) - none
+    if none:
+        parts.append(f"no promtool tests for {none} of {total} SLOs whose inputs cannot be "
+                     "synthesised")
+    if partial:
+        parts.append(f"no steady-errors test for {partial}")
+    if off:
+        parts.append(f"{off} with `tests: false`")
+    if not parts:
+        return None
+    hint = " (see the warnings above; `tests: false` silences one)" if skipped else ""
+    return "; ".join(parts) + hint

@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,35 @@ def require_tool(name: str) -> str:
     if os.environ.get("SLOEXPORTER_REQUIRE_TOOLS") == "1":
         pytest.fail(message)
     pytest.skip(message)
+
+
+#: Prometheus 2 (Debian's 2.42) and 3 (built by scripts/build-go-tools.sh)
+PROMTOOLS = ("promtool", "promtool3")
+
+
+def promtool_test_rules(files: list[Path], tools: tuple[str, ...] = PROMTOOLS) -> None:
+    """`promtool test rules` on every file with each promtool; fails with their output.
+
+    Files are batched (promtool reads rule files relative to each test file), two
+    promtool runs at a time: the machine has two cores.
+    """
+    paths = [require_tool(t) for t in tools]
+    half = (len(files) + 1) // 2
+    jobs = [(tool, batch) for tool in paths for batch in (files[:half], files[half:]) if batch]
+
+    def run(job: tuple[str, list[Path]]) -> str | None:
+        tool, batch = job
+        proc = subprocess.run([tool, "test", "rules", *map(str, batch)], capture_output=True,
+                              text=True, timeout=1800)
+        if proc.returncode == 0:
+            return None
+        report = "\n".join(line for line in proc.stdout.splitlines()
+                           if line.strip() not in ("", "SUCCESS"))
+        return f"{Path(tool).name} exited {proc.returncode}:\n{report[-20000:]}{proc.stderr}"
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        failures = [f for f in pool.map(run, jobs) if f]
+    assert not failures, "\n".join(failures)
 
 
 def run_sh(script: str, cwd: Path, check: bool = True, first: tuple[str, ...] = (),

@@ -17,7 +17,12 @@ from sloexporter.model import (
     AlertSettings,
     Service,
     TierSpec,
+    decimal_str,
+    error_budget,
+    lowest_firing_objective,
     parse_duration,
+    resolve_tiers,
+    tier_can_fire,
 )
 from sloexporter.promql import WINDOW_PLACEHOLDER, check_syntax, substitute_window
 from sloexporter.sli import compile_sli, known_buckets
@@ -108,6 +113,33 @@ def _check_slo(doc: Document, path: Path, slo: SLOSpec) -> list[SpecError]:
             errors.append(doc.error(path + ("alerting", "tiers", i, "long_window"),
                                     f"long_window {tier.long_window} is longer than the "
                                     f"period {slo.period}"))
+    if not errors:
+        errors += _check_tiers_can_fire(doc, path, slo)
+    return errors
+
+
+def _check_tiers_can_fire(doc: Document, path: Path, slo: SLOSpec) -> list[SpecError]:
+    """A tier whose threshold needs more than 100% errors would stay silent through a
+    total outage: refuse it, naming the lowest objective at which it could fire."""
+    alerting = _alerting(slo.alerting)
+    custom = alerting.custom_tiers is not None
+    budget = error_budget(slo.objective)
+    errors = []
+    for i, tier in enumerate(resolve_tiers(parse_duration(slo.period), alerting.custom_tiers)):
+        if alerting.settings(tier.severity).disabled or tier_can_fire(tier, slo.objective):
+            continue
+        where = path + (("alerting", "tiers", i) if custom else ("objective",))
+        factor = decimal_str(tier.factor)
+        needed = decimal_str((tier.factor * budget * 100).quantize(Decimal("0.1")))
+        fix = ("lower its budget_consumed or lengthen its long_window" if custom else
+               "set custom alerting.tiers with a lower burn rate "
+               "(budget_consumed x period / long_window)")
+        errors.append(doc.error(where, (
+            f"the {tier.severity} tier {tier.long}/{tier.short} can never fire at objective "
+            f"{decimal_str(slo.objective)}: it needs more than {needed}% errors (burn rate "
+            f"{factor} x {decimal_str(budget * 100)}% budget); it can fire from objective "
+            f"{decimal_str(lowest_firing_objective(tier))} up. Raise the objective, {fix}, "
+            f"or disable {tier.severity} alerts")))
     return errors
 
 
@@ -152,6 +184,7 @@ def build_service(doc: Document, spec: ServiceLevels, prefix: Path = ()) -> Serv
             description=slo.description, labels=tuple(sorted(labels.items())),
             alerting=_alerting(slo.alerting),
             origin=f"{doc.file}:{doc.line_of(prefix + ('slos', i))}",
+            tests=slo.tests,
         ))
     apps = tuple(spec.argocd_apps) if spec.argocd_apps is not None else None
     return Service(spec.service, tuple(slos), tuple(sorted(service_labels.items())),

@@ -272,7 +272,8 @@ class SLOSpec(Strict):
     labels: Labels
     sli: SLISpec
     alerting: AlertingSpec = Field(default_factory=AlertingSpec)
-
+    #: false: `generate --with-tests` writes no promtool tests for this SLO
+    tests: bool = True
 
     @field_validator("objective")
     @classmethod
