@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -191,8 +192,8 @@ PATHS_HELP = "spec files or folders (folders are read recursively for *.yaml and
 def _command(sub: Any, name: str, summary: str, description: str, examples: str,
              extra: str = "") -> argparse.ArgumentParser:
     epilog = f"examples:\n{examples}\n\n{extra + chr(10) * 2 if extra else ''}{EXIT_CODES}"
-    return sub.add_parser(name, help=summary, description=description, epilog=epilog,
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    return sub.add_parser(name, help=summary, description=textwrap.fill(description, 79),
+                          epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def _add_init(sub: Any) -> None:
@@ -347,10 +348,10 @@ def _add_serve(sub: Any, with_options: bool) -> None:
 def build_parser(with_serve_options: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sloexporter",
-        description="SLOs for Kubernetes platforms: multiwindow, multi-burn-rate rules "
-                    "with promtool tests, Grafana dashboards and Alertmanager routes from "
-                    "SLO specs, and an exporter for ArgoCD, backups, certificates and "
-                    "HTTP golden signals.",
+        description=textwrap.fill(
+            "SLOs for Kubernetes platforms: multiwindow, multi-burn-rate rules with "
+            "promtool tests, Grafana dashboards and Alertmanager routes from SLO specs, "
+            "and an exporter for ArgoCD, backups, certificates and HTTP golden signals.", 79),
         epilog="first steps:\n"
                "  sloexporter init checkout --job checkout -o slos/checkout.yaml\n"
                "  sloexporter validate slos\n"

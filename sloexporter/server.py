@@ -477,15 +477,23 @@ async def serve(exporter: Exporter, host: str, port: int) -> None:
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="FILE", help="YAML config (default: every source "
-                        "on with its defaults); SIGHUP reloads it")
-    parser.add_argument("--manifests", metavar="DIR", help="read Kubernetes objects from the "
-                        "YAML files in DIR instead of a cluster, reloading on change")
-    parser.add_argument("--listen", metavar="HOST:PORT", help="default 0.0.0.0:9469")
-    parser.add_argument("--shard", type=int, default=0, help="this replica's shard (0-based)")
-    parser.add_argument("--total-shards", type=int, default=1, help="number of shards")
+    parser.add_argument("--config", metavar="FILE",
+                        help="YAML config: sources, cluster, watch settings, probes (see "
+                             "docs/serve.md); default: every source on with its defaults. "
+                             "SIGHUP reloads it; a bad file is rejected and the old one kept")
+    parser.add_argument("--manifests", metavar="DIR",
+                        help="read Kubernetes objects from the YAML files in DIR instead of "
+                             "a cluster, reloading on change (the demo: examples/cluster)")
+    parser.add_argument("--listen", metavar="HOST:PORT",
+                        help="where to serve the endpoints (default: the config's listen, "
+                             "else 0.0.0.0:9469)")
+    parser.add_argument("--shard", type=int, default=0, metavar="N",
+                        help="this replica's shard, 0 to M-1 (default: 0)")
+    parser.add_argument("--total-shards", type=int, default=1, metavar="M",
+                        help="how many replicas split the objects by UID (default: 1)")
     parser.add_argument("--log-level", default="info",
-                        choices=("debug", "info", "warning", "error"))
+                        choices=("debug", "info", "warning", "error"),
+                        help="the least severe log lines to write to stderr (default: info)")
     parser.add_argument("--log-format", default="text", choices=("text", "json"),
                         help="text (default) or json: one JSON object per line")
 

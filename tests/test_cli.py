@@ -1,0 +1,90 @@
+"""The command line explains itself: help for every option, examples, exit codes, and a
+start-up that loads only what the command needs."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+import pytest
+
+from sloexporter.cli import build_parser
+from tests.conftest import run_cli
+from tests.tools import ROOT
+
+COMMANDS = ("init", "validate", "generate", "convert", "serve")
+SERVER_STACK = ("aiohttp", "kubernetes_asyncio")
+
+
+def _subparsers() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser(with_serve_options=True)
+    [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(sub.choices)
+
+
+def test_every_option_of_every_command_has_help():
+    subparsers = _subparsers()
+    assert set(subparsers) == set(COMMANDS)
+    for name, parser in subparsers.items():
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help and len(action.help) > 10, (name, action.dest)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_each_commands_help_has_examples_and_exit_codes(command):
+    result = run_cli(command, "--help")
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert "examples:\n  sloexporter " + command in text
+    assert "exit codes:\n  0" in text and "\n  1  invalid input" in text
+    assert "\n  2  usage or path error" in text
+    if command in ("validate", "generate", "convert"):
+        for fmt in ("sloexporter.dev/v1", "prometheus/v1", "pyrra.dev/v1alpha1", "openslo/v1"):
+            assert fmt in text, (command, fmt)
+    if command == "serve":
+        for endpoint in ("/metrics", "/healthz", "/readyz"):
+            assert f"  {endpoint}" in text
+
+
+def test_the_top_level_help_lists_commands_first_steps_and_exit_codes():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for command in COMMANDS:
+        assert f"    {command} " in result.stdout
+    assert "first steps:" in result.stdout and "exit codes:" in result.stdout
+
+
+@pytest.mark.parametrize("args", [(), ("frobnicate",), ("generate", "x"),
+                                  ("convert", "x", "--to", "yaml", "-o", "out"),
+                                  ("init",), ("generate", "x", "-o", "out", "--bogus")])
+def test_usage_errors_exit_2(args):
+    assert run_cli(*args).returncode == 2
+
+
+@pytest.mark.parametrize("args", [("--version",), ("validate", "examples/slos"),
+                                  ("init", "shop"), ("generate", "examples/slos", "-o", "-")])
+def test_only_serve_loads_the_server_stack(args):
+    """`--version`, `init`, `validate` and `generate` never import aiohttp or
+    kubernetes_asyncio; their start-up time is in bench/generate.py."""
+    code = ("import sys\nfrom sloexporter.cli import main\n"
+            "try:\n    code = main(sys.argv[1:])\nexcept SystemExit as exc:\n"
+            "    code = exc.code\n"
+            f"loaded = sorted({{m.split('.')[0] for m in sys.modules}} & {set(SERVER_STACK)!r})\n"
+            "print('LOADED', loaded, file=sys.stderr)\nsys.exit(code)\n")
+    result = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "LOADED []" in result.stderr, result.stderr
+
+
+def test_serve_loads_its_options_only_when_it_runs():
+    """The proof the test above can fail: serve's own options come with the server."""
+    code = ("import sys\nfrom sloexporter.cli import build_parser\n"
+            "build_parser(with_serve_options=True)\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'aiohttp'}))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.stdout.strip() == "['aiohttp']", result.stdout + result.stderr
