@@ -28,6 +28,9 @@ command -v prometheus-alertmanager >/dev/null || apt_install prometheus-alertman
 # etcdctl (compaction in the real-cluster tests) and headless chromium (the status UI tests)
 command -v etcdctl >/dev/null || apt_install etcd-client
 command -v chromium >/dev/null || apt_install chromium
+# buildah and mmdebstrap: scripts/build-image.sh builds the image without a daemon or registry
+command -v buildah >/dev/null || apt_install buildah
+command -v mmdebstrap >/dev/null || apt_install mmdebstrap
 # redis-server, redis-cli and redis_exporter (the BullMQ platform's end-to-end test)
 command -v redis-server >/dev/null || apt_install redis-server
 command -v prometheus-redis-exporter >/dev/null || apt_install prometheus-redis-exporter
