@@ -126,8 +126,8 @@ async def platform(tmp_path: Path, name: str, probes: dict[str, str],
     services, measured = _measured_slos(specs)
     gauges = Gauges()
     setup(gauges)
-    prom = Prometheus(require_tool("prometheus"), tmp_path, free_port())
-    am = Alertmanager(require_tool("prometheus-alertmanager"), tmp_path)
+    # each port is picked right before its server binds it: a port picked early could be
+    # handed out again by the next free_port() while it is still unbound
     async with SlackWebhook().running() as slack, SMTPInbox().running() as smtp, \
             PagerDutyEvents().running() as pagerduty, gauges.running():
         settings = alertmanager_settings(tmp_path, slack, smtp, pagerduty, group_wait="1s",
@@ -136,12 +136,14 @@ async def platform(tmp_path: Path, name: str, probes: dict[str, str],
                          str(settings))
         assert result.returncode == 0, result.stderr
         targets = [{"name": label, "url": gauges.url(path)} for label, path in probes.items()]
+        am = Alertmanager(require_tool("prometheus-alertmanager"), tmp_path)
         async with am.running(out / "alertmanager" / "alertmanager.yaml"), \
                 serve(tmp_path, free_port(), {"http_probe": {
                     "targets": targets, "interval": "1s", "timeout": "1s"}},
                     manifests=manifests) as exporter:
             scrape = {"stand-in": gauges.address, "sloexporter": exporter, **(extra_scrape or {})}
             config = _prometheus_config(tmp_path / "prometheus.yml", scrape, [], am.address)
+            prom = Prometheus(require_tool("prometheus"), tmp_path, free_port())
             async with prom.running(config):
                 up = f"count(up == 1) == {len(scrape)}"
                 await wait_until(lambda: prom.value(up), "every target scraped", 30)
