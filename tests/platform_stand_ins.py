@@ -176,7 +176,7 @@ class PostgresWithExporter:
 
     def __init__(self, exporter: str) -> None:
         self.exporter = exporter
-        self.port = free_port()
+        self.port = 0  # picked after initdb, right before the server binds it
         self.exporter_address = ""
         self.root = Path(tempfile.mkdtemp(prefix="sloexporter-pg-"))
 
@@ -210,6 +210,7 @@ class PostgresWithExporter:
         try:
             await self._run(postgres_bin("initdb"), "-D", str(data), "-A", "trust", "-U",
                             "postgres", "--no-sync")
+            self.port = free_port()
             with (data / "postgresql.conf").open("a") as conf:
                 conf.write(f"listen_addresses = '127.0.0.1'\nport = {self.port}\n"
                            f"unix_socket_directories = '{self.root}'\nfsync = off\n"
