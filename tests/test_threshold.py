@@ -306,3 +306,13 @@ def test_convert_writes_a_threshold_sli_as_an_openslo_threshold_metric(tmp_path)
     back, errors = load_paths([str(out / "db.openslo.yaml")])
     assert not errors, errors
     assert back[0].slos[0].sli.condition.op == "<="
+
+
+def test_a_query_tests_cannot_drive_is_skipped_with_a_warning(tmp_path):
+    (tmp_path / "spec.yaml").write_text(SPEC.format(query="sum(rate(x_total[5m]))", op="<",
+                                                    value="5", forget="1h"))
+    result = run_cli("generate", str(tmp_path / "spec.yaml"), "-o", str(tmp_path / "out"),
+                     "--with-tests")
+    assert result.returncode == 0, result.stderr
+    assert "warning:" in result.stderr and "lag" in result.stderr
+    assert "cannot derive gauge values" in result.stderr
