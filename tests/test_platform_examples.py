@@ -57,6 +57,7 @@ def test_platform_validates_generates_and_its_tests_pass(tmp_path, promtool, nam
     result = run_cli("generate", slos, "-o", str(out), "--with-tests",
                      "--alertmanager-settings", str(_settings_with_secret_files(folder, tmp_path)))
     assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr, "every SLO of an example has its tests"
     rules = sorted((out / "rules").glob("*.yaml"))
     assert rules
     check = subprocess.run([promtool, "check", "rules", *map(str, rules)], capture_output=True,
