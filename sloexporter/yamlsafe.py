@@ -1,0 +1,291 @@
+"""The one YAML loader of the project: specs, Alertmanager settings, serve config, manifests.
+
+PyYAML's safe loader builds no Python objects from tags, but it still lets a small file
+become a huge one (aliases), a deep one (nesting), swallows duplicate keys, and turns a
+5,000-digit number into a traceback. This loader composes the node graph first (in C when
+libyaml is there), checks it against `Limits` WITHOUT expanding aliases, and only then
+builds the data. Every problem is one `YAMLProblem` with the line it is on, so callers
+print `FILE:LINE: message`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path as FsPath
+from typing import Any
+
+import yaml
+
+Path = tuple[str | int, ...]
+
+_BASE_LOADER: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+INT_TAG = "tag:yaml.org,2002:int"
+FLOAT_TAG = "tag:yaml.org,2002:float"
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one file may hold; each is far above what a real spec or manifest needs."""
+
+    #: bytes of text in one file
+    max_bytes: int = 8 * 1024 * 1024
+    #: mappings and sequences inside each other
+    max_depth: int = 64
+    #: `*alias` references in one document
+    max_aliases: int = 1000
+    #: values in one document once every alias is expanded (what consumers will walk)
+    max_nodes: int = 500_000
+    #: characters of one number (a longer one is a typo or an attack, never a value)
+    max_number_chars: int = 64
+
+
+LIMITS = Limits()
+
+
+class YAMLProblem(Exception):
+    """Bad or hostile YAML: one line, at the line it is on."""
+
+    def __init__(self, file: str, line: int, message: str) -> None:
+        super().__init__(f"{file}:{line}: {message}")
+        self.file, self.line, self.message = file, line, message
+
+
+@dataclass
+class Loaded:
+    """One YAML document: its data and the line of every value, by path."""
+
+    data: Any
+    lines: dict[Path, int] = field(default_factory=dict)
+    start_line: int = 1
+
+
+class _Loader(_BASE_LOADER):  # type: ignore[misc,valid-type]
+    """The safe loader, optionally with YAML floats as exact Decimals."""
+
+    exact_numbers = False
+
+    def construct_yaml_float(self, node: yaml.ScalarNode) -> Any:  # noqa: ANN401
+        if not self.exact_numbers:
+            return super().construct_yaml_float(node)
+        text = str(node.value).replace("_", "").lower()
+        if ":" in text or text.lstrip("+-") in (".inf", ".nan"):
+            return Decimal(repr(super().construct_yaml_float(node)))
+        return Decimal(text)
+
+
+_Loader.add_constructor(FLOAT_TAG, _Loader.construct_yaml_float)
+
+
+class _ExactLoader(_Loader):
+    exact_numbers = True
+
+
+def _line(node: yaml.Node) -> int:
+    return int(node.start_mark.line) + 1
+
+
+def _key_text(node: yaml.Node) -> str:
+    return str(node.value) if isinstance(node, yaml.ScalarNode) else f"<{node.id}>"
+
+
+def _check(node: yaml.Node, file: str, limits: Limits) -> None:
+    """Depth, aliases, expanded size, duplicate keys and number length, in one pass over
+    the distinct nodes: an aliased node is measured once and its size reused."""
+    sizes: dict[int, int] = {}
+    heights: dict[int, int] = {}
+    aliases = 0
+    # iterative post-order walk: a 5,000-deep document must not hit Python's recursion limit
+    stack: list[tuple[yaml.Node, int, bool]] = [(node, 1, False)]
+    active: set[int] = set()
+    while stack:
+        current, depth, done = stack.pop()
+        key = id(current)
+        if done:
+            active.discard(key)
+            children = _children(current)
+            sizes[key] = 1 + sum(sizes[id(c)] for c in children)
+            heights[key] = 1 + max((heights[id(c)] for c in children), default=0)
+            if sizes[key] > limits.max_nodes:
+                raise YAMLProblem(file, _line(current), (
+                    f"document expands to more than {limits.max_nodes:,} values through "
+                    "its aliases; refusing it (an alias bomb?)"))
+            continue
+        if key in sizes:
+            aliases += 1  # a node seen before is an alias to it
+            if aliases > limits.max_aliases:
+                raise YAMLProblem(file, _line(current), (
+                    f"more than {limits.max_aliases:,} aliases in one document"))
+            if depth + heights[key] - 1 > limits.max_depth:
+                raise YAMLProblem(file, _line(current), (
+                    f"nested deeper than {limits.max_depth} levels once aliases are expanded"))
+            continue
+        if key in active:
+            raise YAMLProblem(file, _line(current), "an alias refers to a value that contains "
+                                                    "it (a recursive alias)")
+        if depth > limits.max_depth:
+            raise YAMLProblem(file, _line(current), (
+                f"nested deeper than {limits.max_depth} levels"))
+        if isinstance(current, yaml.ScalarNode):
+            if current.tag in (INT_TAG, FLOAT_TAG) and \
+                    len(current.value) > limits.max_number_chars:
+                raise YAMLProblem(file, _line(current), (
+                    f"a number of {len(current.value):,} characters; numbers may have at most "
+                    f"{limits.max_number_chars}"))
+            sizes[key] = heights[key] = 1
+            continue
+        if isinstance(current, yaml.MappingNode):
+            _check_duplicates(current, file)
+        active.add(key)
+        stack.append((current, depth, True))
+        stack.extend((child, depth + 1, False) for child in reversed(_children(current)))
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_duplicates(node: yaml.MappingNode, file: str) -> None:
+    seen: dict[tuple[str, str], int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == MERGE_TAG or not isinstance(key_node, yaml.ScalarNode):
+            continue
+        ident = (key_node.tag, key_node.value)
+        line = _line(key_node)
+        if ident in seen:
+            first = seen[ident]
+            where = f"line {first}" if first != line else "the same line"
+            raise YAMLProblem(file, line, (
+                f"duplicate key {key_node.value!r}: first given at {where}; YAML would "
+                "silently keep only the last"))
+        seen[ident] = line
+
+
+def _walk_lines(node: yaml.Node, lines: dict[Path, int]) -> None:
+    """The line of every path. Aliased nodes are walked again at each path they appear:
+    `_check` has bounded the expanded size already."""
+    stack: list[tuple[yaml.Node, Path]] = [(node, ())]
+    while stack:
+        current, path = stack.pop()
+        lines.setdefault(path, _line(current))
+        if isinstance(current, yaml.MappingNode):
+            for key_node, value_node in current.value:
+                if isinstance(key_node, yaml.ScalarNode):
+                    sub = path + (key_node.value,)
+                    lines[sub] = _line(key_node)
+                    stack.append((value_node, sub))
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend((item, path + (i,)) for i, item in enumerate(current.value))
+
+
+_TAB = re.compile(r"\t")
+
+
+def _problem_of(exc: yaml.YAMLError, text: str, file: str) -> YAMLProblem:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    line = int(mark.line) + 1 if mark is not None else 1
+    problem = str(getattr(exc, "problem", None) or exc).strip()
+    all_lines = text.splitlines()
+    source_line = all_lines[line - 1] if 0 < line <= len(all_lines) else ""
+    column = int(mark.column) if mark is not None else 0
+    indent = source_line[:len(source_line) - len(source_line.lstrip(" \t"))]
+    if source_line[column:column + 1] == "\t" or "tab" in problem or "\t" in indent:
+        col = column + 1 if source_line[column:column + 1] == "\t" else source_line.find("\t") + 1
+        return YAMLProblem(file, line, (
+            f"a tab character at column {col}: YAML indents and separates with spaces, "
+            "never tabs"))
+    if isinstance(exc, yaml.reader.ReaderError):
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        return YAMLProblem(file, _line_of_offset(text, exc.position), (
+            f"control character U+{ord(char):04X} is not allowed in YAML text; write it "
+            "as an escape in a double-quoted string"))
+    if isinstance(exc, yaml.constructor.ConstructorError) and "tag" in problem:
+        tag = problem.rsplit(" ", 1)[-1].strip("'!")
+        return YAMLProblem(file, line, f"unsupported YAML tag !{tag}: specs hold plain "
+                                       "mappings, lists, strings, numbers and booleans")
+    if "nesting depth" in problem:  # libyaml's own limit, far above ours
+        return YAMLProblem(file, line, "nested deeper than the limit of "
+                                       f"{LIMITS.max_depth} levels")
+    return YAMLProblem(file, line, f"invalid YAML: {problem}")
+
+
+def _line_of_offset(text: str, offset: int) -> int:
+    return text.count("\n", 0, max(0, offset)) + 1
+
+
+def load_all(text: str, file: str, *, limits: Limits = LIMITS, lines: bool = True,
+             exact_numbers: bool = False) -> list[Loaded]:
+    """Every document in `text`, checked against `limits`; raises YAMLProblem.
+
+    `exact_numbers` gives YAML floats as Decimal (99.95 stays 99.95, 1.50 stays `1.50`).
+    Empty documents (`---` alone, comments only) come back with data None.
+    """
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > limits.max_bytes:
+        raise YAMLProblem(file, 1, f"file of {size:,} bytes; at most {limits.max_bytes:,} "
+                                   "are read")
+    loader = (_ExactLoader if exact_numbers else _Loader)(text)
+    out: list[Loaded] = []
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                continue
+            _check(node, file, limits)
+            data = loader.construct_document(node)
+            line_map: dict[Path, int] = {}
+            if lines:
+                _walk_lines(node, line_map)
+            out.append(Loaded(data, line_map, _line(node)))
+    except yaml.YAMLError as exc:
+        raise _problem_of(exc, text, file) from None
+    except RecursionError:
+        # the pure-Python composer recurses per level; libyaml stops at its own limit
+        raise YAMLProblem(file, 1, f"nested deeper than {limits.max_depth} levels") from None
+    except (ValueError, InvalidOperation) as exc:  # e.g. an int beyond Python's digit limit
+        raise YAMLProblem(file, 1, f"invalid value: {exc}") from None
+    finally:
+        loader.dispose()
+    return out
+
+
+def read_text(path: str | FsPath, file: str | None = None,
+              limits: Limits = LIMITS) -> str:
+    """A file's text, refusing what is too big before reading it; raises YAMLProblem.
+
+    OSError is left to the caller (a missing file is a usage problem, not bad YAML).
+    """
+    name = file or str(path)
+    with open(path, "rb") as fh:
+        raw = fh.read(limits.max_bytes + 1)
+    if len(raw) > limits.max_bytes:
+        raise YAMLProblem(name, 1, f"file larger than {limits.max_bytes:,} bytes")
+    return decode(raw, name)
+
+
+def decode(raw: bytes, file: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise YAMLProblem(file, line, (f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at "
+                                       f"column {column}")) from None
+
+
+def load_file(path: str | FsPath, *, limits: Limits = LIMITS,
+              exact_numbers: bool = False) -> list[Any]:
+    """The non-empty documents of a file, for callers that need no line map (manifests).
+
+    Pure and thread-safe: it can run in `asyncio.to_thread`. Raises YAMLProblem or OSError.
+    """
+    text = read_text(path, limits=limits)
+    return [d.data for d in load_all(text, str(path), limits=limits, lines=False,
+                                     exact_numbers=exact_numbers) if d.data is not None]
