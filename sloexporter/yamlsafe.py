@@ -189,6 +189,11 @@ _TAB = re.compile(r"\t")
 
 
 def _problem_of(exc: yaml.YAMLError, text: str, file: str) -> YAMLProblem:
+    if isinstance(exc, yaml.reader.ReaderError):
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        return YAMLProblem(file, _line_of_offset(text, exc.position), (
+            f"control character U+{ord(char):04X} is not allowed in YAML text; write it "
+            "as an escape in a double-quoted string"))
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     line = int(mark.line) + 1 if mark is not None else 1
     problem = str(getattr(exc, "problem", None) or exc).strip()
@@ -196,16 +201,11 @@ def _problem_of(exc: yaml.YAMLError, text: str, file: str) -> YAMLProblem:
     source_line = all_lines[line - 1] if 0 < line <= len(all_lines) else ""
     column = int(mark.column) if mark is not None else 0
     indent = source_line[:len(source_line) - len(source_line.lstrip(" \t"))]
-    if source_line[column:column + 1] == "\t" or "tab" in problem or "\t" in indent:
+    if source_line[column:column + 1] == "\t" or "tab character" in problem or "\t" in indent:
         col = column + 1 if source_line[column:column + 1] == "\t" else source_line.find("\t") + 1
         return YAMLProblem(file, line, (
             f"a tab character at column {col}: YAML indents and separates with spaces, "
             "never tabs"))
-    if isinstance(exc, yaml.reader.ReaderError):
-        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
-        return YAMLProblem(file, _line_of_offset(text, exc.position), (
-            f"control character U+{ord(char):04X} is not allowed in YAML text; write it "
-            "as an escape in a double-quoted string"))
     if isinstance(exc, yaml.constructor.ConstructorError) and "tag" in problem:
         tag = problem.rsplit(" ", 1)[-1].strip("'!")
         return YAMLProblem(file, line, f"unsupported YAML tag !{tag}: specs hold plain "
@@ -229,8 +229,7 @@ def load_all(text: str, file: str, *, limits: Limits = LIMITS, lines: bool = Tru
     """
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > limits.max_bytes:
-        raise YAMLProblem(file, 1, f"file of {size:,} bytes; at most {limits.max_bytes:,} "
-                                   "are read")
+        raise YAMLProblem(file, 1, f"file larger than {limits.max_bytes:,} bytes")
     loader = (_ExactLoader if exact_numbers else _Loader)(text)
     out: list[Loaded] = []
     try:
