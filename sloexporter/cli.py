@@ -27,6 +27,11 @@ def _print_errors(errors: list[SpecError]) -> None:
         print(err, file=sys.stderr)
 
 
+def _exit_code(errors: list[SpecError]) -> int:
+    """2 when a path given on the command line is wrong, else 1 for bad input."""
+    return EXIT_USAGE if any(e.usage for e in errors) else EXIT_INVALID
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     import os
     import tempfile
@@ -87,7 +92,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     services, errors = load_paths(args.paths)
     _print_errors(errors)
     if errors:
-        return EXIT_INVALID
+        return _exit_code(errors)
     count = sum(len(s.slos) for s in services)
     print(f"ok: {count} SLOs in {len(services)} services")
     return EXIT_OK
@@ -121,7 +126,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             errors = [*errors, *exc.errors]
     if errors:
         _print_errors(errors)
-        return EXIT_INVALID
+        return _exit_code(errors)
     options = output.Options(fmt=args.format, with_tests=args.with_tests,
                              rule_labels=rule_labels, alertmanager=settings)
     if to_stdout:

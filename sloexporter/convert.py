@@ -29,8 +29,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from sloexporter import __version__
 from sloexporter.model import (
     SLO,
@@ -43,7 +41,7 @@ from sloexporter.model import (
 from sloexporter.output import write_tree
 from sloexporter.render import header, service_source, to_yaml
 from sloexporter.specs import spec_files
-from sloexporter.specs.build import build_service
+from sloexporter.specs.build import build_service, check_native
 from sloexporter.specs.errors import SpecError, SpecErrors, load_documents
 from sloexporter.specs.native import API_VERSION, KIND, ServiceLevels, SLOSpec
 from sloexporter.specs.openslo import ANNOTATION_ALERTING, ANNOTATION_NAME, ANNOTATION_SLI
@@ -154,11 +152,9 @@ def convert_paths(paths: list[str], outdir: Path) -> tuple[list[Path], list[Spec
                                             f"{KIND}) only"))
                 continue
             try:
-                spec = ServiceLevels.model_validate(data)
+                spec = check_native(doc, data)
                 # the model gives the compiled queries and tiers, and its checks are ours
                 specs.append((str(file), spec, build_service(doc, spec)))
-            except ValidationError as exc:
-                errors += doc.errors_from_validation(exc)
             except SpecErrors as exc:
                 errors += exc.errors
     if errors:

@@ -43,7 +43,7 @@ MISTAKES = [
     ("objective of 0", "objective: 99.9", "objective: 0", 7, "slos[0].objective",
      "greater than 0"),
     ("objective as a word", "objective: 99.9", "objective: high", 7, "slos[0].objective",
-     "decimal"),
+     "must be a percentage like 99.9, not 'high'"),
     ("period in hours", "period: 30d", "period: 720h", 8, "slos[0].period",
      "whole days or weeks"),
     ("period too long", "period: 30d", "period: 91d", 8, "slos[0].period", "between 1d and 90d"),
@@ -76,7 +76,7 @@ MISTAKES = [
      "http_requests_total{job=\"checkout\"}[{{window}}]))", 11, "slos[0].sli.events",
      "exactly one of 'errors' or 'good'"),
     ("page disabled is not a bool", "page: {labels: {}, annotations: {}}",
-     "page: {disabled: maybe}", 15, "slos[0].alerting.page.disabled", "boolean"),
+     "page: {disabled: maybe}", 15, "slos[0].alerting.page.disabled", "must be true or false"),
     ("bad for duration", "page: {labels: {}, annotations: {}}", "page: {for: soon}", 15,
      "slos[0].alerting.page.for", "invalid duration"),
     ("bad service name", "service: checkout", "service: check out!", 3, "service",
@@ -137,18 +137,25 @@ def test_every_error_in_every_file_is_reported(tmp_path):
     assert lines[2].startswith(f"{tmp_path / 'b.yaml'}:18:")
 
 
-def test_the_same_service_twice_is_an_error(tmp_path):
+def test_a_service_may_span_files_and_a_duplicate_slo_names_both_places(tmp_path):
     (tmp_path / "a.yaml").write_text(VALID)
-    (tmp_path / "b.yaml").write_text(VALID)
+    (tmp_path / "b.yaml").write_text(VALID.replace("name: availability", "name: errors"))
     result = run_cli("validate", str(tmp_path))
     assert result.returncode == 1
-    assert "service 'checkout' is also defined at" in result.stderr
+    assert result.stderr.strip() == (
+        f"{tmp_path / 'b.yaml'}:17: name: duplicate SLO name 'latency' in service 'checkout': "
+        f"also defined at {tmp_path / 'a.yaml'}:17")
+    (tmp_path / "b.yaml").write_text(VALID.replace("name: availability", "name: errors")
+                                     .replace("name: latency", "name: slow"))
+    result = run_cli("validate", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "ok: 4 SLOs in 1 services" in result.stdout
 
 
-def test_missing_path_is_an_error(tmp_path):
+def test_missing_path_is_a_usage_error_with_its_name(tmp_path):
     result = run_cli("validate", str(tmp_path / "nope.yaml"))
-    assert result.returncode == 1
-    assert "no such file or folder" in result.stderr
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"{tmp_path / 'nope.yaml'}: no such file or folder"
 
 
 def test_usage_error_exits_2():

@@ -6,12 +6,20 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path as FsPath
 
+from sloexporter import yamlsafe
 from sloexporter.model import Service
-from sloexporter.specs.errors import Document, SpecError, SpecErrors, load_documents
+from sloexporter.specs.errors import (
+    Document,
+    SpecError,
+    SpecErrors,
+    load_documents,
+    read_spec_text,
+)
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 
@@ -38,37 +46,84 @@ def register(fmt: Format) -> None:
     FORMATS.append(fmt)
 
 
+STDIN = "-"
+STDIN_NAME = "<stdin>"
+
+
 def spec_files(paths: Iterable[str]) -> tuple[list[FsPath], list[SpecError]]:
+    """The spec files `paths` name (folders searched for .yaml/.yml), each once.
+
+    A path that does not exist or a folder without specs is a usage error (exit 2);
+    `-` is standard input, passed through as FsPath("-").
+    """
     files: list[FsPath] = []
     errors: list[SpecError] = []
+    seen: set[FsPath] = set()
+
+    def add(path: FsPath) -> None:
+        key = path.resolve() if str(path) != STDIN else path
+        if key not in seen:
+            seen.add(key)
+            files.append(path)
+
     for raw in paths:
         path = FsPath(raw)
-        if path.is_dir():
+        if raw == STDIN:
+            add(path)
+        elif path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.suffix in SPEC_SUFFIXES and p.is_file())
             if not found:
-                errors.append(SpecError(raw, 0, "", "no .yaml or .yml spec files in folder"))
-            files.extend(found)
+                errors.append(SpecError(raw, 0, "", "no .yaml or .yml spec files in this "
+                                                    "folder", usage=True))
+            for file in found:
+                add(file)
         elif path.is_file():
-            files.append(path)
+            add(path)
+        elif path.exists():
+            errors.append(SpecError(raw, 0, "", "not a file or folder", usage=True))
         else:
-            errors.append(SpecError(raw, 0, "", "no such file or folder"))
+            errors.append(SpecError(raw, 0, "", "no such file or folder", usage=True))
     return files, errors
 
 
+def read_spec(file: FsPath) -> tuple[str, str]:
+    """(name, text) of a spec file, or of standard input for `-`; raises SpecErrors for
+    a file too big or not UTF-8, and a usage SpecError for one that cannot be opened."""
+    if str(file) == STDIN:
+        raw = sys.stdin.buffer.read(yamlsafe.LIMITS.max_bytes + 1)
+        if len(raw) > yamlsafe.LIMITS.max_bytes:
+            raise SpecErrors([SpecError(STDIN_NAME, 1, "", "input larger than "
+                                        f"{yamlsafe.LIMITS.max_bytes:,} bytes")])
+        try:
+            return STDIN_NAME, yamlsafe.decode(raw, STDIN_NAME)
+        except yamlsafe.YAMLProblem as exc:
+            raise SpecErrors([SpecError(STDIN_NAME, exc.line, "", exc.message)]) from None
+    try:
+        return str(file), read_spec_text(str(file))
+    except OSError as exc:
+        raise SpecErrors([SpecError(str(file), 0, "", f"cannot read: {exc.strerror or exc}",
+                                    usage=True)]) from None
+
+
 def load_paths(paths: Iterable[str]) -> tuple[list[Service], list[SpecError]]:
-    """Every service in `paths`, and every error found on the way."""
+    """Every service in `paths`, and every error found on the way.
+
+    A service may span files: its SLOs are merged, and an SLO name used twice is an
+    error that names both places.
+    """
     files, errors = spec_files(paths)
     documents: list[Document] = []
     for file in files:
         try:
-            text = file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            errors.append(SpecError(str(file), 0, "", f"cannot read: {exc}"))
-            continue
-        try:
-            documents.extend(d for d in load_documents(text, str(file)) if d.data is not None)
+            name, text = read_spec(file)
+            found = [d for d in load_documents(text, name) if d.data is not None]
         except SpecErrors as exc:
             errors.extend(exc.errors)
+            continue
+        if not found:
+            errors.append(SpecError(name, 1, "", "no spec here: the input is empty or holds "
+                                                 "only comments"))
+        documents.extend(found)
     services: list[Service] = []
     for doc in documents:
         fmt = _detect(doc)
@@ -79,7 +134,8 @@ def load_paths(paths: Iterable[str]) -> tuple[list[Service], list[SpecError]]:
             services.extend(fmt.load(doc, documents))
         except SpecErrors as exc:
             errors.extend(exc.errors)
-    errors.extend(_duplicate_services(services))
+    services, merge_errors = merge_services(services)
+    errors.extend(merge_errors)
     return services, sorted(set(errors))
 
 
@@ -100,13 +156,34 @@ def _unknown_format(data: object) -> str:
             "OpenSLO spec")
 
 
-def _duplicate_services(services: list[Service]) -> list[SpecError]:
-    seen: dict[str, Service] = {}
-    errors = []
+def merge_services(services: list[Service]) -> tuple[list[Service], list[SpecError]]:
+    """One service per name, with the SLOs of every file that defines it, in order."""
+    merged: dict[str, Service] = {}
+    errors: list[SpecError] = []
     for svc in services:
-        first = seen.setdefault(svc.name, svc)
-        if first is not svc:
+        first = merged.get(svc.name)
+        if first is None:
+            merged[svc.name] = svc
+            continue
+        where = {slo.name: slo.origin for slo in first.slos}
+        for slo in svc.slos:
+            if slo.name in where:
+                file, _, line = slo.origin.rpartition(":")
+                errors.append(SpecError(file, int(line or 1), "name", (
+                    f"duplicate SLO name {slo.name!r} in service {svc.name!r}: also defined "
+                    f"at {where[slo.name]}")))
+        apps = first.argocd_apps
+        if svc.argocd_apps is not None and apps is not None and \
+                set(svc.argocd_apps) != set(apps):
             file, _, line = svc.origin.rpartition(":")
-            errors.append(SpecError(file, int(line or 0), "service",
-                                    f"service {svc.name!r} is also defined at {first.origin}"))
-    return errors
+            errors.append(SpecError(file, int(line or 1), "argocd_apps", (
+                f"service {svc.name!r} lists other argocd_apps at {first.origin}; give them "
+                "in one file")))
+        labels = dict(first.labels)
+        for key, value in svc.labels:
+            labels.setdefault(key, value)
+        merged[svc.name] = replace(
+            first, slos=first.slos + tuple(s for s in svc.slos if s.name not in where),
+            labels=tuple(sorted(labels.items())),
+            argocd_apps=apps if apps is not None else svc.argocd_apps)
+    return list(merged.values()), errors

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-import promql_parser
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
+from sloexporter import gotemplate, rules
 from sloexporter.model import (
     SLO,
     Alerting,
@@ -24,8 +24,9 @@ from sloexporter.model import (
     resolve_tiers,
     tier_can_fire,
 )
-from sloexporter.promql import WINDOW_PLACEHOLDER, check_syntax, substitute_window
+from sloexporter.promql import WINDOW_PLACEHOLDER, substitute_window
 from sloexporter.sli import compile_sli, known_buckets
+from sloexporter.specs import promcheck
 from sloexporter.specs.errors import Document, Path, SpecError, SpecErrors
 from sloexporter.specs.native import (
     AlertingSpec,
@@ -46,8 +47,8 @@ def check_template(doc: Document, path: Path, template: str) -> list[SpecError]:
     if not WINDOW_PLACEHOLDER.search(template):
         return [doc.error(path, "query has no {{window}} placeholder, so every alert window "
                                 "would see the same range")]
-    message = check_syntax(substitute_window(template, 300))
-    return [doc.error(path, f"invalid PromQL: {message}")] if message else []
+    message = promcheck.check_query(substitute_window(template, 300))
+    return [doc.error(path, message)] if message else []
 
 
 def check_instant(doc: Document, path: Path, query: str) -> list[SpecError]:
@@ -78,13 +79,38 @@ def check_selector(doc: Document, path: Path, text: str) -> list[SpecError]:
                                 "{job=\"api\"}")]
     if stripped.replace(" ", "") == "{}":
         return []
-    try:
-        expr = promql_parser.parse("up" + stripped)
-    except ValueError as exc:
-        return [doc.error(path, f"invalid selector: {exc}")]
-    if not isinstance(expr, promql_parser.VectorSelector):
+    tree, problem = promcheck.parse("up" + stripped)
+    if problem is not None:
+        return [doc.error(path, f"invalid selector: {problem}")]
+    if type(tree).__name__ != "VectorSelector":
         return [doc.error(path, f"selector {text!r} must be a matcher list")]
     return []
+
+
+def check_go_templates(doc: Document, path: Path, values: dict[str, str] | None,
+                       ) -> list[SpecError]:
+    """Alert labels and annotations are Go templates to Prometheus: each must parse."""
+    errors = []
+    for key, value in (values or {}).items():
+        problem = gotemplate.check(value)
+        if problem is not None:
+            errors.append(doc.error(path + (key,), (
+                f"not a valid Prometheus template: {problem}; write a literal '{{{{' as "
+                "{{ \"{{\" }}")))
+    return errors
+
+
+def _check_alerting(doc: Document, path: Path, spec: AlertingSpec) -> list[SpecError]:
+    errors = check_go_templates(doc, path + ("labels",), spec.labels)
+    errors += check_go_templates(doc, path + ("annotations",), spec.annotations)
+    for url in ("runbook_url", "dashboard_url"):
+        errors += check_go_templates(doc, path, {url: getattr(spec, url) or ""})
+    for severity in ("page", "ticket"):
+        settings = getattr(spec, severity)
+        errors += check_go_templates(doc, path + (severity, "labels"), settings.labels)
+        errors += check_go_templates(doc, path + (severity, "annotations"),
+                                     settings.annotations)
+    return errors
 
 
 def _check_slo(doc: Document, path: Path, slo: SLOSpec) -> list[SpecError]:
@@ -107,6 +133,8 @@ def _check_slo(doc: Document, path: Path, slo: SLOSpec) -> list[SpecError]:
         errors.append(doc.error(path + ("sli", kind, "threshold"),
                                 f"threshold {threshold} is not a bucket boundary; "
                                 f"the buckets are {listed}"))
+    errors += check_go_templates(doc, path + ("labels",), slo.labels)
+    errors += _check_alerting(doc, path + ("alerting",), slo.alerting)
     period = parse_duration(slo.period)
     for i, tier in enumerate(slo.alerting.tiers or ()):
         if parse_duration(tier.long_window) > period:
@@ -160,19 +188,59 @@ def _alerting(spec: AlertingSpec) -> Alerting:
                     spec.runbook_url, spec.dashboard_url, tiers)
 
 
-def build_service(doc: Document, spec: ServiceLevels, prefix: Path = ()) -> Service:
-    """Check `spec` beyond its schema and build the model; raises SpecErrors."""
+def semantic_errors(doc: Document, spec: ServiceLevels | None, raw: object,
+                    prefix: Path = ()) -> list[SpecError]:
+    """The checks beyond the schema, for `spec`, or, when the schema failed, for every
+    SLO of `raw` that is valid on its own: one pass reports both kinds of problem."""
+    slos: list[tuple[int, SLOSpec]] = []
+    names: list[tuple[int, object]] = []
+    if spec is not None:
+        slos = list(enumerate(spec.slos))
+        names = [(i, slo.name) for i, slo in slos]
+    elif isinstance(raw, dict) and isinstance(raw.get("slos"), list):
+        for i, item in enumerate(raw["slos"]):
+            names.append((i, item.get("name") if isinstance(item, dict) else None))
+            try:
+                slos.append((i, SLOSpec.model_validate(item)))
+            except ValidationError:
+                continue  # its schema errors are reported already
     errors: list[SpecError] = []
-    seen: dict[str, int] = {}
-    for i, slo in enumerate(spec.slos):
-        path = prefix + ("slos", i)
-        if slo.name in seen:
-            errors.append(doc.error(path + ("name",), f"duplicate SLO name {slo.name!r}, "
-                                    f"first used at slos[{seen[slo.name]}]"))
-        seen.setdefault(slo.name, i)
-        errors += _check_slo(doc, path, slo)
+    if spec is not None:
+        errors += check_go_templates(doc, prefix + ("labels",), spec.labels)
+    elif isinstance(raw, dict) and isinstance(raw.get("labels"), dict):
+        labels = {k: v for k, v in raw["labels"].items() if isinstance(v, str)}
+        errors += check_go_templates(doc, prefix + ("labels",), labels)
+    seen: dict[object, int] = {}
+    for i, name in names:
+        if not isinstance(name, str):
+            continue
+        if name in seen:
+            errors.append(doc.error(prefix + ("slos", i, "name"), (
+                f"duplicate SLO name {name!r}, first used at slos[{seen[name]}] "
+                f"(line {doc.line_of(prefix + ('slos', seen[name], 'name'))})")))
+        seen.setdefault(name, i)
+    for i, slo in slos:
+        errors += _check_slo(doc, prefix + ("slos", i), slo)
+    return errors
+
+
+def check_native(doc: Document, data: object, prefix: Path = (),
+                 model: type[BaseModel] = ServiceLevels) -> ServiceLevels:
+    """`data` as a valid native spec; else SpecErrors with schema AND semantic errors."""
+    try:
+        spec = ServiceLevels.model_validate(data)
+    except ValidationError as exc:
+        errors = doc.errors_from_validation(exc, model=model)
+        raise SpecErrors(errors + semantic_errors(doc, None, data, prefix)) from None
+    errors = semantic_errors(doc, spec, data, prefix)
     if errors:
         raise SpecErrors(errors)
+    return spec
+
+
+def build_service(doc: Document, spec: ServiceLevels, prefix: Path = ()) -> Service:
+    """Build the model from a checked spec, then check every rule it generates; raises
+    SpecErrors."""
     service_labels = dict(spec.labels)
     slos = []
     for i, slo in enumerate(spec.slos):
@@ -187,13 +255,39 @@ def build_service(doc: Document, spec: ServiceLevels, prefix: Path = ()) -> Serv
             tests=slo.tests,
         ))
     apps = tuple(spec.argocd_apps) if spec.argocd_apps is not None else None
-    return Service(spec.service, tuple(slos), tuple(sorted(service_labels.items())),
-                   f"{doc.file}:{doc.line_of(prefix)}", apps)
+    service = Service(spec.service, tuple(slos), tuple(sorted(service_labels.items())),
+                      f"{doc.file}:{doc.line_of(prefix)}", apps)
+    errors = [doc.error(prefix + ("slos", i), message)
+              for i, slo in enumerate(service.slos) for message in check_generated(slo)]
+    if errors:
+        raise SpecErrors(errors)
+    return service
+
+
+def check_generated(slo: SLO) -> list[str]:
+    """What `promtool check rules` would refuse in the rules generated for `slo`, on
+    Prometheus 2 or 3: every expression, record name, label and annotation."""
+    problems: dict[str, None] = {}
+    for group in rules.slo_groups(slo):
+        for rule in group["rules"]:
+            name = rule.get("record") or rule.get("alert")
+            problem = promcheck.check(rule["expr"])
+            if problem is not None:
+                problems[f"the generated rule {name} is not valid PromQL: {problem}"] = None
+            if "record" in rule and not promcheck.METRIC_NAME.match(rule["record"]):
+                problems[f"invalid recording rule name {rule['record']!r}"] = None
+            for what in ("labels", "annotations"):
+                for key, value in (rule.get(what) or {}).items():
+                    if not promcheck.LABEL_NAME.match(key) or key == "__name__":
+                        problems[f"invalid {what[:-1]} name {key!r} in the generated rule "
+                                 f"{name}"] = None
+                    if "alert" in rule:
+                        problem = gotemplate.check(str(value))
+                        if problem is not None:
+                            problems[f"{what[:-1]} {key!r} of the generated alert {name} "
+                                     f"is not a valid Prometheus template: {problem}"] = None
+    return list(problems)
 
 
 def load_native(doc: Document, _all: list[Document]) -> list[Service]:
-    try:
-        spec = ServiceLevels.model_validate(doc.data)
-    except ValidationError as exc:
-        raise SpecErrors(doc.errors_from_validation(exc)) from None
-    return [build_service(doc, spec)]
+    return [build_service(doc, check_native(doc, doc.data))]

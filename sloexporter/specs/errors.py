@@ -26,9 +26,13 @@ class SpecError:
     line: int
     path: str
     message: str
+    #: a problem with the command line (a missing path): exit 2, and no line to point at
+    usage: bool = False
 
     def __str__(self) -> str:
         where = f"{self.path}: " if self.path else ""
+        if self.line <= 0:
+            return f"{self.file}: {where}{self.message}"
         return f"{self.file}:{self.line}: {where}{self.message}"
 
 
@@ -149,7 +153,7 @@ _YAML_BOOLS = "true, false, yes, no, on and off"
 
 
 def _shown(value: object) -> str:
-    text = repr(value)
+    text = str(value) if type(value).__name__ == "Decimal" else repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -257,8 +261,8 @@ def load_model(path: str, model: type[Model], what: str = "config file") -> Mode
     try:
         text = read_spec_text(path)
     except OSError as exc:
-        raise SpecErrors([SpecError(path, 1, "", f"cannot read: {exc.strerror or exc}")]) \
-            from None
+        raise SpecErrors([SpecError(path, 0, "", f"cannot read: {exc.strerror or exc}",
+                                    usage=True)]) from None
     docs = [d for d in load_documents(text, path) if d.data is not None]
     if len(docs) > 1:
         raise SpecErrors([SpecError(path, 1, "", f"a {what} holds one YAML document")])
@@ -266,4 +270,4 @@ def load_model(path: str, model: type[Model], what: str = "config file") -> Mode
     try:
         return model.model_validate(doc.data if doc.data is not None else {})
     except ValidationError as exc:
-        raise SpecErrors(sorted(doc.errors_from_validation(exc))) from None
+        raise SpecErrors(sorted(doc.errors_from_validation(exc, model=model))) from None

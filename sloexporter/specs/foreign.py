@@ -17,9 +17,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
 from sloexporter.model import Service
-from sloexporter.specs.build import build_service
+from sloexporter.specs.build import build_service, check_native
 from sloexporter.specs.errors import Document, Path, SpecError, SpecErrors, format_path
-from sloexporter.specs.native import API_VERSION, KIND, ServiceLevels
+from sloexporter.specs.native import API_VERSION, KIND
 
 
 class Foreign(BaseModel):
@@ -91,11 +91,7 @@ class NativeBuilder:
 
     def build(self, doc: Document, prefix: Path = ()) -> Service:
         mapped = MappedDocument(doc, self.origins, prefix)
-        try:
-            spec = ServiceLevels.model_validate(self.data)
-        except ValidationError as exc:
-            raise SpecErrors(mapped.errors_from_validation(exc)) from None
-        return build_service(mapped, spec)
+        return build_service(mapped, check_native(mapped, self.data))
 
 
 def validate(doc: Document, model: type[BaseModel], data: Any, prefix: Path = (),
@@ -108,7 +104,7 @@ def validate(doc: Document, model: type[BaseModel], data: Any, prefix: Path = ()
     try:
         return model.model_validate(data, by_alias=by_alias, by_name=not by_alias)
     except ValidationError as exc:
-        errors = doc.errors_from_validation(exc, prefix)
+        errors = doc.errors_from_validation(exc, prefix, model, by_alias)
         raise SpecErrors([_spelling_hint(e, by_alias) for e in errors]) from None
 
 

@@ -27,7 +27,8 @@ class Strict(BaseModel):
 def _check_labels(labels: dict[str, str], reserved: set[str] = RESERVED_LABELS) -> dict[str, str]:
     for name in labels:
         if not LABEL_NAME.match(name):
-            raise ValueError(f"invalid label name {name!r}")
+            raise ValueError(f"invalid label name {name!r}: use letters, digits and '_', "
+                             "not starting with a digit")
         if name in reserved:
             raise ValueError(f"label {name!r} is set by sloexporter and cannot be overridden")
     return labels
@@ -59,6 +60,47 @@ def _check_apps(apps: list[str] | None) -> list[str] | None:
     return apps
 
 
+#: significant digits a 64-bit float keeps exactly; more would change in the rules
+MAX_DIGITS = 15
+MAX_EXPONENT = 30
+
+
+def _number(value: Decimal) -> Decimal:
+    """A number that survives as a Prometheus float: finite, at most 15 significant
+    digits, and within 1e-30..1e30 in size (a 5,000-digit objective is refused here)."""
+    if not value.is_finite():
+        raise ValueError(f"must be a finite number, not {value}")
+    if value.is_zero():
+        return value
+    # not normalize(): it rounds to the context's 28 digits first
+    digits = len("".join(map(str, value.as_tuple().digits)).strip("0"))
+    if digits > MAX_DIGITS:
+        raise ValueError(f"{digits} significant digits is more than the {MAX_DIGITS} a "
+                         "Prometheus float keeps; round it")
+    if abs(value.adjusted()) > MAX_EXPONENT:
+        raise ValueError(f"{value:.3e} is out of range (1e-{MAX_EXPONENT} to "
+                         f"1e{MAX_EXPONENT})")
+    return value
+
+
+Number = Annotated[Decimal, AfterValidator(_number)]
+
+
+def _check_annotation_names(annotations: dict[str, str]) -> dict[str, str]:
+    for name in annotations:
+        if not LABEL_NAME.match(name):
+            raise ValueError(f"invalid annotation name {name!r}: use letters, digits and "
+                             "'_', not starting with a digit")
+    return annotations
+
+
+def _check_label_name(name: str | None) -> str | None:
+    if name is not None and not LABEL_NAME.match(name):
+        raise ValueError(f"{name!r} is not a label name: use letters, digits and '_', not "
+                         "starting with a digit")
+    return name
+
+
 def _duration(value: str) -> str:
     parse_duration(value)
     return value
@@ -67,7 +109,8 @@ def _duration(value: str) -> str:
 Labels = Annotated[dict[str, str], AfterValidator(_check_labels), Field(default_factory=dict)]
 AlertLabels = Annotated[dict[str, str], AfterValidator(_check_alert_labels),
                         Field(default_factory=dict)]
-Annotations = Annotated[dict[str, str], Field(default_factory=dict)]
+Annotations = Annotated[dict[str, str], AfterValidator(_check_annotation_names),
+                        Field(default_factory=dict)]
 Duration = Annotated[str, AfterValidator(_duration)]
 
 
@@ -90,9 +133,9 @@ class RatioSLI(Strict):
 class LatencySLI(Strict):
     metric: str = Field(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
     selector: str = "{}"
-    threshold: Decimal = Field(gt=0)
+    threshold: Number = Field(gt=0)
     #: the histogram's bucket boundaries, when known; the threshold must be one of them
-    buckets: list[Decimal] | None = None
+    buckets: list[Number] | None = None
 
     @field_validator("metric")
     @classmethod
@@ -107,10 +150,10 @@ class HTTPSLI(Strict):
     convention: Literal["otel", "prometheus", "requests_total"]
     selector: str = "{}"
     signal: Literal["availability", "latency"] = "availability"
-    threshold: Decimal | None = Field(default=None, gt=0)
+    threshold: Number | None = Field(default=None, gt=0)
     #: the status label of `requests_total`: `code` (Go, express) or `status` (FastAPI)
-    status_label: str | None = None
-    buckets: list[Decimal] | None = None
+    status_label: Annotated[str | None, AfterValidator(_check_label_name)] = None
+    buckets: list[Number] | None = None
 
     @model_validator(mode="after")
     def _latency_needs(self) -> HTTPSLI:
@@ -144,7 +187,7 @@ class CertificateSLI(Strict):
 class ProbeSLI(Strict):
     selector: str = "{}"
     signal: Literal["availability", "latency"] = "availability"
-    threshold: Decimal | None = Field(default=None, gt=0)
+    threshold: Number | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _latency_needs(self) -> ProbeSLI:
@@ -244,7 +287,7 @@ class CustomTier(Strict):
     severity: Literal["page", "ticket"]
     long_window: Duration
     short_window: Duration
-    budget_consumed: Decimal = Field(gt=0, le=100, description="percent of the budget")
+    budget_consumed: Number = Field(gt=0, le=100, description="percent of the budget")
 
     @model_validator(mode="after")
     def _short_shorter(self) -> CustomTier:
@@ -266,7 +309,7 @@ class AlertingSpec(Strict):
 
 class SLOSpec(Strict):
     name: Annotated[str, AfterValidator(lambda v: _check_name(v, "SLO name"))]
-    objective: Decimal
+    objective: Number
     period: str = "30d"
     description: str = ""
     labels: Labels

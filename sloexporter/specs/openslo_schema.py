@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from sloexporter.specs.foreign import Foreign, Lenient
+from sloexporter.specs.native import Number
 
 V1 = "openslo/v1"
 V1ALPHA = "openslo/v1alpha"
@@ -91,7 +91,7 @@ class InlineSLI(Foreign):
 class Condition(Foreign):
     kind: Literal["burnrate"]
     op: Literal["lt", "lte", "gt", "gte"]
-    threshold: Decimal = Field(gt=0)
+    threshold: Number = Field(gt=0)
     lookback_window: str = Field(alias="lookbackWindow")
     alert_after: str | None = Field(default=None, alias="alertAfter")
 
@@ -155,14 +155,14 @@ class TimeWindow(Foreign):
 class Objective(Foreign):
     display_name: str | None = Field(default=None, alias="displayName")
     op: Literal["lt", "lte", "gt", "gte"] | None = None
-    value: Decimal | None = None
-    target: Decimal | None = Field(default=None, gt=0, lt=1)
-    target_percent: Decimal | None = Field(default=None, alias="targetPercent", gt=0, lt=100)
-    time_slice_target: Decimal | None = Field(default=None, alias="timeSliceTarget", gt=0,
+    value: Number | None = None
+    target: Number | None = Field(default=None, gt=0, lt=1)
+    target_percent: Number | None = Field(default=None, alias="targetPercent", gt=0, lt=100)
+    time_slice_target: Number | None = Field(default=None, alias="timeSliceTarget", gt=0,
                                               le=1)
     time_slice_window: str | None = Field(default=None, alias="timeSliceWindow")
     indicator_ref: str | None = Field(default=None, alias="indicatorRef")
-    composite_weight: Decimal | None = Field(default=None, alias="compositeWeight")
+    composite_weight: Number | None = Field(default=None, alias="compositeWeight")
 
 
 BudgetingMethod = Literal["Occurrences", "Timeslices", "RatioTimeslices"]

@@ -22,6 +22,7 @@ from sloexporter.model import Service, SynthSeries, parse_duration
 from sloexporter.promql import le_matcher, merge_selector
 from sloexporter.specs.errors import Document, Path, SpecErrors
 from sloexporter.specs.foreign import Foreign, Lenient, NativeBuilder, label_values, validate
+from sloexporter.specs.native import Number
 
 API = "pyrra.dev/v1alpha1"
 KIND = "ServiceLevelObjective"
@@ -81,7 +82,7 @@ class Alerting(Foreign):
 
 
 class Spec(Foreign):
-    target: Decimal
+    target: Number
     window: str
     description: str = ""
     indicator: Indicator

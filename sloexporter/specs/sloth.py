@@ -8,7 +8,6 @@ SLI plugins are Go code we cannot run, so they are an error, never a silent skip
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from pydantic import Field
@@ -16,7 +15,7 @@ from pydantic import Field
 from sloexporter.model import Service, format_duration, parse_duration
 from sloexporter.specs.errors import Document, Path, SpecError, SpecErrors
 from sloexporter.specs.foreign import Foreign, Lenient, NativeBuilder, label_values, validate
-from sloexporter.specs.native import Duration
+from sloexporter.specs.native import Duration, Number
 
 PROM_V1 = "prometheus/v1"
 K8S_API = "sloth.slok.dev/v1"
@@ -71,7 +70,7 @@ class Alerting(Foreign):
 
 class SLO(Foreign):
     name: str
-    objective: Decimal
+    objective: Number
     description: str = ""
     labels: dict[str, Any] = {}
     sli: SLI
@@ -98,7 +97,7 @@ class K8sObject(Foreign):
 
 
 class Window(Foreign):
-    error_budget_percent: Decimal = Field(alias="errorBudgetPercent", gt=0, le=100)
+    error_budget_percent: Number = Field(alias="errorBudgetPercent", gt=0, le=100)
     short_window: Duration = Field(alias="shortWindow")
     long_window: Duration = Field(alias="longWindow")
 

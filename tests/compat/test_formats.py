@@ -176,7 +176,7 @@ def test_pyrra_without_alerting_gets_the_default_page_and_ticket(tmp_path: Path)
 def test_pyrra_errors_point_at_the_pyrra_file(tmp_path: Path) -> None:
     path = write(tmp_path, "p.yaml", PYRRA.replace('"99"', '"abc"').replace("2w", "2x"))
     assert errors_of(path) == [
-        f"{path}:7: spec.target: Input should be a valid decimal",
+        f"{path}:7: spec.target: target must be a ratio like 0.999, not 'abc'",
         f"{path}:8: spec.window: invalid duration '2x': use units w, d, h, m, s as in 30d or 1h30m"]
 
 
@@ -286,7 +286,7 @@ def test_openslo_timeslices_count_bad_slices(tmp_path: Path) -> None:
 def test_openslo_errors_point_at_the_openslo_file(tmp_path: Path) -> None:
     path = write(tmp_path, "slo.yaml", OPENSLO_SLO.replace("0.999", "1.5"))
     found = errors_of(path, write(tmp_path, "refs.yaml", OPENSLO_REFS))
-    assert found == [f"{path}:10: spec.objectives[0].target: Input should be less than 1"]
+    assert found == [f"{path}:10: spec.objectives[0].target: target must be less than 1, not 1.5"]
     missing = write(tmp_path, "slo.yaml", OPENSLO_SLO)
     assert errors_of(missing) == [
         f"{missing}:11: spec.alertPolicies[0].alertPolicyRef: AlertPolicy 'fast-burn' does "
