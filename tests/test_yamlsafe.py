@@ -81,19 +81,43 @@ def _one_line_exit_1(result: subprocess.CompletedProcess[str], file: str,
     assert pattern in lines[0]
 
 
+def test_validate_gives_one_line_per_hostile_file_and_exit_1(tmp_path):
+    """One run over a folder of every hazard (a CLI start is slow on a busy machine)."""
+    for i, (_, text, _, _) in enumerate(HAZARDS):
+        (tmp_path / f"h{i:02d}.yaml").write_text(HEAD + text + "slos: []\n")
+    result = run_cli("validate", str(tmp_path))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == len(HAZARDS), lines
+    for i, (line, (_, _, _, pattern)) in enumerate(zip(lines, HAZARDS, strict=True)):
+        assert re.match(rf"^{re.escape(str(tmp_path / f'h{i:02d}.yaml'))}:[1-9]\d*: ", line)
+        assert pattern in line, line
+
+
 @pytest.mark.parametrize("hazard", HAZARDS, ids=[h[0] for h in HAZARDS])
-def test_validate_and_generate_settings_give_one_line_and_exit_1(tmp_path, hazard):
-    _, text, _, pattern = hazard
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(HEAD + text + "slos: []\n")
-    _one_line_exit_1(run_cli("validate", str(spec)), str(spec), pattern)
+def test_the_alertmanager_settings_refuse_each_hazard(tmp_path, hazard):
+    from sloexporter.alertmanager import load_settings
+
+    _, text, line, pattern = hazard
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(text)
+    with pytest.raises(SpecErrors) as info:
+        load_settings(str(settings))
+    [error] = info.value.errors
+    assert pattern in error.message and error.line >= 1
+    if line is not None:
+        assert error.line == line
+
+
+def test_generate_refuses_a_bomb_in_the_settings_in_one_line(tmp_path):
     good = tmp_path / "good.yaml"
     good.write_text(VALID)
     settings = tmp_path / "settings.yaml"
-    settings.write_text(text)
+    settings.write_text(laughs())
     result = run_cli("generate", str(good), "-o", str(tmp_path / "out"),
                      "--alertmanager-settings", str(settings))
-    _one_line_exit_1(result, str(settings), pattern)
+    _one_line_exit_1(result, str(settings), "alias")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.yaml"))
 
 

@@ -101,6 +101,9 @@ def _check_label_name(name: str | None) -> str | None:
     return name
 
 
+LabelName = Annotated[str, AfterValidator(_check_label_name)]
+
+
 def _duration(value: str) -> str:
     parse_duration(value)
     return value

@@ -22,7 +22,7 @@ from sloexporter.model import Service, SynthSeries, parse_duration
 from sloexporter.promql import le_matcher, merge_selector
 from sloexporter.specs.errors import Document, Path, SpecErrors
 from sloexporter.specs.foreign import Foreign, Lenient, NativeBuilder, label_values, validate
-from sloexporter.specs.native import Number
+from sloexporter.specs.native import LabelName, Number
 
 API = "pyrra.dev/v1alpha1"
 KIND = "ServiceLevelObjective"
@@ -37,24 +37,24 @@ class Query(Foreign):
 class Ratio(Foreign):
     errors: Query
     total: Query
-    grouping: list[str] = []
+    grouping: list[LabelName] = []
 
 
 class Latency(Foreign):
     success: Query
     total: Query
-    grouping: list[str] = []
+    grouping: list[LabelName] = []
 
 
 class LatencyNative(Foreign):
     latency: str
     total: Query
-    grouping: list[str] = []
+    grouping: list[LabelName] = []
 
 
 class BoolGauge(Foreign):
     metric: str
-    grouping: list[str] = []
+    grouping: list[LabelName] = []
 
 
 class Indicator(Foreign):
