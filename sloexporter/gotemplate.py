@@ -10,6 +10,7 @@ parses on Prometheus 2 and 3 alike.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -47,6 +48,20 @@ class _Item:
 
 
 _SPACE = " \t\r\n"
+_SPACES = re.compile(r"[ \t\r\n]+")
+#: Go's isAlphaNumeric: '_', unicode letters and decimal digits (Python's \w adds the
+#: other numerics and connector punctuation, so it is narrowed by `_is_alnum` after)
+_WORD = re.compile(r"[^\W]*")
+
+
+def _word_end(text: str, pos: int) -> int:
+    end = _WORD.match(text, pos).end()  # type: ignore[union-attr]
+    word = text[pos:end]
+    if not word.isascii():
+        for i, ch in enumerate(word):
+            if not _is_alnum(ch):
+                return pos + i
+    return end
 
 
 def _is_alnum(ch: str) -> bool:
@@ -217,10 +232,9 @@ class _Lexer:
             self.fail(f"unrecognized character in action: U+{ord(ch):04X}")
 
     def lex_space(self) -> None:
-        count = 0
-        while self.peek() and self.peek() in _SPACE:
-            self.pos += 1
-            count += 1
+        match = _SPACES.match(self.text, self.pos)
+        count = match.end() - self.pos if match else 0
+        self.pos += count
         rest = self.text[self.pos - 1:]
         if len(rest) >= 2 and rest[0] in _SPACE and rest[1] == "-" and \
                 rest[2:].startswith("}}"):
@@ -237,8 +251,7 @@ class _Lexer:
         return self.text.startswith("}}", self.pos)
 
     def lex_identifier(self) -> None:
-        while self.peek() and _is_alnum(self.peek()):
-            self.pos += 1
+        self.pos = _word_end(self.text, self.pos)
         word = self.text[self.start:self.pos]
         if not self.at_terminator():
             self.fail(f"bad character U+{ord(self.peek()):04X}")
@@ -253,8 +266,7 @@ class _Lexer:
         if self.at_terminator():
             self.emit("variable" if typ == "variable" else "dot")
             return
-        while self.peek() and _is_alnum(self.peek()):
-            self.pos += 1
+        self.pos = _word_end(self.text, self.pos)
         if not self.at_terminator():
             self.fail(f"bad character U+{ord(self.peek()):04X}")
         self.emit(typ)
@@ -669,6 +681,7 @@ class _Parser:
         return None
 
 
+@functools.lru_cache(maxsize=1 << 14)
 def check(text: str, prometheus: bool = True) -> str | None:
     """None if Go's text/template (with Prometheus's functions and, by default, its
     variable definitions) parses `text`; else the problem and its line in `text`."""

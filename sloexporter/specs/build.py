@@ -57,6 +57,13 @@ def unchecked() -> Iterator[None]:
         _CHECKS.reset(token)
 
 
+def clear_caches() -> None:
+    """Forget the memoised template and PromQL checks (benchmarks run the same specs
+    repeatedly and must not time a warm cache)."""
+    gotemplate.check.cache_clear()
+    promcheck.clear_cache()
+
+
 QUERY_FIELDS: dict[type, tuple[str, ...]] = {
     EventsSLI: ("errors", "good", "total"),
     RatioSLI: ("query",),
