@@ -225,7 +225,7 @@ def test_bad_settings_name_file_line_and_field_and_write_nothing(tmp_path):
     lines = result.stderr.splitlines()
     assert f"{bad}:2: slack.api_url_file: 'secrets/slack-url' must be an absolute path " \
            "(a file holding the secret)" in lines
-    assert f"{bad}:3: slack.chanels: unknown field 'chanels'" in lines
+    assert f"{bad}:3: slack.chanels: unknown field 'chanels'; did you mean 'channels'?" in lines
     assert any(ln.startswith(f"{bad}:5: email.smarthost: ") and "HOST:PORT" in ln
                for ln in lines)
     assert any(ln.startswith(f"{bad}:7: timing.group_wait: invalid duration") for ln in lines)
