@@ -6,6 +6,7 @@ import ast
 import re
 
 from sloexporter import gotemplate, yamlsafe
+from sloexporter.sources import manifests
 from sloexporter.specs import native, promcheck
 from tests.tools import ROOT
 
@@ -38,8 +39,8 @@ def test_the_limits_table_is_the_code():
         "file size": f"{limits.max_bytes:,}",
         "nesting depth (mappings and lists inside each other, aliases expanded)":
             str(limits.max_depth),
-        "aliases in one document": f"{limits.max_aliases:,}",
-        "values in one document once aliases are expanded": f"{limits.max_nodes:,}",
+        "values that aliases add to one document once expanded":
+            f"{limits.max_alias_nodes:,}",
         "characters in one number": str(limits.max_number_chars),
     }
 
@@ -47,6 +48,7 @@ def test_the_limits_table_is_the_code():
 def test_the_number_name_and_template_rules_are_the_code():
     text = " ".join(DOC.read_text().split())
     assert f"at most {native.MAX_DIGITS} significant digits" in text
+    assert f"{manifests.MAX_FILE_BYTES >> 20} MiB" in text
     assert f"1e-{native.MAX_EXPONENT} to 1e{native.MAX_EXPONENT}" in text
     assert "holt_winters" not in promcheck.FUNCTIONS
     for name in ("toDuration", "now", "urlQueryEscape"):

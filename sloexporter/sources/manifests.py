@@ -25,8 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from sloexporter import yamlsafe
 from sloexporter.aio import in_thread
 from sloexporter.model import parse_duration
 from sloexporter.sources.base import Source, object_key
@@ -44,7 +43,10 @@ MAX_DEPTH = 64
 MAX_ALIAS_NODES = 100_000
 #: objects applied between two yields to the event loop, so scrapes interleave with a load
 APPLY_BATCH = 500
-_Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+#: the project's one YAML loader, with the manifest limits (its kinds of refusal are the
+#: skip reasons: too_large, too_deep, alias_expansion, unparsable_yaml)
+LIMITS = yamlsafe.Limits(max_bytes=MAX_FILE_BYTES, max_depth=MAX_DEPTH,
+                         max_alias_nodes=MAX_ALIAS_NODES)
 
 
 class Rejected(Exception):
@@ -69,52 +71,6 @@ def resolve_times(value: Any, now: datetime) -> Any:
     return value
 
 
-def check_limits(text: str, max_depth: int = MAX_DEPTH,
-                 max_alias_nodes: int = MAX_ALIAS_NODES) -> None:
-    """Scan the YAML events of `text` (no recursion) and raise Rejected over a limit."""
-    depth = 0
-    expanded = 0  # nodes once aliases are expanded
-    aliased = 0  # of which aliases added
-    starts: list[tuple[str | None, int]] = []  # open collections: (anchor, expanded at start)
-    sizes: dict[str, int] = {}  # anchor -> nodes it expands to
-    try:
-        for event in yaml.parse(text, Loader=_Loader):
-            if isinstance(event, yaml.CollectionStartEvent):
-                depth += 1
-                if depth > max_depth:
-                    raise Rejected("too_deep", f"nested deeper than {max_depth} levels")
-                starts.append((event.anchor, expanded))
-                expanded += 1
-            elif isinstance(event, yaml.CollectionEndEvent):
-                depth -= 1
-                anchor, began = starts.pop()
-                if anchor:
-                    sizes[anchor] = expanded - began
-            elif isinstance(event, yaml.ScalarEvent):
-                expanded += 1
-                if event.anchor:
-                    sizes[event.anchor] = 1
-            elif isinstance(event, yaml.AliasEvent):
-                added = sizes.get(event.anchor or "", 1)
-                expanded += added
-                aliased += added
-                if aliased > max_alias_nodes:
-                    raise Rejected("alias_expansion", f"aliases expand to more than "
-                                   f"{max_alias_nodes} nodes")
-    except yaml.YAMLError as exc:
-        detail = _yaml_error(exc)
-        # libyaml has its own nesting limit (1,000): the same refusal as ours
-        raise Rejected("too_deep" if "nesting depth" in detail else "unparsable_yaml",
-                       detail) from None
-
-
-def _yaml_error(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc)
-    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-    return f"{where}{problem}"[:200]
-
-
 def parse_file(path: Path, now: datetime) -> list[dict[str, Any]]:
     """The objects of one file (List kinds unpacked); Rejected when it cannot be used."""
     try:
@@ -124,13 +80,10 @@ def parse_file(path: Path, now: datetime) -> list[dict[str, Any]]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise Rejected("unreadable", str(exc)[:200]) from None
-    check_limits(text)
     try:
-        docs = list(yaml.load_all(text, Loader=_Loader))
-    except yaml.YAMLError as exc:
-        raise Rejected("unparsable_yaml", _yaml_error(exc)) from None
-    except (RecursionError, MemoryError):  # the scan above should have caught it
-        raise Rejected("too_deep", "too deeply nested to load") from None
+        docs = [d.data for d in yamlsafe.load_all(text, str(path), limits=LIMITS, lines=False)]
+    except yamlsafe.YAMLProblem as exc:
+        raise Rejected(exc.kind, f"line {exc.line}: {exc.message}"[:200]) from None
     objects: list[dict[str, Any]] = []
     for doc in docs:
         items = doc.get("items") if isinstance(doc, dict) and \

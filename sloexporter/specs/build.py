@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from decimal import Decimal
 
+import promql_parser
 from pydantic import BaseModel, ValidationError
 
 from sloexporter import gotemplate, rules
@@ -80,10 +81,9 @@ def check_template(doc: Document, path: Path, template: str) -> list[SpecError]:
 
 def check_instant(doc: Document, path: Path, query: str) -> list[SpecError]:
     """A threshold query: valid PromQL that yields an instant vector of gauge series."""
-    message = check_syntax(query)
+    expr, message = promcheck.parse(query)
     if message:
         return [doc.error(path, f"invalid PromQL: {message}")]
-    expr = promql_parser.parse(query)
     while isinstance(expr, promql_parser.ParenExpr):
         expr = expr.expr
     if isinstance(expr, promql_parser.MatrixSelector | promql_parser.SubqueryExpr):
