@@ -198,9 +198,10 @@ def test_config_errors_are_one_line_each(tmp_path):
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert lines == [
-        f"{config}:3: sources.argocd.enabeld: unknown field 'enabeld'",
-        f"{config}:4: cluster.mode: Input should be 'auto', 'in-cluster', 'kubeconfig' or "
-        "'none'",
+        f"{config}:3: sources.argocd.enabeld: unknown field 'enabeld'; did you mean "
+        "'enabled'?",
+        f"{config}:4: cluster.mode: mode must be one of 'auto', 'in-cluster', 'kubeconfig', "
+        "'none', not 'sometimes'",
     ]
 
 
