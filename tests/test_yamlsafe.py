@@ -95,15 +95,18 @@ def test_validate_gives_one_line_per_hostile_file_and_exit_1(tmp_path):
         assert pattern in line, line
 
 
+@pytest.mark.parametrize("reader", ["serve config", "alertmanager settings"])
 @pytest.mark.parametrize("hazard", HAZARDS, ids=[h[0] for h in HAZARDS])
-def test_the_alertmanager_settings_refuse_each_hazard(tmp_path, hazard):
+def test_the_serve_config_and_alertmanager_settings_refuse_each_hazard(tmp_path, hazard,
+                                                                       reader):
     from sloexporter.alertmanager import load_settings
 
+    load = load_config if reader == "serve config" else load_settings
     _, text, line, pattern = hazard
-    settings = tmp_path / "settings.yaml"
-    settings.write_text(text)
+    path = tmp_path / "file.yaml"
+    path.write_text(text)
     with pytest.raises(SpecErrors) as info:
-        load_settings(str(settings))
+        load(str(path))
     [error] = info.value.errors
     assert pattern in error.message and error.line >= 1
     if line is not None:
@@ -137,19 +140,6 @@ def _children_cpu() -> float:
 
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
-
-
-@pytest.mark.parametrize("hazard", HAZARDS, ids=[h[0] for h in HAZARDS])
-def test_the_serve_config_refuses_each_hazard(tmp_path, hazard):
-    _, text, line, pattern = hazard
-    config = tmp_path / "config.yaml"
-    config.write_text(text)
-    with pytest.raises(SpecErrors) as info:
-        load_config(str(config))
-    [error] = info.value.errors
-    assert pattern in error.message and error.line >= 1
-    if line is not None:
-        assert error.line == line
 
 
 @pytest.mark.parametrize("hazard", HAZARDS, ids=[h[0] for h in HAZARDS])
