@@ -208,6 +208,8 @@ def _problem_of(exc: yaml.YAMLError, text: str, file: str) -> YAMLProblem:
         return YAMLProblem(file, line, (
             f"a tab character at column {col}: YAML indents and separates with spaces, "
             "never tabs"))
+    if "unhashable key" in problem:
+        return YAMLProblem(file, line, "a key must be a plain value, not a list or mapping")
     if isinstance(exc, yaml.constructor.ConstructorError) and "tag" in problem:
         tag = problem.rsplit(" ", 1)[-1].strip("'!")
         return YAMLProblem(file, line, f"unsupported YAML tag !{tag}: specs hold plain "

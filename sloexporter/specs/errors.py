@@ -153,6 +153,10 @@ _YAML_BOOLS = "true, false, yes, no, on and off"
 
 
 def _shown(value: object) -> str:
+    if value is None:
+        return "an empty value (null)"
+    if value is True or value is False:
+        return str(value).lower()
     text = str(value) if type(value).__name__ == "Decimal" else repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
@@ -162,7 +166,10 @@ def describe(err: Any, loc: Path) -> str:  # noqa: ANN401
     kind: str = err["type"]
     ctx = err.get("ctx") or {}
     value = err.get("input")
-    name = str(loc[-1]) if loc else "value"
+    name = str(loc[-1]) if loc and isinstance(loc[-1], str) else "each item" if loc \
+        else "the value"
+    if kind == "invalid_key":
+        return f"keys must be strings, not {_shown(value)}"
     if kind == "extra_forbidden":
         return f"unknown field {name!r}" if loc else "unknown field"
     if kind == "missing":
