@@ -300,3 +300,28 @@ spec:
     errors = [str(e) for e in load_paths([str(spec)])[1]]
     assert errors == [f"{spec}:11: spec.indicator.ratio.grouping[1]: 'a) (vector(1)' is not a "
                       "label name: use letters, digits and '_', not starting with a digit"]
+
+
+# a query that would make promql-parser crawl (quadratic) or crash (stack overflow)
+HEAVY_QUERIES = [
+    ("100,000 nested parentheses", "(" * 100_000 + ERRORS + ")" * 100_000,
+     "characters; at most"),
+    ("70 nested parentheses", "(" * 70 + ERRORS + ")" * 70, "nested deeper than 64"),
+    ("a chain of 10,000 operators", " or ".join([ERRORS] * 10_000), "characters; at most"),
+    ("a chain of 100 operators", " + ".join(["up"] * 100) + f" + {ERRORS}",
+     "more than 64 binary operators"),
+]
+
+
+@pytest.mark.parametrize("case", HEAVY_QUERIES, ids=[c[0] for c in HEAVY_QUERIES])
+def test_a_query_too_heavy_to_parse_is_refused_before_parsing(tmp_path, case):
+    import time
+
+    _, query, message = case
+    spec = tmp_path / "s.yaml"
+    spec.write_text(VALID.replace(f"errors: {ERRORS}", f"errors: '{query}'"))
+    started = time.process_time()
+    errors = [str(e) for e in load_paths([str(spec)])[1]]
+    assert time.process_time() - started < 2.0
+    assert len(errors) == 1 and "slos[0].sli.events.errors" in errors[0], errors
+    assert message in errors[0]

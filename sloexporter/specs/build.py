@@ -326,7 +326,7 @@ def check_generated(slo: SLO) -> list[str]:
     for group in rules.slo_groups(slo):
         for rule in group["rules"]:
             name = rule.get("record") or rule.get("alert")
-            problem = promcheck.check(rule["expr"])
+            problem = promcheck.check_generated(rule["expr"])
             if problem is not None:
                 problems[f"the generated rule {name} is not valid PromQL: {problem}"] = None
             if "record" in rule and not promcheck.METRIC_NAME.match(rule["record"]):

@@ -104,6 +104,19 @@ def _check_label_name(name: str | None) -> str | None:
 LabelName = Annotated[str, AfterValidator(_check_label_name)]
 
 
+def _check_query_size(query: str) -> str:
+    from sloexporter.specs.promcheck import too_big  # promcheck imports nothing of ours
+
+    problem = too_big(query)
+    if problem is not None:
+        raise ValueError(problem)
+    return query
+
+
+#: a PromQL query: bounded in length, nesting and operators before anything parses it
+Query = Annotated[str, AfterValidator(_check_query_size)]
+
+
 def _duration(value: str) -> str:
     parse_duration(value)
     return value
@@ -118,9 +131,9 @@ Duration = Annotated[str, AfterValidator(_duration)]
 
 
 class EventsSLI(Strict):
-    errors: str | None = None
-    good: str | None = None
-    total: str
+    errors: Query | None = None
+    good: Query | None = None
+    total: Query
 
     @model_validator(mode="after")
     def _one_of(self) -> EventsSLI:
@@ -130,7 +143,7 @@ class EventsSLI(Strict):
 
 
 class RatioSLI(Strict):
-    query: str
+    query: Query
 
 
 class LatencySLI(Strict):
@@ -214,7 +227,7 @@ class ThresholdSLI(Strict):
     bad until `forget_after` has passed, and no series at all is one bad object.
     """
 
-    query: str = Field(min_length=1)
+    query: Query = Field(min_length=1)
     op: Literal["<", "<=", ">", ">=", "==", "!="]
     #: a number, or a duration such as 15m for a query in seconds (lag, age)
     value: Decimal = Field(allow_inf_nan=False)

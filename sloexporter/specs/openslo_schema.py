@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from sloexporter.specs.foreign import Foreign, Lenient
-from sloexporter.specs.native import Number
+from sloexporter.specs.native import Number, Query
 
 V1 = "openslo/v1"
 V1ALPHA = "openslo/v1alpha"
@@ -38,7 +38,7 @@ class Metadata(Lenient):
 
 
 class MetricSourceSpec(Lenient):
-    query: str | None = None
+    query: Query | None = None
 
 
 class MetricSource(Foreign):
@@ -182,7 +182,7 @@ class SLOSpecV1(Foreign):
 class AlphaQuery(Foreign):
     source: str
     query_type: str = Field(alias="queryType")
-    query: str
+    query: Query
     metadata: dict[str, Any] | None = None
 
 

@@ -163,8 +163,50 @@ def regex_problem(regex: str) -> str | None:
     return None
 
 
-def parse(expr: str) -> tuple[object | None, str | None]:
-    """The tree and None, or None and the problem: a syntax error or a 2-vs-3 difference."""
+#: promql-parser's time grows with the square of the nesting and it overflows its stack
+#: (a crash, not an error) near 100,000 levels: refuse long before either
+MAX_NESTING = 64
+MAX_LENGTH = 16 * 1024
+#: binary operators outside braces: a chain of them nests as deep as it is long, and
+#: promql-parser's tree walk slows with the cube of that
+MAX_OPERATORS = 64
+_OPERATORS = {"+", "-", "*", "/", "%", "^", "==", "!=", ">", "<", "and", "or", "unless",
+              "atan2"}
+
+
+def too_big(expr: str, scale: int = 1) -> str | None:
+    """Why `expr` is too long, deep or operator-heavy to parse safely, or None. `scale`
+    allows for a generated rule holding a user's query several times."""
+    if len(expr) > MAX_LENGTH * scale:
+        return f"a query of {len(expr):,} characters; at most {MAX_LENGTH * scale:,}"
+    depth = operators = 0
+    braces = 0
+    for match in _TOKEN.finditer(expr):
+        token = match.group()
+        if token in ("(", "[", "{"):
+            depth += 1
+            braces += token == "{"
+            if depth > MAX_NESTING + 8 * (scale - 1):
+                return f"nested deeper than {MAX_NESTING} levels of brackets"
+        elif token in (")", "]", "}"):
+            depth -= 1
+            braces -= token == "}"
+        elif not braces and token.lower() in _OPERATORS:
+            operators += 1
+            if operators > MAX_OPERATORS * scale:
+                return (f"more than {MAX_OPERATORS} binary operators in one query; split it "
+                        "into recording rules")
+    return None
+
+
+def parse(expr: str, scale: int = 1, walk: bool = True) -> tuple[object | None, str | None]:
+    """The tree and None, or None and the problem: a syntax error or a 2-vs-3 difference.
+
+    Without `walk`, only what the text shows is checked (for generated rules, whose
+    user parts were walked already)."""
+    problem = too_big(expr, scale)
+    if problem is not None:
+        return None, problem
     try:
         tree = promql_parser.parse(expr)
     except ValueError as exc:
@@ -178,7 +220,8 @@ def parse(expr: str) -> tuple[object | None, str | None]:
     def visit(node: object) -> None:
         _problems(node, found)
 
-    promql_parser.walk(tree, visit)
+    if walk:
+        promql_parser.walk(tree, visit)
     return tree, (found[0] if found else None)
 
 
@@ -186,8 +229,9 @@ def parse(expr: str) -> tuple[object | None, str | None]:
 _WINDOW = re.compile(r"(?<=\[)(?=[^\]:]*[1-9])(?:\d+(?:ms|[smhdwy]))+(?=[\]:])")
 
 
-def check(expr: str) -> str | None:
-    """None if promtool 2 and 3 both accept `expr`, else the problem.
+def check_generated(expr: str) -> str | None:
+    """`check` for a generated rule: its user queries were checked already, so the tree is
+    not walked again, and it may be a few times as long as one query.
 
     Validity does not depend on which valid duration a range holds, so the rules of one
     SLO's windows (the same query at 5m, 30m, 1h, ...) share one parse.
@@ -195,9 +239,14 @@ def check(expr: str) -> str | None:
     return _check(_WINDOW.sub("5m", expr))
 
 
+def check(expr: str) -> str | None:
+    """None if promtool 2 and 3 both accept `expr`, else the problem."""
+    return parse(expr)[1]
+
+
 @functools.lru_cache(maxsize=1 << 14)
 def _check(expr: str) -> str | None:
-    return parse(expr)[1]
+    return parse(expr, scale=4, walk=False)[1]
 
 
 def value_type(tree: object) -> str:

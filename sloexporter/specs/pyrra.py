@@ -23,6 +23,7 @@ from sloexporter.promql import le_matcher, merge_selector
 from sloexporter.specs.errors import Document, Path, SpecErrors
 from sloexporter.specs.foreign import Foreign, Lenient, NativeBuilder, label_values, validate
 from sloexporter.specs.native import LabelName, Number
+from sloexporter.specs.native import Query as PromQL
 
 API = "pyrra.dev/v1alpha1"
 KIND = "ServiceLevelObjective"
@@ -31,7 +32,7 @@ W = "{{window}}"
 
 
 class Query(Foreign):
-    metric: str
+    metric: PromQL
 
 
 class Ratio(Foreign):
@@ -53,7 +54,7 @@ class LatencyNative(Foreign):
 
 
 class BoolGauge(Foreign):
-    metric: str
+    metric: PromQL
     grouping: list[LabelName] = []
 
 

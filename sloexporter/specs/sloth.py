@@ -15,7 +15,7 @@ from pydantic import Field
 from sloexporter.model import Service, format_duration, parse_duration
 from sloexporter.specs.errors import Document, Path, SpecError, SpecErrors
 from sloexporter.specs.foreign import Foreign, Lenient, NativeBuilder, label_values, validate
-from sloexporter.specs.native import Duration, Number
+from sloexporter.specs.native import Duration, Number, Query
 
 PROM_V1 = "prometheus/v1"
 K8S_API = "sloth.slok.dev/v1"
@@ -40,12 +40,12 @@ class PluginChain(Foreign):
 
 
 class Events(Foreign):
-    error_query: str = Field(alias="errorQuery")
-    total_query: str = Field(alias="totalQuery")
+    error_query: Query = Field(alias="errorQuery")
+    total_query: Query = Field(alias="totalQuery")
 
 
 class Raw(Foreign):
-    error_ratio_query: str = Field(alias="errorRatioQuery")
+    error_ratio_query: Query = Field(alias="errorRatioQuery")
 
 
 class SLI(Foreign):
