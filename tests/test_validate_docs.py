@@ -50,6 +50,8 @@ def test_the_number_name_and_template_rules_are_the_code():
     assert f"at most {native.MAX_DIGITS} significant digits" in text
     assert f"{manifests.MAX_FILE_BYTES >> 20} MiB" in text
     assert f"1e-{native.MAX_EXPONENT} to 1e{native.MAX_EXPONENT}" in text
+    assert (f"at most {promcheck.MAX_LENGTH:,} characters, {promcheck.MAX_NESTING} levels of "
+            f"brackets and {promcheck.MAX_OPERATORS} binary operators") in text
     assert "holt_winters" not in promcheck.FUNCTIONS
     for name in ("toDuration", "now", "urlQueryEscape"):
         assert f"`{name}`" in text and name not in gotemplate.FUNCTIONS
