@@ -10,6 +10,9 @@ import kubernetes_validate
 import pytest
 
 from tests.helm_util import K8S, helm_path, one, render, template
+from tests.kube_real import KubeCluster
+
+pytest_plugins = ["tests.kube_real"]
 
 helm = pytest.fixture(scope="module", name="helm")(helm_path)
 
@@ -29,6 +32,20 @@ def test_rbac_is_list_and_watch_only_secrets_included(helm, values):
     found = rules(render(helm, values))
     assert found and all(r["verbs"] == ["list", "watch"] for r in found), found
     assert any("secrets" in r["resources"] for r in found)
+
+
+def test_the_exporter_user_may_list_secrets_but_not_get_one(kube_cluster: KubeCluster):
+    """On the real server, with the chart's rendered ClusterRole bound."""
+    c = kube_cluster
+    c.ensure_namespace("rbac-check")
+    c.create({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+              "metadata": {"name": "s", "namespace": "rbac-check"}, "data": {"x": "eA=="}},
+             ok=(201, 409))
+    assert c.request("GET", "/api/v1/namespaces/rbac-check/secrets", user="exporter")[0] == 200
+    status, body = c.request("GET", "/api/v1/namespaces/rbac-check/secrets/s", user="exporter")
+    assert status == 403 and 'cannot get resource "secrets"' in body["message"]
+    assert c.request("GET", "/api/v1/secrets?watch=true&timeoutSeconds=1",
+                     user="exporter")[0] == 200
 
 
 def test_network_policy_limits_ingress_to_prometheus_and_egress_to_api_dns_probes(helm):
