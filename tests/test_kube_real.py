@@ -31,7 +31,7 @@ pytest_plugins = ["tests.kube_real"]
 
 WAIT = 60.0  # generous: a loaded 2-core CI machine
 #: the frozen-server bound these tests hold the exporter to (heartbeat 2 s + timeout 2 s,
-#: plus slack for a loaded machine); with the defaults it is 10 s + 5 s
+#: plus 6 s of slack for a loaded machine); with the defaults it is 10 s + 5 s
 FAST_WATCH = {"heartbeat_seconds": 2, "heartbeat_timeout": 2, "backoff_max": 1,
               "connect_timeout": 3, "list_timeout": 10}
 ONLY = {"argocd": ("backups", "certificates", "services"),
@@ -267,8 +267,9 @@ async def test_a_frozen_apiserver_is_noticed_within_the_bound_and_recovers(
         finally:
             running.thaw()
         await until(lambda: exporter.up()["argocd"], "recovery")
-    # heartbeat after 2 s of quiet, answered within 2 s: 4 s, plus scheduling slack
-    assert noticed < 2 + 2 + 3, noticed
+    # heartbeat after 2 s of quiet, answered within 2 s: 4 s, plus slack for a loaded
+    # machine (the default bound is 10 s + 5 s)
+    assert noticed < 2 + 2 + 6, noticed
     downs = [r.getMessage() for r in caplog.records if "is down" in r.getMessage()]
     ups = [r.getMessage() for r in caplog.records if "is up again" in r.getMessage()]
     assert len(downs) == 1 and "unresponsive" in downs[0], downs
