@@ -249,9 +249,10 @@ class Informer:
         self.down_reason = None
         self._failures = 0
 
-    def _failed(self, reason: str, detail: str) -> float:
+    def _failed(self, reason: str, detail: str, counted: bool = False) -> float:
         """Count a failure, log a state change, and return how long to back off."""
-        self.metrics.restart(self.resource.name, reason)
+        if not counted:
+            self.metrics.restart(self.resource.name, reason)
         self._failures += 1
         if self.down_reason != reason:
             if self.down_reason is None:
@@ -284,7 +285,8 @@ class Informer:
         while True:
             if expired > 1:
                 # the server expires every list or watch at once: do not hammer it
-                await asyncio.sleep(self._failed("expired", "410 Gone again at once"))
+                await asyncio.sleep(self._failed("expired", "410 Gone again at once",
+                                                 counted=True))
             started = time.monotonic()
             try:
                 version, count = await self._list()
