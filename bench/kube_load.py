@@ -110,7 +110,7 @@ class Writer:
 
         async def worker() -> None:
             while not queue.empty():
-                await queue.get()()
+                await queue.get_nowait()()
 
         await asyncio.gather(*(worker() for _ in range(self.concurrency)))
 

@@ -123,22 +123,28 @@ async def churn(writer: Writer, present: dict[str, int], pool: int, rate: float,
 
     while time.monotonic() < until:
         due = int((time.monotonic() - started) * rate) - issued
+        # never queue more than the writer can have in flight: when the apiserver is
+        # slower than `rate`, the schedule slips (the report gives the rate reached)
+        due = min(due, 2 * writer.concurrency - len(tasks))
         for _ in range(max(due, 0)):
             task = asyncio.create_task(one())
             tasks.add(task)
             task.add_done_callback(tasks.discard)
             issued += 1
+        if due < 0:
+            issued = int((time.monotonic() - started) * rate)  # slipped: do not catch up
         await asyncio.sleep(0.01)
     if tasks:
         await asyncio.gather(*tasks)
 
 
 async def main(args: argparse.Namespace) -> int:
-    cluster = KubeCluster().start()
+    cluster = KubeCluster()
     workdir = Path(tempfile.mkdtemp(prefix="sloexporter-soak-"))
     exporter = None
     watched = None
     try:
+        cluster.start()
         cluster.ensure_namespace(NS)
         watched = cluster.extra_apiserver_process("watched", watch_cache=False)
         writer = Writer(cluster, args.concurrency)
@@ -159,18 +165,18 @@ async def main(args: argparse.Namespace) -> int:
             writes0 = writer.ok
             churner = asyncio.create_task(churn(writer, present, args.objects * 2, args.rate,
                                                 end, counts))
-            next_restart = start + args.restart_every
-            next_compact = start + args.compact_every
+
+            async def every(period: float, fault: Any, name: str) -> None:
+                while time.monotonic() + period < end:
+                    await asyncio.sleep(period)
+                    await asyncio.to_thread(fault)
+                    counts[name] += 1
+
+            faults = [asyncio.create_task(every(args.restart_every, watched.restart,
+                                                "restarts")),
+                      asyncio.create_task(every(args.compact_every, cluster.compact,
+                                                "compactions"))]
             while time.monotonic() < end:
-                now = time.monotonic()
-                if now >= next_restart:
-                    await asyncio.to_thread(watched.restart)
-                    counts["restarts"] += 1
-                    next_restart = time.monotonic() + args.restart_every
-                if now >= next_compact:
-                    await asyncio.to_thread(cluster.compact)
-                    counts["compactions"] += 1
-                    next_compact = time.monotonic() + args.compact_every
                 try:
                     body = await scrape(http, exporter.url)
                     _, dupes = parse_series(body, "sloexporter_backup")
@@ -186,6 +192,7 @@ async def main(args: argparse.Namespace) -> int:
             await churner
             written = writer.ok - writes0
             elapsed = time.monotonic() - start
+            await asyncio.gather(*faults)
             watched.start()
             # the end: the exporter must reach exactly the API state
             settle = time.monotonic()
@@ -193,7 +200,7 @@ async def main(args: argparse.Namespace) -> int:
             while time.monotonic() - settle < args.exact_timeout:
                 body = await scrape(http, exporter.url)
                 got, dupes = parse_series(body, "sloexporter_backup")
-                result = compare(got, api_state(cluster, "backups", NS), dupes)
+                result = compare(got, api_state(cluster, "backups", NS, velero=False), dupes)
                 if not any(result.values()):
                     break
                 await asyncio.sleep(0.5)
@@ -238,7 +245,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--scrape-every", type=float, default=1.0)
     p.add_argument("--watch-timeout", type=int, default=60,
                    help="the exporter's watch timeoutSeconds (re-watches meet compactions)")
-    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--exact-timeout", type=float, default=120.0)
     return p.parse_args(argv)
 

@@ -203,7 +203,7 @@ class APIServer:
                            f"{self.cluster.log_tail(self.name)}")
 
     def stop(self) -> None:
-        _stop(self.proc)
+        _stop(self.proc, grace=3.0)  # an apiserver that takes longer is killed: a crash
         self.proc = None
 
     def restart(self) -> None:
@@ -439,7 +439,20 @@ class KubeCluster:
         assert shared is not None
         files = [str(shared / "crds" / f) for f in CRD_FILES]
         self.kubectl("apply", "--server-side", *sum((["-f", f] for f in files), []))
-        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+        # poll, not `kubectl wait`: kubectl 1.32 errors on a CRD with no conditions yet
+        names = [yaml.safe_load(Path(f).read_text())["metadata"]["name"] for f in files]
+        deadline = time.monotonic() + START_TIMEOUT
+        for name in names:
+            while True:
+                crd = self.api("GET", f"/apis/apiextensions.k8s.io/v1/"
+                                      f"customresourcedefinitions/{name}")
+                conditions = (crd.get("status") or {}).get("conditions") or []
+                if any(c.get("type") == "Established" and c.get("status") == "True"
+                       for c in conditions):
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"CRD {name} not established")
+                time.sleep(0.1)
         self.crds_applied = True
 
     def setup_rbac(self) -> None:
@@ -489,8 +502,8 @@ def collection_path(obj: dict[str, Any]) -> str:
     return f"{base}/namespaces/{ns}/{PLURALS[kind]}" if ns else f"{base}/{PLURALS[kind]}"
 
 
-def api_state(cluster: KubeCluster, source: str, namespace: str | None = None
-              ) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+def api_state(cluster: KubeCluster, source: str, namespace: str | None = None,
+              **options: Any) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     """The series a fresh `source` renders from a LIST of the API state now (as admin).
 
     The oracle for exactness: the exporter's long-running state must equal this.
@@ -507,12 +520,16 @@ def api_state(cluster: KubeCluster, source: str, namespace: str | None = None
     from sloexporter.sources.informer import SelfMetrics
 
     fresh = {"argocd": ArgoCDSource, "backups": BackupsSource,
-             "certificates": CertificatesSource}[source](SelfMetrics())
+             "certificates": CertificatesSource}[source](SelfMetrics(), **options)
     for resource in fresh.resources:
         path = resource.path(namespace)
         if resource == SECRETS:
             path += f"?fieldSelector={TLS_SECRET_SELECTOR}"
-        status, data = cluster.request("GET", path)
+        for _ in range(100):  # 429 while a new CRD's storage initialises
+            status, data = cluster.request("GET", path)
+            if status != 429:
+                break
+            time.sleep(0.1)
         if status == 404:
             continue
         assert status == 200, (path, status, data)
@@ -543,8 +560,9 @@ if pytest is not None:
             from tests.tools import require_tool
             for name in missing:
                 require_tool(name)  # fails under the test command, skips otherwise
-        cluster = KubeCluster().start()
+        cluster = KubeCluster()
         try:
+            cluster.start()
             yield cluster
         finally:
             cluster.close()

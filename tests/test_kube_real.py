@@ -187,6 +187,7 @@ async def test_changes_made_while_the_apiserver_is_down_are_exact_with_no_duplic
                     series = samples(body)  # fails on an exact duplicate
                 except AssertionError as exc:
                     problems.append(str(exc))
+                    await asyncio.sleep(0.05)
                     continue
                 per_app: dict[str, int] = {}
                 for (name, labels), _ in series.items():
