@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from typing import Literal
 
@@ -65,6 +65,8 @@ class TierSpec:
     long_window: int
     short_window: int
     budget_percent: Decimal
+    #: fire only when the long window saw at least this many events (None: no minimum)
+    min_events: int | None = None
 
 
 #: The SRE workbook's tiers for a 30-day period (chapter 5, table 5-8).
@@ -85,6 +87,7 @@ class Tier:
     short_window: int
     budget_percent: Decimal
     factor: Decimal
+    min_events: int | None = None
 
     @property
     def long(self) -> str:
@@ -129,7 +132,8 @@ def resolve_tiers(period: int, custom: tuple[TierSpec, ...] | None = None) -> tu
             long_w, short_w = _scale_window(long_w, period), _scale_window(short_w, period)
             short_w = min(short_w, long_w)
         tiers.append(Tier(spec.severity, long_w, short_w, spec.budget_percent,
-                          burn_factor(spec.budget_percent, period, long_w)))
+                          burn_factor(spec.budget_percent, period, long_w),
+                          spec.min_events))
     return tuple(tiers)
 
 
@@ -176,6 +180,8 @@ class AlertSettings:
     labels: tuple[tuple[str, str], ...] = ()
     annotations: tuple[tuple[str, str], ...] = ()
     for_: int = 0
+    #: the tiers of this severity fire only after this many events in the long window
+    min_events: int | None = None
 
 
 @dataclass(frozen=True)
@@ -188,6 +194,8 @@ class Alerting:
     runbook_url: str | None = None
     dashboard_url: str | None = None
     custom_tiers: tuple[TierSpec, ...] | None = None
+    #: opt-in: an alert once the period's budget is spent (and a time-to-exhaustion series)
+    budget_exhausted: AlertSettings | None = None
 
     def settings(self, severity: Severity) -> AlertSettings:
         return self.page if severity == "page" else self.ticket
@@ -284,6 +292,8 @@ class SLO:
     origin: str = ""
     #: whether `generate --with-tests` writes promtool tests for this SLO
     tests: bool = True
+    #: opt-in low-traffic guard for every tier: see `Tier.min_events`
+    min_events: int | None = None
 
     @property
     def budget(self) -> Decimal:
@@ -295,8 +305,18 @@ class SLO:
 
     @functools.cached_property
     def tiers(self) -> tuple[Tier, ...]:
-        return tuple(t for t in resolve_tiers(self.period, self.alerting.custom_tiers)
-                     if not self.alerting.settings(t.severity).disabled)
+        tiers = resolve_tiers(self.period, self.alerting.custom_tiers)
+        out = []
+        for t in tiers:
+            settings = self.alerting.settings(t.severity)
+            if settings.disabled:
+                continue
+            if t.min_events is None:  # a custom tier's own minimum wins
+                minimum = settings.min_events if settings.min_events is not None \
+                    else self.min_events
+                t = replace(t, min_events=minimum)
+            out.append(t)
+        return tuple(out)
 
     @functools.cached_property
     def windows(self) -> tuple[int, ...]:

@@ -22,6 +22,9 @@ WINDOW_PLACEHOLDER = re.compile(r"\{\{\s*\.?window\s*\}\}")
 # Recorded series. Each carries the SLO identity labels (service, slo, spec labels).
 ERRORS_RATE5M = "slo:sli_errors:rate5m"
 TOTAL_RATE5M = "slo:sli_total:rate5m"
+GOOD_RATE5M = "slo:sli_good:rate5m"
+#: 1 while the total has traffic but the error ratio cannot be measured, else 0
+SIGNAL_MISSING = "slo:sli_signal:missing"
 STATE_BAD = "slo:sli_bad_objects:sum"
 STATE_TOTAL = "slo:sli_objects:count"
 #: per series of a threshold SLI's query: 1 while its condition holds, else 0
@@ -31,6 +34,8 @@ ERROR_BUDGET = "slo:error_budget:ratio"
 PERIOD_ERROR = "slo:period_error:ratio"
 PERIOD_BURN = "slo:period_burn:rate"
 BUDGET_REMAINING = "slo:error_budget_remaining:ratio"
+#: opt-in (budget_exhausted): seconds until the budget is spent at the period burn rate
+BUDGET_EXHAUSTION = "slo:error_budget_exhaustion:seconds"
 INFO = "slo:info"
 
 
@@ -68,15 +73,42 @@ def merge_selector(base: str, extra: str) -> str:
     return "{" + ",".join(parts) + "}"
 
 
+def _exponent(e: int) -> str:
+    """A regex for exponent `e` as `e-01`, `E+00`, `e1`, ... spell it."""
+    sign = "-" if e < 0 else "\\+?" if e > 0 else "[+-]?"
+    return f"[eE]{sign}0*{abs(e)}" if e else f"[eE]{sign}0+"
+
+
+@functools.lru_cache(maxsize=1024)
+def le_regex(value: Decimal) -> str:
+    """A regex matching every way a client library writes the number `value`.
+
+    `0.5` is also `.5`, `0.50`, `5e-01`, `5.0E-1`; `1` is also `1.0` (how Prometheus 3
+    normalises classic-histogram `le` on ingestion), `1e+00`, `1.000000e+00`.
+    """
+    sign, digits, exp = value.normalize().as_tuple()
+    assert isinstance(exp, int) and not sign
+    text = "".join(map(str, digits))
+    point = len(text) + exp  # digits before the decimal point
+    if point <= 0:
+        whole, frac = "", "0" * -point + text
+    elif exp >= 0:
+        whole, frac = text + "0" * exp, ""
+    else:
+        whole, frac = text[:point], text[point:]
+    plain = f"0*{whole}" + (f"\\.{frac}0*" if frac else "(\\.0*)?")
+    mantissa = text[0] + (f"\\.{text[1:]}0*" if len(text) > 1 else "(\\.0*)?")
+    return f"\\+?(?:{plain}|{mantissa}{_exponent(point - 1)})"
+
+
 def le_matcher(threshold: Decimal) -> str:
-    """Match a bucket boundary written the Prometheus 2 way (`1`) or the 3 way (`1.0`)."""
-    text = decimal_str(threshold)
-    forms = [text]
-    if "." not in text and "e" not in text.lower():
-        forms.append(text + ".0")
-    if len(forms) == 1:
-        return f"le={quote(text)}"
-    return "le=~" + quote("|".join(re.escape(f) for f in forms))
+    """`le=~"..."`: the bucket `threshold` however the exporter spelled it.
+
+    Prometheus 2 keeps `le` as exposed (`0.50`, `5e-01`, `1`); Prometheus 3 normalises a
+    classic histogram's `le` to Go's float format (`0.5`, `1.0`). A plain `le="0.5"`
+    misses the other spellings, and a missing good series would read as a total outage.
+    """
+    return "le=~" + quote(le_regex(threshold))
 
 
 def substitute_window(template: str, window: int) -> str:
@@ -101,28 +133,232 @@ def safe_ratio(errors: str, total: str) -> str:
     return f"({errors}) / (({total}) > 0) or ({total}) * 0"
 
 
+# --- The recorded SLI pipeline ----------------------------------------------------------
+# Each raw SLI query is read once per SLO and evaluation, over 5m, into a recorded series;
+# every window, the period and the SLI-health signal derive from those recorded series.
+# They all carry the same labels (the SLO's grouping plus its identity), so default
+# one-to-one matching joins them and no fallback can pair a series with the wrong one.
+
+#: Aggregations whose output keeps exactly the labels of their `by` list.
+_KEEPING_AGGREGATIONS = {"sum", "min", "max", "avg", "count", "group", "stddev", "stdvar"}
+#: Functions whose output keeps the labels of their (first) vector argument.
+_LABEL_KEEPING_CALLS = {"abs", "ceil", "floor", "round", "sqrt", "exp", "ln", "log2", "log10",
+                        "clamp", "clamp_min", "clamp_max", "sgn", "histogram_count",
+                        "histogram_sum", "histogram_fraction"}
+_SCALAR = ("<scalar>",)
+
+
+def _output_labels(node: object) -> tuple[str, ...] | None:
+    """The label names every series of `node` has exactly, when the AST says so.
+
+    None means "per input series" (a bare selector, `rate(x[5m])`, `without`, ...), and
+    `_SCALAR` a number.
+    """
+    while isinstance(node, promql_parser.ParenExpr):
+        node = node.expr
+    if isinstance(node, promql_parser.NumberLiteral):
+        return _SCALAR
+    if isinstance(node, promql_parser.AggregateExpr):
+        if str(node.op) not in _KEEPING_AGGREGATIONS:
+            return None
+        modifier = node.modifier
+        if modifier is None:
+            return ()
+        if str(modifier.type).endswith("By"):
+            return tuple(sorted(modifier.labels))
+        return None
+    if isinstance(node, promql_parser.Call):
+        name = node.func.name
+        if name in ("vector", "time", "scalar"):
+            return () if name == "vector" else _SCALAR
+        vectors = [a for a in node.args if _output_labels(a) != _SCALAR]
+        if name in _LABEL_KEEPING_CALLS and len(vectors) == 1:
+            return _output_labels(vectors[0])
+        return None
+    if isinstance(node, promql_parser.BinaryExpr):
+        lhs, rhs = _output_labels(node.lhs), _output_labels(node.rhs)
+        if lhs == _SCALAR:
+            return rhs
+        if rhs == _SCALAR or lhs == rhs:
+            return lhs
+        return None
+    return None
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def query_grouping(query: str) -> tuple[str, ...]:
+    """The labels an SLI query aggregates by: `sum by (route) (...)` -> (route,).
+
+    A query that keeps per-series labels (a raw selector, `rate(x[5m])`) has none: it is
+    summed, so errors and total always have one series per group to divide.
+    """
+    try:
+        labels = _output_labels(promql_parser.parse(substitute_window(query, 300)))
+    except ValueError:
+        return ()
+    return labels if labels is not None and labels != _SCALAR else ()
+
+
+def grouping(slo: SLO) -> tuple[str, ...]:
+    """The labels that split the SLO into one series per group (Pyrra's `grouping`)."""
+    sli = slo.sli
+    return query_grouping(sli.total) if sli.total is not None else ()
+
+
+def aggregate_to(query: str, group: tuple[str, ...]) -> str:
+    """`query` summed to `group`, or as is when it already has exactly those labels."""
+    try:
+        labels = _output_labels(promql_parser.parse(substitute_window(query, 300)))
+    except ValueError:
+        labels = None
+    if labels == group:
+        return query
+    return f"sum by ({', '.join(group)}) ({query})" if group else f"sum({query})"
+
+
+def _ignoring(slo: SLO) -> str:
+    return ", ".join(k for k, _ in slo.identity)
+
+
+def signal_missing(total: str, measured: str) -> str:
+    """1 while `total` has traffic but `measured` has no series with its labels, else 0.
+
+    A reusable builder for every SLI: `measured` is the side the error ratio cannot be
+    computed without (good events, bad objects, ...).
+    """
+    return f"(({total} > 0) * 0 + 1 unless {measured}) or {total} * 0"
+
+
+def sli_records(slo: SLO) -> list[tuple[str, str]]:
+    """The recording rules (name, expr) that read an errors/total SLI's raw queries.
+
+    - `slo:sli_total:rate5m`: the total, aggregated to the SLO's grouping.
+    - `slo:sli_good:rate5m` (good/total SLIs): the good events. A missing good series
+      while the total has traffic counts as all bad: the fallback is on the good side.
+    - `slo:sli_errors:rate5m`: the errors; 0 when no error series exists (no 5xx yet).
+    - `slo:sli_signal:missing`: 1 while the total has traffic but the good (or error)
+      side cannot be matched to it, the SLOSignalMissing alert's input.
+    """
+    sli = slo.sli
+    assert sli.total is not None and sli.errors is not None
+    group = grouping(slo)
+    total = slo_selector(TOTAL_RATE5M, slo)
+    records = [(TOTAL_RATE5M, aggregate_to(substitute_window(sli.total, 300), group))]
+    if sli.good is not None:
+        good = slo_selector(GOOD_RATE5M, slo)
+        records += [
+            (GOOD_RATE5M, aggregate_to(substitute_window(sli.good, 300), group)),
+            (ERRORS_RATE5M, f"clamp_min({total} - ({good} or {total} * 0), 0)"),
+            (SIGNAL_MISSING, signal_missing(total, good)),
+        ]
+    else:
+        errors = aggregate_to(substitute_window(sli.errors, 300), group)
+        recorded = slo_selector(ERRORS_RATE5M, slo)
+        # measured unless some error series cannot be attributed to a total series
+        measured = f"({total} unless on () count({recorded} unless {total}) > 0)"
+        records += [
+            (ERRORS_RATE5M, f"({errors}) or ignoring ({_ignoring(slo)}) {total} * 0"),
+            (SIGNAL_MISSING, signal_missing(total, measured)),
+        ]
+    return records
+
+
+#: Half the recorded 5m rates' window: a window average of them lags the raw window by it.
+_HALF_BASE = 150
+
+
+def window_rate(recorded: str, window: int) -> str:
+    """The average of a recorded 5m rate over `window`, as `rate(raw[window])` would give.
+
+    A 5m rate smooths every change over 5 minutes, so a plain `avg_over_time` lags the
+    raw window by 2.5 minutes at both ends. Adding back the newest 2.5 minutes and
+    dropping the oldest (trapezoid correction) makes it exact, up to half an evaluation
+    interval, once a change is 5 minutes old; in a change's first 5 minutes it is late by
+    at most 0.625 minutes. Reads `window` of one recorded series, not of every raw series.
+    """
+    win = format_duration(window)
+    return (f"avg_over_time({recorded}[{win}]) + ({recorded} - ({recorded} offset {win} "
+            f"or {recorded} * 0)) * {_HALF_BASE} / {window}")
+
+
+def _raw_ratio(slo: SLO, window: int) -> str:
+    """A window shorter than the recorded 5m base: read the raw queries over it."""
+    sli = slo.sli
+    assert sli.total is not None and sli.errors is not None
+    group = grouping(slo)
+    total = aggregate_to(substitute_window(sli.total, window), group)
+    recorded_total = slo_selector(TOTAL_RATE5M, slo)
+    ignoring = f"ignoring ({_ignoring(slo)})"
+    if sli.good is not None:
+        good = aggregate_to(substitute_window(sli.good, window), group)
+        # no good series: all bad while the 5m total has traffic
+        return (f"clamp_min(1 - ({good}) / (({total}) > 0), 0) "
+                f"or {ignoring} ({recorded_total} > bool 0)")
+    errors = aggregate_to(substitute_window(sli.errors, window), group)
+    return f"({errors}) / (({total}) > 0) or {ignoring} {recorded_total} * 0"
+
+
+def raw_error_ratio(sli_errors: str, sli_total: str, sli_good: str | None = None) -> str:
+    """errors / total of raw instant queries (timeslices), with the good-side fallback:
+    a missing good series is all bad, a missing error series is no errors."""
+    if sli_good is not None:
+        return (f"(({sli_total}) - (({sli_good}) or ({sli_total}) * 0)) / "
+                f"(({sli_total}) > 0)")
+    return f"(({sli_errors}) or ({sli_total}) * 0) / (({sli_total}) > 0)"
+
+
 def window_error_ratio(slo: SLO, window: int) -> str:
-    """The SLI error ratio over `window`, from the raw SLI queries."""
+    """The SLI error ratio over `window`.
+
+    From the recorded 5m errors and totals: each window reads one recorded series per
+    side, `total` once, and no traffic gives 0 (not NaN) through the 5m total, which
+    exists whenever the SLI's total does.
+    """
     sli = slo.sli
     if sli.ratio is not None:
         return substitute_window(sli.ratio, window)
-    assert sli.errors is not None and sli.total is not None
-    return safe_ratio(substitute_window(sli.errors, window), substitute_window(sli.total, window))
+    errors, total = slo_selector(ERRORS_RATE5M, slo), slo_selector(TOTAL_RATE5M, slo)
+    if window == 300:
+        return f"{errors} / ({total} > 0) or {total} * 0"
+    if window < 300:
+        return _raw_ratio(slo, window)
+    return (f"clamp_min({window_rate(errors, window)}, 0) / "
+            f"(({window_rate(total, window)}) > 0) or {total} * 0")
+
+
+def window_events(slo: SLO, window: int) -> str:
+    """How many events the total counted over `window` (a rate total: per second)."""
+    total = slo_selector(TOTAL_RATE5M, slo)
+    if window <= 300:
+        return f"{total} * {window}"
+    return f"({window_rate(total, window)}) * {window}"
 
 
 def period_error_ratio(slo: SLO) -> str:
     """The error ratio over the whole period, weighted by traffic.
 
     Sums recorded 5m rates instead of `increase(...[30d])` over raw series (expensive) or
-    averaging 5m ratios (wrong under uneven traffic). A raw ratio SLI has no separate
-    totals, so its 5m ratios are averaged; that is documented as unweighted.
+    averaging 5m ratios (wrong under uneven traffic); a uniform 2.5m lag is immaterial
+    over a period. A raw ratio SLI has no separate totals, so its 5m ratios are averaged;
+    that is documented as unweighted.
     """
     period = slo.period_str
     if slo.sli.ratio is not None:
         return f"avg_over_time({slo_selector(error_ratio_name(300), slo)}[{period}])"
-    errors = f"sum_over_time({slo_selector(ERRORS_RATE5M, slo)}[{period}])"
-    total = f"sum_over_time({slo_selector(TOTAL_RATE5M, slo)}[{period}])"
-    return safe_ratio(errors, total)
+    errors, total = slo_selector(ERRORS_RATE5M, slo), slo_selector(TOTAL_RATE5M, slo)
+    return (f"sum_over_time({errors}[{period}]) / (sum_over_time({total}[{period}]) > 0) "
+            f"or {total} * 0")
+
+
+def budget_exhaustion_seconds(slo: SLO) -> str:
+    """Seconds until the budget is spent at the period's burn rate; 0 once it is spent.
+
+    At burn rate b the whole budget lasts period / b, so the remaining share r lasts
+    r x period / b. Absent while nothing burns (it would last forever).
+    """
+    remaining = slo_selector(BUDGET_REMAINING, slo)
+    burn = slo_selector(PERIOD_BURN, slo)
+    return f"clamp_min({remaining}, 0) * {slo.period} / ({burn} > 0)"
 
 
 def burn_rate(slo: SLO, window: int) -> str:
@@ -135,7 +371,11 @@ def tier_condition(slo: SLO, tier: Tier) -> str:
     factor = decimal_str(tier.factor)
     long_burn = burn_rate(slo, tier.long_window)
     short_burn = burn_rate(slo, tier.short_window)
-    return f"({long_burn} > {factor}) and ({short_burn} > {factor})"
+    condition = f"({long_burn} > {factor}) and ({short_burn} > {factor})"
+    if tier.min_events is not None and slo.sli.ratio is None:
+        # low traffic: a handful of failures in a quiet hour is no page
+        condition += f" and ({window_events(slo, tier.long_window)} >= {tier.min_events})"
+    return condition
 
 
 def alerts_selector(slo: SLO, severity: str | None = None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from sloexporter import promql
-from sloexporter.model import SLO, Service, Tier, decimal_str, format_duration
+from sloexporter.model import SLO, AlertSettings, Service, Tier, decimal_str, format_duration
 
 Rule = dict[str, Any]
 
@@ -20,15 +20,11 @@ def _record(name: str, expr: str, labels: dict[str, str]) -> Rule:
 
 
 def sli_rules(slo: SLO) -> list[Rule]:
+    """The SLI's raw queries read once (5m), then every window from those records."""
     ident = dict(slo.identity)
     rules = [_record(name, expr, ident) for name, expr in slo.sli.records]
     if slo.sli.ratio is None:
-        assert slo.sli.errors is not None and slo.sli.total is not None
-        errors = promql.substitute_window(slo.sli.errors, 300)
-        total = promql.substitute_window(slo.sli.total, 300)
-        # errors may be absent (no 5xx ever seen) while total is not: count that as 0
-        rules.append(_record(promql.ERRORS_RATE5M, f"({errors}) or ({total}) * 0", ident))
-        rules.append(_record(promql.TOTAL_RATE5M, total, ident))
+        rules += [_record(name, expr, ident) for name, expr in promql.sli_records(slo)]
     for window in slo.windows:
         rules.append(_record(promql.error_ratio_name(window),
                              promql.window_error_ratio(slo, window), ident))
@@ -79,12 +75,78 @@ def alert_rule(slo: SLO, tier: Tier) -> Rule:
     return rule
 
 
+def _labels(slo: SLO, severity: str, settings: AlertSettings) -> dict[str, str]:
+    labels = dict(slo.identity)
+    labels.update(slo.alerting.labels)
+    labels["severity"] = severity
+    labels.update(settings.labels)
+    return labels
+
+
+def _extra_alert(slo: SLO, name: str, expr: str, for_: int, labels: dict[str, str],
+                 annotations: dict[str, str], settings: AlertSettings) -> Rule:
+    alerting = slo.alerting
+    for key, url in (("runbook_url", alerting.runbook_url),
+                     ("dashboard_url", alerting.dashboard_url)):
+        if url:
+            annotations[key] = url
+    annotations.update(alerting.annotations)
+    annotations.update(settings.annotations)
+    rule: Rule = {"alert": name, "expr": expr}
+    if for_:
+        rule["for"] = format_duration(for_)
+    rule["labels"] = labels
+    rule["annotations"] = annotations
+    return rule
+
+
+#: How long the SLI must stay unmeasurable before SLOSignalMissing fires: longer than a
+#: rollout that briefly drops a series, shorter than the slowest page tier's detection.
+SIGNAL_MISSING_FOR = 15 * 60
+SIGNAL_MISSING_ALERT = "SLOSignalMissing"
+BUDGET_EXHAUSTED_ALERT = "SLOBudgetExhausted"
+
+
+def signal_missing_alert(slo: SLO) -> Rule:
+    """A ticket while the total has traffic but the SLI cannot measure errors: a blind
+    SLI (a renamed label, a bucket that does not exist, a good series gone) shows here
+    even in the cases the generator could not foresee."""
+    settings = AlertSettings()
+    labels = _labels(slo, "ticket", settings)
+    selector = promql.slo_selector(promql.SIGNAL_MISSING, slo)
+    annotations = {
+        "summary": f"{slo.service}/{slo.name}: the SLI cannot be measured",
+        "description": (
+            f"{slo.service}/{slo.name} has traffic but its "
+            f"{'good' if slo.sli.good is not None else 'error'} events have no series "
+            f"that matches the total for {format_duration(SIGNAL_MISSING_FOR)}. The SLO "
+            "counts that traffic as failed (a missing good series) or cannot attribute "
+            "errors to it; check the SLI's selectors, label names and histogram buckets."),
+    }
+    return _extra_alert(slo, SIGNAL_MISSING_ALERT, f"{selector} == 1", SIGNAL_MISSING_FOR,
+                        labels, annotations, settings)
+
+
+def budget_exhausted_alert(slo: SLO, settings: AlertSettings) -> Rule:
+    labels = _labels(slo, "ticket", settings)
+    remaining = promql.slo_selector(promql.BUDGET_REMAINING, slo)
+    annotations = {
+        "summary": f"{slo.service}/{slo.name}: the {slo.period_str} error budget is spent",
+        "description": (
+            f"The {decimal_str(slo.objective)}% {slo.name} SLO of {slo.service} has spent "
+            f"its error budget over the last {slo.period_str}: "
+            "{{ $value | humanizePercentage }} of it remains."),
+    }
+    return _extra_alert(slo, BUDGET_EXHAUSTED_ALERT, f"{remaining} <= 0", settings.for_,
+                        labels, annotations, settings)
+
+
 def meta_rules(slo: SLO) -> list[Rule]:
     ident = dict(slo.identity)
     budget = decimal_str(slo.budget)
     info = dict(ident, objective=decimal_str(slo.objective), period=slo.period_str,
                 sli_kind=slo.sli.kind)
-    return [
+    rules = [
         _record(promql.OBJECTIVE, f"vector({decimal_str(slo.objective / 100)})", ident),
         _record(promql.ERROR_BUDGET, f"vector({budget})", ident),
         _record(promql.PERIOD_ERROR, promql.period_error_ratio(slo), ident),
@@ -94,6 +156,12 @@ def meta_rules(slo: SLO) -> list[Rule]:
                 f"1 - {promql.slo_selector(promql.PERIOD_BURN, slo)}", ident),
         _record(promql.INFO, "vector(1)", info),
     ]
+    exhausted = slo.alerting.budget_exhausted
+    if exhausted is not None:
+        rules.append(_record(promql.BUDGET_EXHAUSTION, promql.budget_exhaustion_seconds(slo),
+                             ident))
+        rules.append(budget_exhausted_alert(slo, exhausted))
+    return rules
 
 
 def group_name(slo: SLO, part: str) -> str:
@@ -102,6 +170,8 @@ def group_name(slo: SLO, part: str) -> str:
 
 def slo_groups(slo: SLO) -> list[dict[str, Any]]:
     alerts = [alert_rule(slo, tier) for tier in slo.tiers]
+    if slo.sli.ratio is None:
+        alerts.append(signal_missing_alert(slo))
     return [
         {"name": group_name(slo, "sli"), "rules": sli_rules(slo) + alerts},
         {"name": group_name(slo, "meta"), "rules": meta_rules(slo)},

@@ -90,11 +90,22 @@ def _status_sli(kind: str, metric: str, sel: str, label: str, errors_regex: str,
                synth=_counter_synth(metric, sel, label, "200", bad_value))
 
 
-def _latency_sli(kind: str, base: str, sel: str, threshold: Decimal) -> SLI:
+def _latency_sli(kind: str, base: str, sel: str, threshold: Decimal,
+                 native: bool = False) -> SLI:
+    """Requests at or below `threshold` are good.
+
+    A classic histogram reads its `le` bucket (any spelling of the number) and `_count`;
+    a native histogram (`native: true`) reads `histogram_fraction` of the one series.
+    """
+    if native:
+        rates = f"sum(rate({base}{merge_selector(sel, '')}[{W}]))"
+        total = f"histogram_count({rates})"
+        good = f"histogram_fraction(0, {format(threshold.normalize(), 'f')}, {rates}) * {total}"
+        return SLI(kind, errors=f"{total} - {good}", total=total, good=good, synth=())
     good = rate_sum(f"{base}_bucket", sel, le_matcher(threshold))
     total = rate_sum(f"{base}_count", sel)
     le = format(threshold.normalize(), "f")
-    return SLI(kind, errors=f"{total} - {good}", total=total,
+    return SLI(kind, errors=f"{total} - {good}", total=total, good=good,
                synth=(SynthSeries(f"{base}_bucket", "good", sel, (("le", le),)),
                       SynthSeries(f"{base}_count", "total", sel)))
 
@@ -136,7 +147,8 @@ def compile_sli(spec: SLISpec, service: str, slo: str,
     if isinstance(body, RatioSLI):
         return SLI(kind, ratio=body.query)
     if isinstance(body, LatencySLI):
-        return _latency_sli(kind, body.metric, body.selector, body.threshold)
+        return _latency_sli(kind, body.metric, body.selector, body.threshold,
+                            body.native)
     if isinstance(body, HTTPSLI | ProbeSLI):
         traffic = http_traffic(body) if isinstance(body, HTTPSLI) else probe_traffic(body.selector)
         return replace(_traffic_sli(kind, traffic, body.signal, body.threshold), traffic=traffic)

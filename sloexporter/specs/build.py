@@ -37,6 +37,7 @@ from sloexporter.specs.native import (
     EventsSLI,
     RatioSLI,
     ServiceLevels,
+    SeverityAlert,
     SLISpec,
     SLOSpec,
     ThresholdSLI,
@@ -132,12 +133,27 @@ def _check_alerting(doc: Document, path: Path, spec: AlertingSpec) -> list[SpecE
     errors += check_go_templates(doc, path + ("annotations",), spec.annotations)
     for url in ("runbook_url", "dashboard_url"):
         errors += check_go_templates(doc, path, {url: getattr(spec, url) or ""})
-    for severity in ("page", "ticket"):
+    for severity in ("page", "ticket", "budget_exhausted"):
         settings = getattr(spec, severity)
+        if settings is None:
+            continue
         errors += check_go_templates(doc, path + (severity, "labels"), settings.labels)
         errors += check_go_templates(doc, path + (severity, "annotations"),
                                      settings.annotations)
     return errors
+
+
+def _not_a_bucket(threshold: Decimal, buckets: tuple[Decimal, ...]) -> str:
+    """Name the buckets around `threshold`: a histogram cannot count requests between
+    two boundaries, so the SLI would measure another threshold (or nothing)."""
+    def show(b: Decimal) -> str:
+        return format(b.normalize(), "f")
+    below = [b for b in buckets if b < threshold]
+    above = [b for b in buckets if b > threshold]
+    nearest = " or ".join(show(b) for b in (max(below, default=None), min(above, default=None))
+                          if b is not None)
+    return (f"threshold {show(threshold)} is not a bucket boundary of the histogram; use "
+            f"the nearest bucket {nearest} (buckets: {', '.join(map(show, sorted(buckets)))})")
 
 
 def _check_sli(doc: Document, path: Path, sli: SLISpec) -> list[SpecError]:
@@ -154,12 +170,9 @@ def _check_sli(doc: Document, path: Path, sli: SLISpec) -> list[SpecError]:
         errors += check_selector(doc, path + (kind, "selector"), body.selector)
     threshold = getattr(body, "threshold", None)
     buckets = known_buckets(sli)
-    if threshold is not None and buckets is not None and \
-            all(Decimal(threshold) != b for b in buckets):
-        listed = ", ".join(format(b.normalize(), "f") for b in buckets)
+    if threshold is not None and buckets and all(Decimal(threshold) != b for b in buckets):
         errors.append(doc.error(path + (kind, "threshold"),
-                                f"threshold {threshold} is not a bucket boundary; "
-                                f"the buckets are {listed}"))
+                                _not_a_bucket(Decimal(threshold), buckets)))
     return errors
 
 
@@ -223,20 +236,23 @@ def _check_tiers_can_fire(doc: Document, path: Path, slo: SLOSpec) -> list[SpecE
 
 
 def _alerting(spec: AlertingSpec) -> Alerting:
-    def settings(sev: str) -> AlertSettings:
-        s = getattr(spec, sev)
+    def settings(s: SeverityAlert) -> AlertSettings:
         return AlertSettings(s.disabled, tuple(sorted(s.labels.items())),
                              tuple(sorted(s.annotations.items())),
-                             parse_duration(s.for_) if s.for_ else 0)
+                             parse_duration(s.for_) if s.for_ else 0, s.min_events)
 
     tiers = None
     if spec.tiers is not None:
         tiers = tuple(TierSpec(t.severity, parse_duration(t.long_window),
-                               parse_duration(t.short_window), t.budget_consumed)
+                               parse_duration(t.short_window), t.budget_consumed,
+                               t.min_events)
                       for t in spec.tiers)
-    return Alerting(spec.name, settings("page"), settings("ticket"),
+    exhausted = spec.budget_exhausted
+    return Alerting(spec.name, settings(spec.page), settings(spec.ticket),
                     tuple(sorted(spec.labels.items())), tuple(sorted(spec.annotations.items())),
-                    spec.runbook_url, spec.dashboard_url, tiers)
+                    spec.runbook_url, spec.dashboard_url, tiers,
+                    settings(exhausted) if exhausted is not None and not exhausted.disabled
+                    else None)
 
 
 def semantic_errors(doc: Document, spec: ServiceLevels | None, raw: object,
@@ -307,6 +323,7 @@ def build_service(doc: Document, spec: ServiceLevels, prefix: Path = ()) -> Serv
             alerting=_alerting(slo.alerting),
             origin=f"{doc.file}:{doc.line_of(prefix + ('slos', i))}",
             tests=slo.tests,
+            min_events=slo.min_events,
         ))
     apps = tuple(spec.argocd_apps) if spec.argocd_apps is not None else None
     service = Service(spec.service, tuple(slos), tuple(sorted(service_labels.items())),

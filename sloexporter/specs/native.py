@@ -152,6 +152,15 @@ class LatencySLI(Strict):
     threshold: Number = Field(gt=0)
     #: the histogram's bucket boundaries, when known; the threshold must be one of them
     buckets: list[Number] | None = None
+    #: a native histogram (one series, `histogram_fraction`) instead of `_bucket`/`_count`
+    native: bool = False
+
+    @model_validator(mode="after")
+    def _native_has_no_buckets(self) -> LatencySLI:
+        if self.native and self.buckets is not None:
+            raise ValueError("a native histogram has no fixed buckets; drop 'buckets' or "
+                             "'native'")
+        return self
 
     @field_validator("metric")
     @classmethod
@@ -290,11 +299,16 @@ class SLISpec(Strict):
         return next(k for k in SLI_KINDS if getattr(self, k) is not None)
 
 
+MinEvents = Annotated[int | None, Field(default=None, ge=1)]
+
+
 class SeverityAlert(Strict):
     disabled: bool = False
     labels: AlertLabels
     annotations: Annotations
     for_: Duration | None = Field(default=None, alias="for")
+    #: the tiers of this severity fire only after this many events in their long window
+    min_events: MinEvents = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -304,6 +318,7 @@ class CustomTier(Strict):
     long_window: Duration
     short_window: Duration
     budget_consumed: Number = Field(gt=0, le=100, description="percent of the budget")
+    min_events: MinEvents = None
 
     @model_validator(mode="after")
     def _short_shorter(self) -> CustomTier:
@@ -321,6 +336,8 @@ class AlertingSpec(Strict):
     runbook_url: str | None = None
     dashboard_url: str | None = None
     tiers: list[CustomTier] | None = Field(default=None, min_length=1)
+    #: opt-in: a ticket (by default) once the period's error budget is spent
+    budget_exhausted: SeverityAlert | None = None
 
 
 class SLOSpec(Strict):
@@ -333,6 +350,8 @@ class SLOSpec(Strict):
     alerting: AlertingSpec = Field(default_factory=AlertingSpec)
     #: false: `generate --with-tests` writes no promtool tests for this SLO
     tests: bool = True
+    #: opt-in low-traffic guard: a tier fires only when its long window saw this many events
+    min_events: MinEvents = None
 
     @field_validator("objective")
     @classmethod
