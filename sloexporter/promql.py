@@ -327,11 +327,16 @@ def window_error_ratio(slo: SLO, window: int) -> str:
 
 
 def window_events(slo: SLO, window: int) -> str:
-    """How many events the total counted over `window` (a rate total: per second)."""
-    total = slo_selector(TOTAL_RATE5M, slo)
-    if window <= 300:
-        return f"{total} * {window}"
-    return f"({window_rate(total, window)}) * {window}"
+    """How many events the total counted over `window`: its raw query x the window.
+
+    Only `min_events` reads it, so an opted-in tier reads the raw total over its long
+    window once more. The recorded 5m totals cannot count events where the history is
+    shorter than the window (a new SLO), and `rate()` does not extrapolate over that gap.
+    The total must be a per-second rate, as `rate()` gives.
+    """
+    assert slo.sli.total is not None
+    total = aggregate_to(substitute_window(slo.sli.total, window), grouping(slo))
+    return f"({total}) * {window}"
 
 
 def period_error_ratio(slo: SLO) -> str:
@@ -374,7 +379,8 @@ def tier_condition(slo: SLO, tier: Tier) -> str:
     condition = f"({long_burn} > {factor}) and ({short_burn} > {factor})"
     if tier.min_events is not None and slo.sli.ratio is None:
         # low traffic: a handful of failures in a quiet hour is no page
-        condition += f" and ({window_events(slo, tier.long_window)} >= {tier.min_events})"
+        events = window_events(slo, tier.long_window)
+        condition += f" and ignoring ({_ignoring(slo)}) ({events} >= {tier.min_events})"
     return condition
 
 

@@ -34,7 +34,9 @@ def errors_of(*paths: Path) -> list[str]:
 
 
 def alerts(service: Service) -> list[dict[str, Any]]:
-    return [r for g in rules.service_groups(service) for r in g["rules"] if "alert" in r]
+    """The burn-rate alerts (not the SLI-health alert every SLO also gets)."""
+    return [r for g in rules.service_groups(service) for r in g["rules"]
+            if "alert" in r and r["alert"] != rules.SIGNAL_MISSING_ALERT]
 
 
 # ---- Sloth -------------------------------------------------------------------------------
