@@ -494,6 +494,8 @@ def _threshold_synth(condition: Condition) -> tuple[SynthSeries, ...]:
 def synth(slo: SLO) -> tuple[SynthSeries, ...]:
     """The series a test feeds for `slo`: the preset's, or derived from its queries and
     checked to give the error ratios the tests expect."""
+    if slo.sli.synth == ():
+        raise SynthesisError("its inputs (a native histogram) have no promtool 2 notation")
     if slo.sli.synth is not None:
         return slo.sli.synth
     if slo.sli.condition is not None:

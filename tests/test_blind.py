@@ -202,3 +202,25 @@ def test_grouped_events_page_per_group(tmp_path, promtool):
                                     (MISSING, "1h", 0),
                                     ('sum(slo:sli_error:ratio_rate1h{route="/b"})', "1h",
                                      0.5)])
+
+
+# ---- native histograms (promtool 3: its test files have a native histogram notation) ---
+
+def _native(fast: int, slow: int, steps: int, start: tuple[int, int] = (0, 0)) -> str:
+    """A schema-0 histogram: `fast` requests/min in (0.25, 0.5], `slow` in (1, 2]."""
+    def h(f: int, s: int) -> str:
+        return f"{{{{schema:0 sum:{f * 0.4 + s * 1.5:g} count:{f + s} " \
+               f"buckets:[{f} 0 {s}] offset:-1}}}}"
+    return f"{h(*start)}+{h(fast, slow)}x{steps}"
+
+
+@pytest.mark.parametrize("promtool", ["promtool3"], indirect=True)
+def test_native_histogram_latency(tmp_path, promtool):
+    """Fast for 30m, then every request slow: histogram_fraction sees both."""
+    rules = rules_of(tmp_path, native({"latency": {"metric": "rpc_seconds", "native": True,
+                                                   "selector": '{job="api"}',
+                                                   "threshold": 0.5}}))
+    values = f"{_native(60, 0, 30)} {_native(0, 60, 60, (1860, 0))}"
+    check(promtool, rules, {'rpc_seconds{job="api"}': values}, [
+        (ratio("5m"), "25m", 0), (ratio("5m"), "1h", 1), (PAGE, "25m", 0), (PAGE, "1h", 1),
+        (MISSING, "1h", 0)])

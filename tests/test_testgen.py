@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sloexporter.rules import SIGNAL_MISSING_ALERT
 from sloexporter.specs import load_paths
 from sloexporter.testgen import SynthesisError, input_series, outage_test
 from tests.conftest import run_cli
@@ -180,7 +181,8 @@ def test_custom_tiers_replace_the_workbook_tiers(tmp_path, promtool):
     assert result.returncode == 0, result.stderr
     out = tmp_path / "out"
     rules = yaml.safe_load((out / "rules" / "custom.yaml").read_text())
-    alerts = [r for g in rules["groups"] for r in g["rules"] if "alert" in r]
+    alerts = [r for g in rules["groups"] for r in g["rules"]
+              if r.get("alert") not in (None, SIGNAL_MISSING_ALERT)]
     assert [(a["labels"]["long_window"], a["labels"]["short_window"],
              a["annotations"]["burn_rate_threshold"]) for a in alerts] == [
         ("30m", "5m", "14.4"), ("12h", "1h", "3")]

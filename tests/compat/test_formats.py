@@ -10,6 +10,7 @@ from typing import Any
 from sloexporter import rules
 from sloexporter.model import Service
 from sloexporter.output import write_all
+from sloexporter.promql import le_matcher
 from sloexporter.specs import load_paths
 from sloexporter.specs.openslo_queries import rate_selectors
 from tests.compat.peers import our_groups, peer, promtool_test
@@ -141,7 +142,8 @@ def test_pyrra_latency_becomes_a_histogram_sli_that_works_on_prometheus_3(tmp_pa
     (service,) = load_ok(write(tmp_path, "p.yaml", PYRRA))
     (slo,) = service.slos
     assert slo.sli.kind == "latency" and slo.period_str == "14d"
-    assert 'le=~"1|1\\\\.0"' in (slo.sli.errors or "")  # Prometheus 3 writes le="1.0"
+    # every spelling of 1: `1` (Prometheus 2), `1.0` (Prometheus 3), `1e+00`, ...
+    assert le_matcher(Decimal(1)) in (slo.sli.errors or "")
     assert dict(slo.labels) == {"team": "web"}  # only pyrra.dev/ labels reach the series
 
 
@@ -165,7 +167,8 @@ def test_pyrra_grouped_latency_also_matches_prometheus_3_buckets(tmp_path: Path)
     (service,) = load_ok(write(tmp_path, "p.yaml", spec))
     sli = service.slos[0].sli
     assert sli.kind == "events" and (sli.total or "").startswith("sum by (handler) (rate(")
-    assert 'http_request_duration_seconds_bucket{job="api",le=~"1|1\\\\.0"}' in (sli.good or "")
+    assert f'http_request_duration_seconds_bucket{{job="api",{le_matcher(Decimal(1))}}}' in \
+        (sli.good or "")
 
 
 def test_pyrra_without_alerting_gets_the_default_page_and_ticket(tmp_path: Path) -> None:
@@ -273,7 +276,8 @@ def test_openslo_threshold_on_a_histogram_is_a_latency_sli(tmp_path: Path) -> No
         .replace("  alertPolicies: [{alertPolicyRef: fast-burn}]\n", "")
     (service,) = load_ok(write(tmp_path, "slo.yaml", spec))
     assert service.slos[0].sli.kind == "latency"
-    assert 'rpc_seconds_bucket{job="a",le="0.25"}' in (service.slos[0].sli.errors or "")
+    assert f'rpc_seconds_bucket{{job="a",{le_matcher(Decimal("0.25"))}}}' in \
+        (service.slos[0].sli.errors or "")
 
 
 def test_openslo_timeslices_count_bad_slices(tmp_path: Path) -> None:
