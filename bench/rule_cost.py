@@ -242,9 +242,9 @@ def main() -> None:
     parser.add_argument("--slos", type=int, default=200)
     parser.add_argument("--per-service", type=int, default=5)
     parser.add_argument("--history-days", type=float, default=31)
-    parser.add_argument("--scrape", type=int, default=30, help="scrape interval, seconds")
-    parser.add_argument("--eval", type=int, default=30, help="evaluation interval, seconds")
-    parser.add_argument("--old-step", type=int, default=600,
+    parser.add_argument("--scrape", type=int, default=60, help="scrape interval, seconds")
+    parser.add_argument("--eval", type=int, default=60, help="evaluation interval, seconds")
+    parser.add_argument("--old-step", type=int, default=1800,
                         help="sample step of history older than 3d1h, seconds")
     parser.add_argument("--warmup", type=int, default=60, help="seconds before measuring")
     parser.add_argument("--measure", type=int, default=300, help="seconds measured")

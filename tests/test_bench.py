@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.tools import ROOT
+from tests.tools import ROOT, require_tool
 
 RUNS = [
     ["bench/generate.py", "--slos", "20", "--repeat", "1"],
@@ -24,3 +24,18 @@ def test_benchmark_runs(argv: list[str]) -> None:
                          timeout=300)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert res.stdout.strip(), "a benchmark prints its figures"
+
+
+def test_rule_cost_runs() -> None:
+    """bench/rule_cost.py, tiny: three real Prometheus processes, our rules and Sloth's."""
+    for name in ("promtool", "prometheus", "sloth"):
+        require_tool(name)
+    res = subprocess.run([sys.executable, "bench/rule_cost.py", "--slos", "4", "--history-days",
+                          "0.1", "--scrape", "5", "--eval", "5", "--warmup", "5", "--measure",
+                          "10"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "CPU ratio ours/sloth:" in res.stdout
+    # every Prometheus recorded its rules' series (the baseline none)
+    recorded = next(line for line in res.stdout.splitlines() if line.startswith("recorded"))
+    ours, sloth, none = (int(v) for v in recorded.split()[3:6])
+    assert ours > 0 and sloth > 0 and none == 0

@@ -29,6 +29,7 @@ from sloexporter.testgen import (
     outage_test,
     promtool_test_file,
 )
+from tests.conftest import PROMTOOLS
 
 DAY = 86400
 SLOW_EVAL = 300
@@ -56,9 +57,16 @@ def run_promtool(promtool: str, tmp: Path, service, doc: dict) -> None:
 
 
 CASES = [(o, p) for o in ("99", "99.5", "99.9", "99.95") for p in ("7d", "28d", "30d")]
+#: Prometheus 3 changed range selection (left-open) and `le` normalisation: every outage
+#: case runs on both; the 3-day burn cases (the slow ones) on 3.x for one objective per
+#: period, which covers each window layout.
+BOTH = [pytest.param(o, p, tool, id=f"{o}-{p}-{tool}") for o, p in CASES for tool in PROMTOOLS]
+SLOW_BOTH = [pytest.param(o, p, "promtool", id=f"{o}-{p}-promtool") for o, p in CASES] + [
+    pytest.param(o, p, "promtool3", id=f"{o}-{p}-promtool3")
+    for o, p in (("99", "7d"), ("99.5", "28d"), ("99.9", "30d"))]
 
 
-@pytest.mark.parametrize("objective,period", CASES)
+@pytest.mark.parametrize("objective,period,promtool", BOTH, indirect=["promtool"])
 def test_total_outage_pages_within_theory_plus_two_evaluations(tmp_path, promtool,
                                                                objective, period):
     service = make_service(objective, period)
@@ -73,7 +81,7 @@ def test_total_outage_pages_within_theory_plus_two_evaluations(tmp_path, promtoo
     run_promtool(promtool, tmp_path, service, promtool_test_file("rules.yaml", [test]))
 
 
-@pytest.mark.parametrize("objective,period", CASES)
+@pytest.mark.parametrize("objective,period,promtool", SLOW_BOTH, indirect=["promtool"])
 def test_2x_burn_tickets_without_paging_and_half_burn_is_silent(tmp_path, promtool,
                                                                 objective, period):
     service = make_service(objective, period)
@@ -103,6 +111,7 @@ def test_2x_burn_tickets_without_paging_and_half_burn_is_silent(tmp_path, promto
     run_promtool(promtool, tmp_path, service, doc)
 
 
+@pytest.mark.parametrize("promtool", PROMTOOLS, indirect=True)
 def test_half_burn_check_can_fail(tmp_path, promtool):
     """The silence check is not vacuous: at 20x burn the same assertion fails."""
     service = make_service("99.9", "30d")
