@@ -372,7 +372,17 @@ def build_parser(with_serve_options: bool = True) -> argparse.ArgumentParser:
     _add_generate(sub)
     _add_convert(sub)
     _add_serve(sub, with_serve_options)
+    _add_report(sub)
     return parser
+
+
+def _add_report(sub: Any) -> None:
+    from sloexporter.status.cli import add_report_arguments, run_report
+
+    report = sub.add_parser("report", help="write an SLO compliance report (HTML, Markdown, "
+                            "JSON) for a calendar period, from Prometheus")
+    add_report_arguments(report)
+    report.set_defaults(func=run_report)
 
 
 def _command_name(argv: Sequence[str]) -> str | None:

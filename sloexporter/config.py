@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sloexporter.sources.http_probe import HTTPProbeConfig
 from sloexporter.sources.tls_probe import TLSProbeConfig
 from sloexporter.specs.errors import load_model
+from sloexporter.status.config import StatusConfig
 
 
 class Strict(BaseModel):
@@ -90,6 +91,8 @@ class Config(Strict):
     watch: Watch = Field(default_factory=Watch)
     tls_probe: TLSProbeConfig | None = None
     http_probe: HTTPProbeConfig | None = None
+    #: the status service, API and UI (on with --prometheus-url or status.prometheus.url)
+    status: StatusConfig = Field(default_factory=StatusConfig)
 
     @field_validator("listen")
     @classmethod

@@ -50,6 +50,9 @@ class Serving:
     stopping: bool = False
     #: gzip hits/misses since start, for benchmarks and the curious
     gzip_stats: dict[str, int] = field(default_factory=lambda: {"hit": 0, "miss": 0})
+    #: more families rendered from memory on each scrape (the status service's);
+    #: called with `openmetrics`, never waiting on anything
+    extra_metrics: list[Callable[[bool], str]] = field(default_factory=list)
 
 
 LANDING = web.AppKey("landing", Callable[[web.Request], Awaitable[web.StreamResponse]])
@@ -182,6 +185,7 @@ def build_app(serving: Serving) -> web.Application:
         openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
         chunks = serving.exporter.render_chunks(openmetrics)
         stats = gzip_stats(serving.gzip_stats, openmetrics)
+        stats += b"".join(render(openmetrics).encode() for render in serving.extra_metrics)
         chunks.insert(len(chunks) - 1 if openmetrics else len(chunks), stats)  # before # EOF
         resp = web.StreamResponse(headers={"Content-Type": OPENMETRICS if openmetrics
                                            else TEXT, "Vary": "Accept, Accept-Encoding"})

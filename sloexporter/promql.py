@@ -718,3 +718,150 @@ def latency_quantile(traffic: Traffic, quantile: str, by: str = "") -> str:
 def in_flight(traffic: Traffic, by: str = "") -> str:
     assert traffic.in_flight is not None
     return aggregate("sum", by, f"{traffic.in_flight}{traffic.selector}")
+
+
+# --- Status service and reports -----------------------------------------------------------
+# The service reads the same recorded series as the rules and dashboards above, plus the
+# series Sloth and Pyrra record, and evaluates ranges PromQL rules cannot (calendar months).
+
+SLOTH_INFO = "sloth_slo_info"
+SLOTH_PERIOD_DAYS = "slo:time_period:days"
+PYRRA_OBJECTIVE = "pyrra_objective"
+PYRRA_WINDOW = "pyrra_window"
+PYRRA_ERRORS_RATE5M = "pyrra_errors:rate5m"
+PYRRA_REQUESTS_RATE5M = "pyrra_requests:rate5m"
+#: the 5m error ratio: ours for ratio SLIs, and Sloth's for every SLO
+ERROR_RATIO_5M = "slo:sli_error:ratio_rate5m"
+_ERROR_RATIO_PREFIX = "slo:sli_error:ratio_rate"
+_PYRRA_BURNRATE = re.compile(r"^(?P<metric>.+):burnrate(?P<window>[0-9smhdw]+)$")
+_ALERT_KEYS = "service, slo, severity, sloth_service, sloth_slo, sloth_severity, namespace"
+
+
+def error_ratios_every_window() -> str:
+    """Every recorded `slo:sli_error:ratio_rate<window>` series, ours and Sloth's, at once."""
+    return f'{{__name__=~"{_ERROR_RATIO_PREFIX}[0-9smhdw]+"}}'
+
+
+def error_ratio_window(metric: str) -> str | None:
+    """`1h` for `slo:sli_error:ratio_rate1h`; None for any other name."""
+    if metric.startswith(_ERROR_RATIO_PREFIX):
+        return metric[len(_ERROR_RATIO_PREFIX):] or None
+    return None
+
+
+def pyrra_burnrates_every_window() -> str:
+    return '{__name__=~".+:burnrate[0-9smhdw]+"}'
+
+
+def pyrra_burnrate_window(metric: str) -> tuple[str, str] | None:
+    """(metric, window) of Pyrra's `<metric>:burnrate<window>` names."""
+    match = _PYRRA_BURNRATE.match(metric)
+    return (match["metric"], match["window"]) if match else None
+
+
+def slo_alerts() -> str:
+    """The ALERTS of every SLO: ours and Pyrra's carry `slo`, Sloth's `sloth_slo`."""
+    return 'ALERTS{slo!=""} or ALERTS{sloth_slo!=""}'
+
+
+def range_seconds(seconds: float) -> str:
+    return f"{max(1, int(seconds))}s"
+
+
+def _open_range(seconds: float) -> str:
+    """A range that leaves out its first instant: Prometheus 2 range selectors include
+    it, Prometheus 3 ones do not, and a sample exactly at a period start belongs to the
+    period before."""
+    return range_seconds(seconds - 1 if seconds >= 2 else seconds)
+
+
+#: the resolution at which recorded 5-minute series are read over long ranges
+SERIES_STEP = "5m"
+
+
+def average_over(metric: str, seconds: float) -> str:
+    """The mean of a recorded 5-minute series over the last `seconds`, read every 5
+    minutes (a subquery), so the rule evaluation interval does not weigh in.
+
+    A ratio of two such means is the traffic-weighted ratio over the range, and a mean
+    rate times the range is the count of events in it.
+    """
+    return f"avg_over_time(({metric})[{_open_range(seconds)}:{SERIES_STEP}])"
+
+
+def maximum_over(metric: str, seconds: float) -> str:
+    return f"max_over_time(({metric})[{_open_range(seconds)}:{SERIES_STEP}])"
+
+
+def minutes_present(metric: str, seconds: float) -> str:
+    """Minutes in the range in which `metric` had a value (a 1m subquery)."""
+    return f"count_over_time(({metric})[{_open_range(seconds)}:1m])"
+
+
+def _firing(offset: str = "") -> str:
+    shift = f" offset {offset}" if offset else ""
+    return (f'max by ({_ALERT_KEYS}) (ALERTS{{alertstate="firing",slo!=""}}{shift} or '
+            f'ALERTS{{alertstate="firing",sloth_slo!=""}}{shift})')
+
+
+def alert_minutes_firing(seconds: float) -> str:
+    """Per SLO and severity: minutes in the range with an alert firing."""
+    return f"count_over_time(({_firing()})[{_open_range(seconds)}:1m])"
+
+
+def alert_firings(seconds: float) -> str:
+    """Per SLO and severity: how many times an alert started firing in the range."""
+    return (f"count_over_time(({_firing()} unless {_firing('1m')})"
+            f"[{_open_range(seconds)}:1m])")
+
+
+def mean_error_ratio(slo_labels: Mapping[str, str], origin: str, weighted: bool,
+                     seconds: float) -> str:
+    """One SLO's error ratio over the last `seconds`, as the list computes it: the mean
+    errors rate over the mean total rate (traffic-weighted), or the mean 5m ratio."""
+    if origin == "pyrra":
+        errors, total = PYRRA_ERRORS_RATE5M, PYRRA_REQUESTS_RATE5M
+    elif origin == "native" and weighted:
+        errors, total = ERRORS_RATE5M, TOTAL_RATE5M
+    else:
+        return f"max({average_over(selector(ERROR_RATIO_5M, slo_labels), seconds)})"
+    return (f"sum({average_over(selector(errors, slo_labels), seconds)}) / "
+            f"sum({average_over(selector(total, slo_labels), seconds)})")
+
+
+def error_ratio_5m(slo_labels: Mapping[str, str], origin: str,
+                   pyrra_metric: str | None = None) -> str:
+    """One SLO's 5m error ratio, for graphs."""
+    if origin == "pyrra":
+        return f"max({selector(f'{pyrra_metric}:burnrate5m', slo_labels)})" if pyrra_metric \
+            else f"sum({selector(PYRRA_ERRORS_RATE5M, slo_labels)}) / " \
+                 f"sum({selector(PYRRA_REQUESTS_RATE5M, slo_labels)})"
+    return f"max({selector(ERROR_RATIO_5M, slo_labels)})"
+
+
+# Platform health, read back from Prometheus for the status page
+def platform_out_of_sync() -> str:
+    return f"{names.ARGOCD_APP_SYNCED} == 0"
+
+
+def platform_unhealthy() -> str:
+    return f"{names.ARGOCD_APP_HEALTHY} == 0"
+
+
+def platform_bad_since(metric: str, seconds: float) -> str:
+    """When each series of a 0/1 gauge that is 0 now was last 1 (within the range)."""
+    return (f"max_over_time(timestamp({metric} == 1)[{range_seconds(seconds)}:1m]) "
+            f"and {metric} == 0")
+
+
+def platform_backups_overdue() -> str:
+    return backup_overdue_by("")
+
+
+def platform_certs_expiring(days: int) -> str:
+    return f"{names.CERT_NOT_AFTER} - time() < {days * DAY_SECONDS}"
+
+
+def platform_failing_probes() -> str:
+    return (f"{names.TLS_PROBE_SUCCESS} == 0 or {names.PROBE_SUCCESS} == 0 or "
+            f"{names.TLS_PROBE_FAILURE_INFO}")

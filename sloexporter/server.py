@@ -319,7 +319,8 @@ async def connect(config: Config) -> Any:
 class Server:
     """The running process: the HTTP site, the current exporter, signals and reloads."""
 
-    def __init__(self, args: argparse.Namespace, config: Config, host: str, port: int) -> None:
+    def __init__(self, args: argparse.Namespace, config: Config, host: str, port: int,
+                 status: Any = None) -> None:
         self.args = args
         self.config = config
         self.host, self.port = host, port
@@ -328,6 +329,12 @@ class Server:
         self.exporter = Exporter(config, self.shard, self.manifests)
         self.serving = Serving(self.exporter, write_timeout=config.server.write_timeout)
         self.app = build_app(self.serving)
+        #: the SLO status service (API, UI, reports), with --prometheus-url
+        self.status = status
+        if status is not None:
+            from sloexporter.status.web import attach_status
+
+            attach_status(self.app, self.serving, status)
         self._stop = asyncio.Event()
         self._hup = asyncio.Event()
         self._summary: asyncio.Task[None] | None = None
@@ -362,6 +369,8 @@ class Server:
             await web.TCPSite(runner, self.host, self.port).start()
             log.info("listening on %s:%d", self.host, self.port)
             await self.exporter.start()
+            if self.status is not None:
+                await self.status.start()
             self._summary = asyncio.create_task(startup_summary(self.exporter))
             while not self._stop.is_set():
                 hup = asyncio.create_task(self._hup.wait())
@@ -379,6 +388,8 @@ class Server:
                 self._summary.cancel()
             await stop_serving(runner)
             log.debug("stop: connections dropped")
+            if self.status is not None:
+                await self.status.stop()
             await asyncio.gather(self.exporter.stop(), runner.cleanup())
             log.debug("stop: exporter and runner stopped")
 
@@ -491,6 +502,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="this replica's shard, 0 to M-1 (default: 0)")
     parser.add_argument("--total-shards", type=int, default=1, metavar="M",
                         help="how many replicas split the objects by UID (default: 1)")
+    parser.add_argument("--prometheus-url", metavar="URL", help="serve the SLO status API and "
+                        "web UI computed from this Prometheus (or Thanos, Mimir, VictoriaMetrics)")
+    parser.add_argument("--slos", metavar="DIR", action="append", default=[],
+                        help="SLO spec files or folders for the status service (repeatable); "
+                        "SLOs whose rules are already in Prometheus are found without it")
     parser.add_argument("--log-level", default="info",
                         choices=("debug", "info", "warning", "error"),
                         help="the least severe log lines to write to stderr (default: info)")
@@ -516,8 +532,19 @@ def run_serve(args: argparse.Namespace) -> int:
     if args.manifests and not Path(args.manifests).is_dir():
         print(f"error: --manifests {args.manifests}: no such folder", file=sys.stderr)
         return 2
+    from sloexporter.status.web import status_from_args
+
     try:
-        asyncio.run(Server(args, config, host, port).run())
+        status = status_from_args(config.status, args.prometheus_url, args.slos)
+    except SpecErrors as exc:
+        for err in exc.errors:
+            print(err, file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(Server(args, config, host, port, status).run())
         log.debug("stop: event loop closed")
     except StartError as exc:
         log.error("cannot start: %s", exc)

@@ -30,3 +30,19 @@ def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     """Run the real `sloexporter` command line in a child process."""
     return subprocess.run([sys.executable, "-m", "sloexporter.cli", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def history(tmp_path_factory: pytest.TempPathFactory):
+    """One Prometheus 2.42 with 36 days of backfilled, known history (tests/status_history.py),
+    built once for every status test."""
+    from tests import status_history
+
+    prometheus, promtool = require_tool("prometheus"), require_tool("promtool")
+    sloth = require_tool("sloth")
+    built = status_history.build(tmp_path_factory.mktemp("history"), prometheus, promtool,
+                                 sloth)
+    try:
+        yield built
+    finally:
+        built.stop()

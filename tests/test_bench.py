@@ -15,6 +15,7 @@ RUNS = [
     # one scrape per encoding: percentiles of a single sample must not crash
     ["bench/exporter.py", "--sizes", "100", "--churn", "100", "--churn-seconds", "1",
      "--scrape-seconds", "1", "--scrapes", "1"],
+    ["bench/status.py", "--slos", "20", "--requests", "5"],
 ]
 
 
