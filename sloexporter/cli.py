@@ -323,7 +323,9 @@ SERVE_ENDPOINTS = """endpoints:
   /metrics  Prometheus text, or OpenMetrics when the scraper asks; gzip when asked
   /healthz  200 while the process lives
   /readyz   200 once every enabled source has completed its first list, else 503
-  /         a landing page linking the endpoints
+  /         a landing page linking the endpoints; with --prometheus-url the SLO list
+  /api/v1/slos, /api/v1/slos/SERVICE/SLO, /api/v1/platform, /api/v1/gate?service=S
+            the SLO status API, with --prometheus-url (see docs/status.md)
 
 signals:
   SIGTERM   stop within 2 s (in-flight scrapes are dropped)
@@ -379,8 +381,17 @@ def build_parser(with_serve_options: bool = True) -> argparse.ArgumentParser:
 def _add_report(sub: Any) -> None:
     from sloexporter.status.cli import add_report_arguments, run_report
 
-    report = sub.add_parser("report", help="write an SLO compliance report (HTML, Markdown, "
-                            "JSON) for a calendar period, from Prometheus")
+    report = _command(
+        sub, "report", "write an SLO compliance report for a period, from Prometheus",
+        "Compute, from the recorded series in Prometheus, each SLO's SLI against its "
+        "objective, budget consumed and left, the change from the previous period, the "
+        "peak 1h burn rate, alerts fired and minutes firing, minutes without data and "
+        "the status, rolled up per service and team; write slo-report-<period>.html, "
+        ".md and .json. Exit 1 also when Prometheus cannot be queried (see "
+        "docs/status.md).",
+        "  sloexporter report --prometheus-url http://localhost:9090 --period 2026-11\n"
+        "  sloexporter report --prometheus-url URL --slos slos/ --quarter 2026-Q4 -o out\n"
+        "  sloexporter report --prometheus-url URL --from 2026-11-01 --to 2026-11-15")
     add_report_arguments(report)
     report.set_defaults(func=run_report)
 

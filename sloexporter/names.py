@@ -67,3 +67,12 @@ BUILD_INFO = "sloexporter_build_info"
 # Chunks of /metrics served gzip-compressed from the cache (hit) or compressed anew (miss).
 GZIP_CHUNKS = "sloexporter_gzip_chunks_total"
 PROCESS_PREFIX = "process_"
+
+# The status service (serve --prometheus-url)
+STATUS_REFRESH_QUERIES = "sloexporter_status_refresh_queries"
+STATUS_QUERIES = "sloexporter_status_queries_total"
+STATUS_REFRESHES = "sloexporter_status_refreshes_total"
+STATUS_REFRESH_DURATION = "sloexporter_status_refresh_duration_seconds"
+STATUS_UP = "sloexporter_status_up"
+STATUS_LAST_SUCCESS = "sloexporter_status_last_success_timestamp_seconds"
+STATUS_SLOS = "sloexporter_status_slos"

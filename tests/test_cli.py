@@ -13,7 +13,7 @@ from sloexporter.cli import build_parser
 from tests.conftest import run_cli
 from tests.tools import ROOT
 
-COMMANDS = ("init", "validate", "generate", "convert", "serve")
+COMMANDS = ("init", "validate", "generate", "convert", "serve", "report")
 SERVER_STACK = ("aiohttp", "kubernetes_asyncio")
 
 

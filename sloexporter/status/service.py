@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sloexporter import promql
+from sloexporter import names, promql
 from sloexporter.exposition import family_header, sample_line
 from sloexporter.model import SLO
 from sloexporter.status import calendar, compute
@@ -151,16 +151,16 @@ class StatusService:
                 sample_line(name, labels, value) for labels, value in samples)
 
         out = [
-            family("sloexporter_status_refresh_queries", "Prometheus queries the last status "
+            family(names.STATUS_REFRESH_QUERIES, "Prometheus queries the last status "
                    "refresh sent, whatever the number of SLOs.", "gauge",
                    [({}, self.refresh_queries)]),
-            family("sloexporter_status_queries_total", "Prometheus queries the status "
+            family(names.STATUS_QUERIES, "Prometheus queries the status "
                    "service sent.", "counter", [({}, self.client.queries)]),
-            family("sloexporter_status_refreshes_total", "Status refreshes by result.",
+            family(names.STATUS_REFRESHES, "Status refreshes by result.",
                    "counter", [({"result": r}, n) for r, n in sorted(self.refreshes.items())]),
-            family("sloexporter_status_refresh_duration_seconds", "Duration of the last "
+            family(names.STATUS_REFRESH_DURATION, "Duration of the last "
                    "status refresh.", "gauge", [({}, self.refresh_duration)]),
-            family("sloexporter_status_up", "1 when the last status refresh from Prometheus "
+            family(names.STATUS_UP, "1 when the last status refresh from Prometheus "
                    "succeeded.", "gauge", [({}, 0 if self.error or snap is None else 1)]),
         ]
         if snap is not None:
@@ -169,9 +169,9 @@ class StatusService:
                 k = (item["origin"], item["status"])
                 counts[k] = counts.get(k, 0) + 1
             out += [
-                family("sloexporter_status_last_success_timestamp_seconds", "When the status "
+                family(names.STATUS_LAST_SUCCESS, "When the status "
                        "data was read from Prometheus.", "gauge", [({}, snap.at)]),
-                family("sloexporter_status_slos", "SLOs known to the status service, by "
+                family(names.STATUS_SLOS, "SLOs known to the status service, by "
                        "origin and status.", "gauge",
                        [({"origin": o, "status": st}, n) for (o, st), n in
                         sorted(counts.items())]),
