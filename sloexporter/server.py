@@ -102,8 +102,11 @@ class StartError(Exception):
 class Exporter:
     """Sources, probers and how they are fed: from a cluster or from manifests."""
 
-    def __init__(self, config: Config, shard: Shard, manifests: Path | None = None) -> None:
+    def __init__(self, config: Config, shard: Shard, manifests: Path | None = None,
+                 controller: Any = None) -> None:
         self.config = config
+        self.controller_settings = controller  # ControllerSettings: serve --controller
+        self.controller: Any = None
         self.manifests = manifests
         self.metrics = SelfMetrics()
         src = config.sources
@@ -161,6 +164,11 @@ class Exporter:
             return
         if self._api is not None:
             self._start_informers()
+            if self.controller_settings is not None:
+                from sloexporter.controller import Controller
+
+                self.controller = Controller(self._api, self.controller_settings, self.metrics)
+                self._spawn("controller", self.controller.run)
         for prober in self.probers:
             self._spawn(prober.name, prober.run)
 
@@ -264,6 +272,8 @@ class Exporter:
                         if p is self.tls and self.certificates is not None else p.render()
                         for p in self.probers)
         tail += self.metrics.render(self.up()).encode() + self._build_info
+        if self.controller is not None:
+            tail += self.controller.render().encode()
         if openmetrics:
             parts.append(openmetrics_headers(tail))
             parts.append(self._process.render(True))
@@ -326,7 +336,8 @@ class Server:
         self.host, self.port = host, port
         self.shard = Shard(args.shard, args.total_shards)
         self.manifests = Path(args.manifests) if args.manifests else None
-        self.exporter = Exporter(config, self.shard, self.manifests)
+        self.controller = getattr(args, "controller_settings", None)
+        self.exporter = Exporter(config, self.shard, self.manifests, self.controller)
         self.serving = Serving(self.exporter, write_timeout=config.server.write_timeout)
         self.app = build_app(self.serving)
         #: the SLO status service (API, UI, reports), with --prometheus-url
@@ -410,7 +421,7 @@ class Server:
         if parse_listen(config.listen) != (self.host, self.port) and not self.args.listen:
             log.warning("SIGHUP: listen address changes need a restart; still on %s:%d",
                         self.host, self.port)
-        fresh = Exporter(config, self.shard, self.manifests)
+        fresh = Exporter(config, self.shard, self.manifests, self.controller)
         try:
             await fresh.connect()
         except StartError as exc:
@@ -512,6 +523,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the least severe log lines to write to stderr (default: info)")
     parser.add_argument("--log-format", default="text", choices=("text", "json"),
                         help="text (default) or json: one JSON object per line")
+    from sloexporter.controller import add_arguments
+
+    add_arguments(parser)
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -532,6 +546,18 @@ def run_serve(args: argparse.Namespace) -> int:
     if args.manifests and not Path(args.manifests).is_dir():
         print(f"error: --manifests {args.manifests}: no such folder", file=sys.stderr)
         return 2
+    if args.controller:
+        from sloexporter.controller import settings_from_args
+
+        if args.manifests or config.cluster.mode == "none":
+            print("error: --controller writes to a cluster; it cannot run with --manifests "
+                  "or cluster.mode: none", file=sys.stderr)
+            return 2
+        try:
+            args.controller_settings = settings_from_args(args)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     from sloexporter.status.web import status_from_args
 
     try:
