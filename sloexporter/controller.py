@@ -329,6 +329,15 @@ class Controller:
         else:
             assert outcome.rule is not None
             rule_name = outcome.rule["metadata"]["name"]
+            owner = await self._other_owner(ns, rule_name, meta.get("uid"))
+            if owner is not None:
+                # two objects for one service: the first keeps its rule, this one says why
+                condition = ready_condition(
+                    "False", "Conflict", f"PrometheusRule {ns}/{rule_name} belongs to "
+                    f"{owner}; give this spec another service name", generation, previous)
+                await self._write_status(obj, condition, generated, status.get("slos"),
+                                         previous)
+                return "failed"
             try:
                 await self.client.apply(rule_path(ns, rule_name), outcome.rule)
             except APIError as exc:
@@ -350,6 +359,19 @@ class Controller:
                 f"PrometheusRule {rule_name} with {slos} SLOs", generation, previous)
         await self._write_status(obj, condition, generated, slos, previous)
         return result
+
+    async def _other_owner(self, ns: str, name: str, uid: str | None) -> str | None:
+        """The controller of an existing rule `name` when it is not the object `uid`."""
+        try:
+            rule = await self.client.request("GET", rule_path(ns, name))
+        except APIError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        for ref in (rule.get("metadata") or {}).get("ownerReferences") or ():
+            if ref.get("controller") and ref.get("uid") != uid:
+                return f"{ref.get('kind')} {ns}/{ref.get('name')}"
+        return None
 
     async def _remove_stale(self, ns: str, uid: str | None, generated: list[dict[str, Any]],
                             current: str) -> None:

@@ -111,7 +111,7 @@ def _condition_schema() -> dict[str, Any]:
     return {"type": "object", "required": ["type", "status"], "properties": {
         "type": string("Ready"),
         "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
-        "reason": string("Generated, InvalidSpec or ApplyFailed"),
+        "reason": string("Generated, InvalidSpec, Conflict or ApplyFailed"),
         "message": string("what was generated, or every error as `path: message`"),
         "observedGeneration": {"type": "integer", "format": "int64"},
         "lastTransitionTime": {"type": "string", "format": "date-time"},

@@ -129,8 +129,9 @@ def test_real_apiserver_accepts_every_example(cluster: KubeCluster) -> None:
     files += sorted((ROOT / "examples" / "platforms").rglob("*.yaml"))
     created = 0
     for i, path in enumerate(files):
-        data = yaml.safe_load(path.read_text())
-        if not (isinstance(data, dict) and data.get("apiVersion") == "sloexporter.dev/v1"):
+        docs = list(yaml.safe_load_all(path.read_text()))
+        if not (len(docs) == 1 and isinstance(docs[0], dict)
+                and docs[0].get("apiVersion") == "sloexporter.dev/v1"):
             continue
         obj = native_to_object(path, f"example-{i}")
         status, body = _create(cluster, obj)
@@ -157,7 +158,7 @@ def test_real_apiserver_refuses_malformed_objects(cluster: KubeCluster, mutate: 
     obj = native_to_object(ROOT / "examples" / "slos" / "checkout-api.yaml", "bad")
     mutate(obj["spec"])
     status, body = _create(cluster, obj)
-    assert status == 422, body
+    assert status in (400, 422), body  # 400: strict field validation
     for word in words:
         assert word in body["message"], body["message"]
 

@@ -1,0 +1,323 @@
+"""`serve --controller` on a real kube-apiserver (and a real kube-controller-manager for
+garbage collection): ServiceLevels objects become the PrometheusRules `generate` writes."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from sloexporter.controller import FIELD_MANAGER, build
+from tests.kube_real import KubeCluster, _spawn, _stop, shared_dir, tool
+from tests.test_crd import install_crd, native_to_object
+from tests.tools import ROOT, free_port
+
+pytest_plugins = ["tests.kube_real"]
+
+NS = "slo-team"
+LEASE_NS = "sloexporter"
+EXAMPLE = ROOT / "examples" / "slos" / "checkout-api.yaml"
+SL_PATH = f"/apis/sloexporter.dev/v1/namespaces/{NS}/servicelevels"
+RULES_PATH = f"/apis/monitoring.coreos.com/v1/namespaces/{NS}/prometheusrules"
+TIMEOUT = 60.0  # a loaded 2-core machine
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = TIMEOUT) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}; last: {str(last)[:500]}")
+
+
+@pytest.fixture(scope="module")
+def cluster(kube_cluster: KubeCluster) -> KubeCluster:
+    shared = shared_dir()
+    if shared is None:
+        pytest.skip("../shared/crds is absent: the PrometheusRule CRD comes from there")
+    crd = shared / "crds" / "prometheus-operator" / "monitoring.coreos.com_prometheusrules.yaml"
+    kube_cluster.kubectl("apply", "--server-side", "-f", str(crd))
+    install_crd(kube_cluster)
+    wait_for("PrometheusRules served", lambda: kube_cluster.request(
+        "GET", "/apis/monitoring.coreos.com/v1/prometheusrules")[0] == 200)
+    kube_cluster.ensure_namespace(NS)
+    kube_cluster.ensure_namespace(LEASE_NS)
+    return kube_cluster
+
+
+class ControllerProcess:
+    """`sloexporter serve --controller` as a child process, as users run it."""
+
+    def __init__(self, cluster: KubeCluster, workdir: Path, name: str,
+                 user: str = "admin", extra: tuple[str, ...] = ()) -> None:
+        self.port = free_port()
+        config = workdir / f"{name}.yaml"
+        config.write_text(yaml.safe_dump({
+            "cluster": {"mode": "kubeconfig", "kubeconfig": str(cluster.kubeconfig(user))},
+            "sources": {s: {"enabled": False} for s in
+                        ("argocd", "backups", "certificates", "services")}}))
+        self.log = workdir / f"{name}.log"
+        self.proc = _spawn([sys.executable, "-m", "sloexporter.cli", "serve", "--controller",
+                            "--config", str(config), "--listen", f"127.0.0.1:{self.port}",
+                            "--controller-namespace", NS, "--lease-namespace", LEASE_NS,
+                            "--lease-duration", "4", "--controller-resync", "3",
+                            "--controller-rule-labels", "release=kube-prometheus-stack",
+                            "--log-level", "debug", *extra], self.log)
+
+    @property
+    def identity(self) -> str:
+        import socket
+        return f"{socket.gethostname()}_{self.proc.pid}"
+
+    def metrics(self) -> dict[str, float]:
+        from prometheus_client.parser import text_string_to_metric_families
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics",
+                                        timeout=5) as resp:
+                text = resp.read().decode()
+        except OSError:
+            return {}
+        out: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.name.startswith("sloexporter_controller"):
+                    labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+                    out[f"{s.name}{{{labels}}}"] = s.value
+        return out
+
+    def reconciles(self) -> float:
+        return sum(v for k, v in self.metrics().items()
+                   if k.startswith("sloexporter_controller_reconciles_total"))
+
+    def leader(self) -> float | None:
+        return self.metrics().get("sloexporter_controller_leader{}")
+
+    def stop(self) -> None:
+        _stop(self.proc)
+
+    def kill(self) -> None:
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def controller(cluster: KubeCluster, tmp_path: Path) -> Iterator[ControllerProcess]:
+    proc = ControllerProcess(cluster, tmp_path, "controller")
+    try:
+        wait_for("the controller leads", lambda: proc.leader() == 1)
+        yield proc
+    finally:
+        proc.stop()
+        print(proc.log.read_text()[-3000:])
+
+
+def offline_rule(spec: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
+    """What `sloexporter generate --format prometheus-operator` writes for `spec`."""
+    src = tmp_path / "spec" / "svc.yaml"
+    src.parent.mkdir(parents=True, exist_ok=True)
+    src.write_text(yaml.safe_dump({"apiVersion": "sloexporter.dev/v1",
+                                   "kind": "ServiceLevels", **spec}))
+    out = tmp_path / "out"
+    res = subprocess.run([sys.executable, "-m", "sloexporter.cli", "generate", str(src), "-o",
+                          str(out), "--format", "prometheus-operator", "--rule-labels",
+                          "release=kube-prometheus-stack"], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    return yaml.safe_load((out / "rules" / f"{spec['service']}.yaml").read_text())
+
+
+def get(cluster: KubeCluster, path: str) -> dict[str, Any] | None:
+    status, body = cluster.request("GET", path)
+    return body if status == 200 else None
+
+
+def ready(cluster: KubeCluster, name: str, generation: int) -> dict[str, Any] | None:
+    obj = get(cluster, f"{SL_PATH}/{name}")
+    status = (obj or {}).get("status") or {}
+    if status.get("observedGeneration") != generation:
+        return None
+    return next((c for c in status.get("conditions") or () if c["type"] == "Ready"), None)
+
+
+def events(cluster: KubeCluster, name: str) -> list[dict[str, Any]]:
+    body = cluster.api("GET", f"/api/v1/namespaces/{NS}/events")
+    return [e for e in body["items"] if e["involvedObject"].get("name") == name]
+
+
+@contextlib.contextmanager
+def garbage_collector(cluster: KubeCluster) -> Iterator[None]:
+    """A real kube-controller-manager running only the garbage collector."""
+    binary = tool("kube-controller-manager")
+    if binary is None:
+        from tests.tools import require_tool
+        require_tool("kube-controller-manager")
+    kubeconfig = str(cluster.kubeconfig("admin"))
+    proc = _spawn([binary, f"--kubeconfig={kubeconfig}", "--controllers=garbagecollector",
+                   "--leader-elect=false", "--use-service-account-credentials=false",
+                   f"--authentication-kubeconfig={kubeconfig}",
+                   f"--authorization-kubeconfig={kubeconfig}", "--bind-address=127.0.0.1",
+                   f"--secure-port={free_port()}",
+                   f"--cert-dir={cluster.workdir / 'kcm-certs'}"],
+                  cluster.workdir / "kube-controller-manager.log")
+    try:
+        yield
+    finally:
+        _stop(proc)
+
+
+def test_create_edit_invalid_edit_delete(cluster: KubeCluster, controller: ControllerProcess,
+                                         tmp_path: Path) -> None:
+    obj = native_to_object(EXAMPLE, "checkout", NS)
+    spec = copy.deepcopy(obj["spec"])
+    created = cluster.api("POST", SL_PATH, obj)
+    uid = created["metadata"]["uid"]
+
+    # create: the rule `generate` writes, owned by the object, applied by our manager
+    cond = wait_for("Ready", lambda: ready(cluster, "checkout", 1))
+    assert (cond["status"], cond["reason"]) == ("True", "Generated"), cond
+    rule = cluster.api("GET", f"{RULES_PATH}/sloexporter-checkout")
+    expected = offline_rule(spec, tmp_path)
+    assert rule["spec"] == expected["spec"]
+    assert rule["metadata"]["labels"] == expected["metadata"]["labels"]
+    assert rule["metadata"]["name"] == expected["metadata"]["name"]
+    owner, = rule["metadata"]["ownerReferences"]
+    assert (owner["uid"], owner["kind"], owner["controller"]) == (uid, "ServiceLevels", True)
+    assert {m["manager"] for m in rule["metadata"]["managedFields"]} == {FIELD_MANAGER}
+    status = cluster.api("GET", f"{SL_PATH}/checkout")["status"]
+    assert status["generated"] == [{"apiVersion": "monitoring.coreos.com/v1",
+                                    "kind": "PrometheusRule", "name": "sloexporter-checkout"}]
+    assert status["slos"] == 2
+    wait_for("a Normal event", lambda: any(e["reason"] == "Generated" and
+                                           e["type"] == "Normal"
+                                           for e in events(cluster, "checkout")))
+
+    # resyncs (every 3 s here) re-apply without changing anything
+    version = rule["metadata"]["resourceVersion"]
+    sl_version = cluster.api("GET", f"{SL_PATH}/checkout")["metadata"]["resourceVersion"]
+    before = controller.reconciles()
+    wait_for("two resyncs", lambda: controller.reconciles() >= before + 2)
+    assert cluster.api("GET", f"{RULES_PATH}/sloexporter-checkout")["metadata"][
+        "resourceVersion"] == version
+    assert cluster.api("GET", f"{SL_PATH}/checkout")["metadata"]["resourceVersion"] == \
+        sl_version
+
+    # edit: the rule follows
+    spec["slos"][0]["objective"] = 99.5
+    cluster.api("PATCH", f"{SL_PATH}/checkout", {"spec": {"slos": spec["slos"]}},
+                content_type="application/merge-patch+json")
+    cond = wait_for("Ready after the edit", lambda: ready(cluster, "checkout", 2))
+    assert cond["status"] == "True", cond
+    rule = cluster.api("GET", f"{RULES_PATH}/sloexporter-checkout")
+    assert rule["spec"] == offline_rule(spec, tmp_path / "edit")["spec"]
+    assert "0.995" in str(rule["spec"]) or "99.5" in str(rule["spec"])
+    good = rule["metadata"]["resourceVersion"]
+
+    # an invalid edit (the CRD lets a number through; the model refuses it): Ready=False
+    # with every error as path: message, and the last good rule untouched
+    bad = copy.deepcopy(spec["slos"])
+    bad[0]["objective"] = 120
+    bad[1]["sli"]["http"]["threshold"] = 0.3
+    cluster.api("PATCH", f"{SL_PATH}/checkout", {"spec": {"slos": bad}},
+                content_type="application/merge-patch+json")
+    cond = wait_for("Ready=False", lambda: ready(cluster, "checkout", 3))
+    assert (cond["status"], cond["reason"]) == ("False", "InvalidSpec"), cond
+    assert "spec.slos[0].objective: objective 120 must be" in cond["message"], cond
+    assert "spec.slos[1].sli.http.threshold: threshold 0.3 is not a bucket boundary" in \
+        cond["message"], cond
+    assert "sloexporter-checkout is kept" in cond["message"]
+    warning = wait_for("a Warning event", lambda: [e for e in events(cluster, "checkout")
+                                                   if e["reason"] == "InvalidSpec"])
+    assert warning[0]["type"] == "Warning" and "spec.slos[0].objective" in \
+        warning[0]["message"]
+    assert cluster.api("GET", f"{RULES_PATH}/sloexporter-checkout")["metadata"][
+        "resourceVersion"] == good
+    assert cluster.api("GET", f"{SL_PATH}/checkout")["status"]["generated"][0]["name"] == \
+        "sloexporter-checkout"
+    metrics = controller.metrics()
+    assert metrics["sloexporter_controller_reconciles_total{result=invalid}"] >= 1
+    assert metrics["sloexporter_controller_resources{condition=Ready,status=False}"] == 1
+    assert metrics["sloexporter_controller_reconcile_duration_seconds_count{}"] >= 3
+
+    # fixed again: Ready=True, the rule follows
+    cluster.api("PATCH", f"{SL_PATH}/checkout", {"spec": {"slos": spec["slos"]}},
+                content_type="application/merge-patch+json")
+    cond = wait_for("Ready again", lambda: ready(cluster, "checkout", 4))
+    assert cond["status"] == "True"
+
+    # delete: the garbage collector of a real kube-controller-manager removes the rule
+    with garbage_collector(cluster):
+        cluster.api("DELETE", f"{SL_PATH}/checkout")
+        wait_for("the rule garbage-collected", lambda: cluster.request(
+            "GET", f"{RULES_PATH}/sloexporter-checkout")[0] == 404, timeout=120)
+
+
+def test_malformed_objects_never_stop_the_controller(cluster: KubeCluster,
+                                                     controller: ControllerProcess) -> None:
+    # a spec the CRD accepts but nothing can build (no SLI kind, a string objective), a
+    # renamed service, and a second object claiming a rule name that is taken
+    odd = native_to_object(EXAMPLE, "odd", NS)
+    odd["spec"]["slos"][0]["sli"] = {}
+    odd["spec"]["slos"][0]["objective"] = "high"
+    cluster.api("POST", SL_PATH, odd)
+    good = native_to_object(EXAMPLE, "payments", NS)
+    good["spec"]["service"] = "payments"
+    cluster.api("POST", SL_PATH, good)
+    cond = wait_for("odd reported", lambda: ready(cluster, "odd", 1))
+    assert cond["status"] == "False" and "spec.slos[0].sli: sli needs exactly one of" in \
+        cond["message"] and "spec.slos[0].objective:" in cond["message"], cond
+    assert "kept" not in cond["message"]  # never was good: there is no rule to keep
+    assert wait_for("payments ready", lambda: ready(cluster, "payments", 1))["status"] == "True"
+    assert cluster.request("GET", f"{RULES_PATH}/sloexporter-checkout")[0] == 404
+
+    # the service renamed: the new rule appears and the old one (ours) goes
+    cluster.api("PATCH", f"{SL_PATH}/payments", {"spec": {"service": "billing"}},
+                content_type="application/merge-patch+json")
+    assert wait_for("renamed", lambda: ready(cluster, "payments", 2))["status"] == "True"
+    assert get(cluster, f"{RULES_PATH}/sloexporter-billing") is not None
+    wait_for("the old rule removed", lambda: cluster.request(
+        "GET", f"{RULES_PATH}/sloexporter-payments")[0] == 404)
+
+    # another object for the same service: the rule is not stolen, the conflict is shown
+    twin = native_to_object(EXAMPLE, "billing-twin", NS)
+    twin["spec"]["service"] = "billing"
+    cluster.api("POST", SL_PATH, twin)
+    cond = wait_for("conflict reported", lambda: ready(cluster, "billing-twin", 1))
+    assert (cond["status"], cond["reason"]) == ("False", "Conflict"), cond
+    assert "belongs to ServiceLevels slo-team/payments" in cond["message"]
+    rule = cluster.api("GET", f"{RULES_PATH}/sloexporter-billing")
+    owners = rule["metadata"]["ownerReferences"]
+    assert [o["name"] for o in owners] == ["payments"], owners
+    assert ready(cluster, "payments", 2)["status"] == "True"
+    for name in ("odd", "payments", "billing-twin"):
+        cluster.api("DELETE", f"{SL_PATH}/{name}")
+    cluster.delete_collection("monitoring.coreos.com/v1", "prometheusrules", NS)
+
+
+def test_offline_and_controller_pipelines_are_one() -> None:
+    # the controller's rule is generate's document plus namespace and owner, nothing else
+    from sloexporter.output import rule_document
+    from sloexporter.specs import load_paths
+
+    services, errors = load_paths([str(EXAMPLE)])
+    assert not errors
+    obj = native_to_object(EXAMPLE, "x", NS)
+    obj["metadata"]["uid"] = "1234"
+    out = build(obj, {"team": "a"})
+    doc = rule_document(services[0], "prometheus-operator", {"team": "a"})
+    assert out.rule is not None and out.rule["spec"] == doc["spec"]
+    assert {k: v for k, v in out.rule["metadata"].items()
+            if k not in ("namespace", "ownerReferences")} == doc["metadata"]
