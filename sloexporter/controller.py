@@ -30,7 +30,7 @@ from typing import Any
 
 import aiohttp
 
-from sloexporter import crd
+from sloexporter import crd, names
 from sloexporter.exposition import family_header, sample_line
 from sloexporter.sources.informer import Informer, Resource, SelfMetrics, WatchSettings
 
@@ -43,10 +43,10 @@ FIELD_MANAGER = "sloexporter-controller"
 MAX_MESSAGE = 8000
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
-RECONCILES = "sloexporter_controller_reconciles_total"
-RECONCILE_DURATION = "sloexporter_controller_reconcile_duration_seconds"
-LEADER = "sloexporter_controller_leader"
-RESOURCES = "sloexporter_controller_resources"
+RECONCILES = names.CONTROLLER_RECONCILES
+RECONCILE_DURATION = names.CONTROLLER_RECONCILE_DURATION
+LEADER = names.CONTROLLER_LEADER
+RESOURCES = names.CONTROLLER_RESOURCES
 
 
 @dataclass(frozen=True)

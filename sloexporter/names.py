@@ -76,3 +76,9 @@ STATUS_REFRESH_DURATION = "sloexporter_status_refresh_duration_seconds"
 STATUS_UP = "sloexporter_status_up"
 STATUS_LAST_SUCCESS = "sloexporter_status_last_success_timestamp_seconds"
 STATUS_SLOS = "sloexporter_status_slos"
+
+# The controller (serve --controller)
+CONTROLLER_RECONCILES = "sloexporter_controller_reconciles_total"
+CONTROLLER_RECONCILE_DURATION = "sloexporter_controller_reconcile_duration_seconds"
+CONTROLLER_LEADER = "sloexporter_controller_leader"
+CONTROLLER_RESOURCES = "sloexporter_controller_resources"
