@@ -272,6 +272,9 @@ class SLI:
     traffic: Traffic | None = None
     #: the gauge condition of a `threshold` SLI, for test synthesis and docs
     condition: Condition | None = None
+    #: the SLI-health signal (1 while part of the SLI is unmeasurable, else 0) when the
+    #: SLI defines its own; None: derived from the errors and total
+    missing: str | None = None
 
     def __post_init__(self) -> None:
         if (self.ratio is None) == (self.errors is None or self.total is None):

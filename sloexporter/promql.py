@@ -258,7 +258,7 @@ def sli_records(slo: SLO) -> list[tuple[str, str]]:
         measured = f"({total} unless on () count({recorded} unless {total}) > 0)"
         records += [
             (ERRORS_RATE5M, f"({errors}) or ignoring ({_ignoring(slo)}) {total} * 0"),
-            (SIGNAL_MISSING, signal_missing(total, measured)),
+            (SIGNAL_MISSING, sli.missing or signal_missing(total, measured)),
         ]
     return records
 

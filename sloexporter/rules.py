@@ -123,6 +123,12 @@ def signal_missing_alert(slo: SLO) -> Rule:
             "counts that traffic as failed (a missing good series) or cannot attribute "
             "errors to it; check the SLI's selectors, label names and histogram buckets."),
     }
+    if slo.sli.condition is not None:
+        annotations["description"] = (
+            f"The gauge query of {slo.service}/{slo.name} has returned no series, or lost "
+            f"some it had, for {format_duration(SIGNAL_MISSING_FOR)}. The SLO counts the "
+            "missing series as bad; check the exporter, its scrape target and the query's "
+            "selectors.")
     return _extra_alert(slo, SIGNAL_MISSING_ALERT, f"{selector} == 1", SIGNAL_MISSING_FOR,
                         labels, annotations, settings)
 

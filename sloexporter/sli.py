@@ -235,8 +235,10 @@ def threshold_sli(body: ThresholdSLI, ident: tuple[tuple[str, str], ...],
     sli = _state_sli("threshold", f"sum(1 - ({holds} or {recent} * 0)) or vector(1)",
                      f"count({recent}) or vector(1)", ident, None)
     record = (CONDITION_GOOD, _keep_own_labels(good, (*ident, *labels)))
+    # SLI health: 1 while a series seen within forget_after, or every series, is missing
+    missing = f"clamp_max(count({recent} unless {holds}), 1) or count({holds}) * 0 or vector(1)"
     return replace(sli, records=(record, *sli.records),
-                   condition=Condition(body.query, body.op, body.value))
+                   condition=Condition(body.query, body.op, body.value), missing=missing)
 
 
 def known_buckets(spec: SLISpec) -> tuple[Decimal, ...] | None:

@@ -35,7 +35,7 @@ slos:
         query: {query}
         op: "{op}"
         value: {value}
-        forget_after: 10m
+        forget_after: {forget}
 """
 LAG = 'pg_replication_lag_seconds{job="pg"}'
 RATIO = 'slo:sli_error:ratio_rate5m{service="db",slo="lag",team="data"}'
@@ -55,8 +55,10 @@ def tests_of(svc) -> str:
     return text
 
 
-def service(tmp_path: Path, query: str = LAG, op: str = "<", value: str = "900"):
-    services, errors = load(tmp_path, SPEC.format(query=query, op=op, value=value))
+def service(tmp_path: Path, query: str = LAG, op: str = "<", value: str = "900",
+            forget: str = "10m"):
+    services, errors = load(tmp_path, SPEC.format(query=query, op=op, value=value,
+                                                  forget=forget))
     assert not errors, errors
     return services[0]
 
@@ -174,6 +176,27 @@ def test_partial_data_counts_the_missing_series_until_forgotten(tmp_path, promto
            'slo:sli_objects:count{service="db",slo="lag",team="data"}'),
         ratio(37, 0),  # b forgotten 10m after its last sample; the 5m window is clean again
     )])
+
+
+SIGNAL = 'slo:sli_signal:missing{service="db",slo="lag"}'
+SIGNAL_ALERT = ('clamp_max(count(ALERTS{alertname="SLOSignalMissing",alertstate="firing",'
+                'service="db",severity="ticket"}), 1) or vector(0)')
+
+
+@pytest.mark.parametrize("promtool", PROMTOOLS)
+def test_missing_gauges_show_on_the_sli_health_signal(tmp_path, promtool):
+    """No series at all, or one of two gone: slo:sli_signal:missing is 1 and
+    SLOSignalMissing tickets after 15 minutes; with every series reporting it is 0."""
+    a = 'pg_replication_lag_seconds{job="pg",instance="a"}'
+    b = 'pg_replication_lag_seconds{job="pg",instance="b"}'
+    health = 'slo:sli_signal:missing{service="db",slo="lag",team="data"}'
+    svc = service(tmp_path, forget="1h")
+    run(promtool, tmp_path, svc, [
+        case({"unrelated": "1x30"}, at(10, SIGNAL, 1, health), at(20, SIGNAL_ALERT, 1)),
+        case({a: "30x60", b: "30x20 stale"},
+             at(19, SIGNAL, 0, health), at(19, SIGNAL_ALERT, 0),
+             at(25, SIGNAL, 1, health), at(40, SIGNAL_ALERT, 1)),
+    ])
 
 
 @pytest.mark.parametrize("promtool", PROMTOOLS)
@@ -300,7 +323,8 @@ def test_the_openslo_sdk_timeslice_example_is_a_threshold_sli(tmp_path):
 
 
 def test_convert_writes_a_threshold_sli_as_an_openslo_threshold_metric(tmp_path):
-    (tmp_path / "spec.yaml").write_text(SPEC.format(query=LAG, op="<=", value="900"))
+    (tmp_path / "spec.yaml").write_text(SPEC.format(query=LAG, op="<=", value="900",
+                                                    forget="1h"))
     out = tmp_path / "out"
     result = run_cli("convert", str(tmp_path / "spec.yaml"), "--to", "openslo", "-o", str(out))
     assert result.returncode == 0, result.stderr
