@@ -48,7 +48,7 @@ def load(tmp_path: Path, text: str):
     return load_paths([str(path)])
 
 
-def tests_of(svc) -> str:
+def generated_tests(svc) -> str:
     """The generated promtool tests of `svc`, which must have every SLO's tests."""
     text, skipped = render_tests(svc, "rules.yaml")
     assert text is not None and not skipped, skipped
@@ -219,7 +219,7 @@ def test_the_boundary_belongs_to_the_op(tmp_path, promtool):
 def test_equality_ops_generate_tests_that_pass(tmp_path, promtool, op):
     svc = service(tmp_path, query='min(redis_up{job="redis"})', op=op, value="1")
     (tmp_path / "rules.yaml").write_text(render_rules(svc))
-    (tmp_path / "t.yaml").write_text(tests_of(svc))
+    (tmp_path / "t.yaml").write_text(generated_tests(svc))
     ok = subprocess.run([require_tool(promtool), "test", "rules", "t.yaml"], cwd=tmp_path,
                         capture_output=True, text=True, timeout=600)
     assert ok.returncode == 0, ok.stdout + ok.stderr
@@ -243,7 +243,7 @@ def test_series_that_carry_the_slo_labels_stay_apart(tmp_path, promtool):
 def test_generated_tests_pass_and_catch_an_inverted_condition(tmp_path, promtool):
     svc = service(tmp_path, query=f"time() - max({LAG})", op="<", value="3600")
     (tmp_path / "rules.yaml").write_text(render_rules(svc))
-    (tmp_path / "t.yaml").write_text(tests_of(svc))
+    (tmp_path / "t.yaml").write_text(generated_tests(svc))
     names = [t["name"] for t in yaml.safe_load((tmp_path / "t.yaml").read_text())["tests"]]
     assert any("no data" in n for n in names) and any("condition holds" in n for n in names)
     tool = require_tool(promtool)
@@ -303,7 +303,7 @@ def test_openslo_timeslices_of_a_threshold_judge_each_slice(tmp_path, promtool):
     assert cond.op == ">=" and cond.value == Decimal("0.95")
     assert cond.query.startswith("avg_over_time(((sum(") and cond.query.endswith("[5m:])")
     (tmp_path / "rules.yaml").write_text(render_rules(svc))
-    (tmp_path / "t.yaml").write_text(tests_of(svc))
+    (tmp_path / "t.yaml").write_text(generated_tests(svc))
     ok = subprocess.run([promtool, "test", "rules", "t.yaml"], cwd=tmp_path,
                         capture_output=True, text=True, timeout=600)
     assert ok.returncode == 0, ok.stdout + ok.stderr
