@@ -7,6 +7,7 @@ are checked the same way for all of them.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from contextvars import ContextVar
 from decimal import Decimal
@@ -28,7 +29,7 @@ from sloexporter.model import (
     resolve_tiers,
     tier_can_fire,
 )
-from sloexporter.promql import WINDOW_PLACEHOLDER, substitute_window
+from sloexporter.promql import WINDOW_PLACEHOLDER, quote, substitute_window
 from sloexporter.sli import compile_sli, known_buckets
 from sloexporter.specs import promcheck
 from sloexporter.specs.errors import Document, Path, SpecError, SpecErrors
@@ -336,14 +337,50 @@ def build_service(doc: Document, spec: ServiceLevels, prefix: Path = ()) -> Serv
     return service
 
 
+def _user_values(slo: SLO) -> set[str]:
+    """Label and annotation values the spec gave verbatim (checked at their own paths)."""
+    alerting = slo.alerting
+    values = {v for _, v in slo.labels} | {v for _, v in alerting.labels} | \
+        {v for _, v in alerting.annotations}
+    for severity in ("page", "ticket"):
+        settings = alerting.settings(severity)  # type: ignore[arg-type]
+        values |= {v for _, v in settings.labels} | {v for _, v in settings.annotations}
+    return values | {alerting.runbook_url or "", alerting.dashboard_url or ""}
+
+
+_ACTION = re.compile(r"(\{\{.*?\}\})", re.S)
+
+
+def _canonical(text: str, slo: SLO, template: bool) -> str:
+    """`text` of a generated rule with the SLO's names made the same for every SLO.
+
+    Names are letters, digits, '_', '.' and '-' and the generator writes them only as
+    text or inside quoted strings, where which such name it is cannot change whether
+    PromQL or a Go template parses; so the checks below are memoised across SLOs.
+    """
+    names = ((slo.service, "svc"), (slo.name, "slo"))
+    if not template:
+        for name, placeholder in names:
+            text = text.replace(quote(name), f'"{placeholder}"')
+        return text
+    parts = _ACTION.split(text)
+    for i, part in enumerate(parts):
+        for name, placeholder in names:
+            part = part.replace(f'\\"{name}\\"', f'\\"{placeholder}\\"') if i % 2 \
+                else part.replace(name, placeholder)
+        parts[i] = part
+    return "".join(parts)
+
+
 def check_generated(slo: SLO) -> list[str]:
     """What `promtool check rules` would refuse in the rules generated for `slo`, on
     Prometheus 2 or 3: every expression, record name, label and annotation."""
     problems: dict[str, None] = {}
+    given = _user_values(slo)
     for group in rules.slo_groups(slo):
         for rule in group["rules"]:
             name = rule.get("record") or rule.get("alert")
-            problem = promcheck.check_generated(rule["expr"])
+            problem = promcheck.check_generated(_canonical(rule["expr"], slo, False))
             if problem is not None:
                 problems[f"the generated rule {name} is not valid PromQL: {problem}"] = None
             if "record" in rule and not promcheck.METRIC_NAME.match(rule["record"]):
@@ -353,8 +390,10 @@ def check_generated(slo: SLO) -> list[str]:
                     if not promcheck.LABEL_NAME.match(key) or key == "__name__":
                         problems[f"invalid {what[:-1]} name {key!r} in the generated rule "
                                  f"{name}"] = None
-                    if "alert" in rule:
-                        problem = gotemplate.check(str(value))
+                    if "alert" in rule and "{{" in str(value):
+                        text = str(value)
+                        problem = gotemplate.check(text if text in given
+                                                   else _canonical(text, slo, True))
                         if problem is not None:
                             problems[f"{what[:-1]} {key!r} of the generated alert {name} "
                                      f"is not a valid Prometheus template: {problem}"] = None

@@ -273,7 +273,9 @@ def check_query(query: str) -> str | None:
     tree, problem = parse(query)
     if problem is not None:
         return f"invalid PromQL: {problem}"
-    _, wrapped = parse(f"({query}) or vector(0)")
+    # embedded, a query only breaks where its bare form did not if a comment swallows
+    # the rest of the rule: parse the embedded form only then
+    wrapped = parse(f"({query}) or vector(0)")[1] if "#" in query else None
     kind = value_type(tree)
     if kind == "matrix":
         return ("this is a range vector (it ends in [...]); the rules need an instant "
