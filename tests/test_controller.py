@@ -321,3 +321,92 @@ def test_offline_and_controller_pipelines_are_one() -> None:
     assert out.rule is not None and out.rule["spec"] == doc["spec"]
     assert {k: v for k, v in out.rule["metadata"].items()
             if k not in ("namespace", "ownerReferences")} == doc["metadata"]
+
+
+def test_two_replicas_one_writer_and_a_takeover(cluster: KubeCluster, tmp_path: Path) -> None:
+    lease_path = (f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NS}/leases/"
+                  "sloexporter-controller")
+    cluster.api("DELETE", lease_path, ok=(200, 404))  # left by an earlier test's leader
+    a = ControllerProcess(cluster, tmp_path, "a")
+    b = ControllerProcess(cluster, tmp_path, "b")
+    try:
+        leaders = wait_for("one leader", lambda: [p for p in (a, b) if p.leader() == 1]
+                           if {a.leader(), b.leader()} == {0, 1} else None)
+        leader, = leaders
+        follower = b if leader is a else a
+        lease = cluster.api("GET", lease_path)
+        assert lease["spec"]["holderIdentity"] == leader.identity
+        assert lease["spec"]["leaseDurationSeconds"] == 4
+
+        obj = native_to_object(EXAMPLE, "ha", NS)
+        cluster.api("POST", SL_PATH, obj)
+        assert wait_for("Ready", lambda: ready(cluster, "ha", 1))["status"] == "True"
+        assert leader.reconciles() >= 1
+        assert follower.reconciles() == 0 and follower.leader() == 0
+        # the follower watches too: it knows the object, it just does not write
+        assert follower.metrics()[
+            "sloexporter_controller_resources{condition=Ready,status=True}"] == 1
+
+        leader.kill()
+        killed = time.monotonic()
+        wait_for("the follower takes over", lambda: follower.leader() == 1, timeout=30)
+        took = time.monotonic() - killed
+        # the lease expires 4 s after the last renewal; polling and a loaded machine add
+        # a little, but never another lease duration
+        assert took < 4 + 4, took
+        assert cluster.api("GET", lease_path)["spec"]["holderIdentity"] == follower.identity
+        cluster.api("PATCH", f"{SL_PATH}/ha", {"spec": {"labels": {"team": "sre"}}},
+                    content_type="application/merge-patch+json")
+        assert wait_for("the new leader writes", lambda: ready(cluster, "ha", 2))[
+            "status"] == "True"
+        rule = cluster.api("GET", f"{RULES_PATH}/sloexporter-checkout")
+        assert "sre" in str(rule["spec"])
+    finally:
+        for proc in (a, b):
+            proc.stop()
+        cluster.request("DELETE", f"{SL_PATH}/ha")
+        cluster.delete_collection("monitoring.coreos.com/v1", "prometheusrules", NS)
+
+
+def _blocks(text: str, lang: str) -> list[str]:
+    import re
+    return re.findall(rf"```{lang}\n(.*?)```", text, re.S)
+
+
+def test_the_documented_argocd_flow(cluster: KubeCluster, tmp_path: Path) -> None:
+    import shlex
+
+    from tests.tools import doc
+    page = doc("controller")
+    manifest, = _blocks(page, "yaml")
+    (tmp_path / "checkout-slos.yaml").write_text(manifest)
+    obj = yaml.safe_load(manifest)
+    ns = obj["metadata"]["namespace"]
+    cluster.ensure_namespace(ns)
+    proc = ControllerProcess(cluster, tmp_path, "argocd", extra=(
+        "--controller-namespace", ns, "--no-leader-election"))
+    kubectl = tool("kubectl")
+    try:
+        wait_for("the controller listed", lambda: proc.metrics() != {})
+        outputs = []
+        for block in _blocks(page, "bash"):
+            for line in block.strip().splitlines():
+                argv = shlex.split(line)
+                assert argv[0] == "kubectl", line
+                res = subprocess.run([kubectl, "--kubeconfig", str(cluster.kubeconfig()),
+                                      *argv[1:]], cwd=tmp_path, capture_output=True,
+                                     text=True, timeout=120)
+                assert res.returncode == 0, (line, res.stderr)
+                outputs.append(res.stdout)
+        # the rule appeared, the table shows the object Ready, and after the typo the
+        # message names the field while the rule stays
+        assert "sloexporter-checkout" in outputs[2]
+        assert "True" in outputs[3] and "Generated" in outputs[3]
+        assert outputs[-1].startswith("spec.slos[0].objective: objective 100 must be"), \
+            outputs[-1]
+        assert cluster.request("GET", f"/apis/monitoring.coreos.com/v1/namespaces/{ns}/"
+                                      "prometheusrules/sloexporter-checkout")[0] == 200
+    finally:
+        proc.stop()
+        cluster.request("DELETE", f"/apis/sloexporter.dev/v1/namespaces/{ns}/servicelevels/"
+                                  "checkout")
