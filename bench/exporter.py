@@ -261,12 +261,13 @@ class FakeAPI:
                 for k in range(sent[plural], due):
                     for kind, obj in self.w.event(plural, k):
                         uid = obj["metadata"]["uid"]
+                        raw = json.dumps(obj).encode()  # serialised once, used twice
                         if kind == "DELETED":
                             self.current[plural].pop(uid, None)
                         else:
-                            self.current[plural][uid] = json.dumps(obj).encode()
-                        self.log[plural].append(json.dumps({"type": kind, "object": obj})
-                                                .encode() + b"\n")
+                            self.current[plural][uid] = raw
+                        self.log[plural].append(b'{"type": "' + kind.encode()
+                                                + b'", "object": ' + raw + b"}\n")
                         self.written += 1
                 sent[plural] = due
                 if due >= limit:
