@@ -259,6 +259,8 @@ class FakeAPI:
             for plural, limit in self.limit.items():
                 due = min(limit, int(elapsed * CHURN_SHARES[plural] * self.rate))
                 for k in range(sent[plural], due):
+                    if k % 50 == 49:
+                        await asyncio.sleep(0)  # the scrapes and the streams get their turn
                     for kind, obj in self.w.event(plural, k):
                         uid = obj["metadata"]["uid"]
                         raw = json.dumps(obj).encode()  # serialised once, used twice
