@@ -91,6 +91,23 @@ class Job:
         total, errors = self.sums(a, b)
         return errors / total
 
+    def block_rates(self, t: int) -> tuple[float, float]:
+        """The 5-minute rates recorded at t (segments are aligned, so one segment)."""
+        return self.rates(t)
+
+    def derived_window_ratio(self, t: int, window: int) -> float:
+        """A window's error ratio as the generated rules derive it from the recorded
+        5-minute series (`promql.window_rate`): the mean of the 5-minute rates
+        in the window (a Prometheus 2 range includes its first instant, so w/5m + 1 of
+        them) plus half a step of the change across the window, errors over totals."""
+        times = range(t - window, t + 1, EVAL)
+        parts = []
+        for i in (1, 0):  # errors, then totals
+            mean = sum(self.block_rates(s)[i] for s in times) / len(times)
+            edge = (self.block_rates(t)[i] - self.block_rates(t - window)[i]) * 150 / window
+            parts.append(max(mean + edge, 0.0))
+        return parts[0] / parts[1]
+
     def window_ratio(self, t: int, window: int) -> float:
         """What rate()-over-rate() records for `window` at t: Prometheus 2 range
         selectors include a sample exactly at the window's start, so with t and the
@@ -320,6 +337,9 @@ def rule_levels(rule_files: list[Path]) -> list[list[dict[str, object]]]:
 
 
 RANGE = re.compile(r"\[(\d+[smhdw])\]")
+#: the 5m errors and totals, then what derives from them (windows, the 5m ratio); the
+#: period and budget series above them only feed live graphs and are evaluated live
+BACKFILL_LEVELS = 3
 
 
 def backfill_passes(t0: int, rules: list[dict[str, object]]) -> list[tuple[int, list[object]]]:
@@ -336,7 +356,7 @@ def backfill_passes(t0: int, rules: list[dict[str, object]]) -> list[tuple[int, 
     full, recent = [], []
     for rule in rules:
         ranges = [parse_duration(r) for r in RANGE.findall(str(rule["expr"]))]
-        (full if ranges and max(ranges) <= HOUR else recent).append(rule)
+        (full if not ranges or max(ranges) <= HOUR else recent).append(rule)
     return [(t0 - HISTORY + EVAL, full), (t0 - DAY, recent)]
 
 
@@ -538,14 +558,16 @@ def build(workdir: Path, prometheus: str, promtool: str, sloth: str) -> History:
     prom = PromProcess(prometheus, workdir)
     bare = workdir / "bare.yml"
     bare.write_text(yaml.safe_dump({"global": {"evaluation_interval": "5m"}}))
-    prom.start(bare)
-    try:
-        recorded = [(rule, start, prom.query_range(str(rule["expr"]), start, t0, EVAL))
-                    for start, rules in backfill_passes(t0, rule_levels(rule_files)[0])
-                    for rule in rules]
-    finally:
-        prom.stop()
-    backfill_recorded(recorded, t0, workdir, tsdb, promtool)
+    # a rule reading another recorded series waits for that series' blocks: one level at
+    # a time, Prometheus restarted in between to load them
+    for rules in rule_levels(rule_files)[:BACKFILL_LEVELS]:
+        prom.start(bare)
+        try:
+            recorded = [(rule, start, prom.query_range(str(rule["expr"]), start, t0, EVAL))
+                        for start, chosen in backfill_passes(t0, rules) for rule in chosen]
+        finally:
+            prom.stop()
+        backfill_recorded(recorded, t0, workdir, tsdb, promtool)
     feed = LiveFeed(t0, jobs, counts)
     feed.start()
     live = workdir / "prometheus.yml"

@@ -183,8 +183,9 @@ class BadPrometheus:
 async def app_for() -> AsyncIterator[Any]:
     opened: list[Any] = []
 
-    async def make(url: str, **status: Any) -> tuple[TestClient, StatusService]:
-        cfg = StatusConfig.model_validate({"prometheus": {"url": url, "query_timeout": 0.5},
+    async def make(url: str, timeout: float = 0.5, **status: Any) -> tuple[TestClient,
+                                                                             StatusService]:
+        cfg = StatusConfig.model_validate({"prometheus": {"url": url, "query_timeout": timeout},
                                            **status})
         svc = StatusService(cfg, [])
         exporter = Exporter(Config(), Shard(0, 1))
@@ -228,7 +229,7 @@ async def test_bad_prometheus_gives_503_with_reason(mode, app_for):
 
 
 async def test_unreachable_prometheus_after_success_shows_data_age(history, app_for):
-    client, svc = await app_for(history.url)
+    client, svc = await app_for(history.url, timeout=60)
     await svc.refresh()
     assert svc.error is None
     svc.client.base = f"http://127.0.0.1:{free_port()}"

@@ -13,7 +13,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -34,6 +34,9 @@ class Snapshot:
     items: list[dict[str, Any]]
     raw: compute.Raw
     by_key: dict[tuple[str, str], dict[str, Any]]
+    #: rendered answers (JSON, pages) per query string: a snapshot never changes, so
+    #: the API and the list page serialise 1,000 SLOs once per refresh, not per request
+    rendered: dict[tuple[str, str], bytes] = field(default_factory=dict)
 
 
 class TTLCache:

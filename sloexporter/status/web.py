@@ -78,10 +78,16 @@ def add_status_routes(app: web.Application, svc: StatusService) -> None:
             f = api.parse_filters(request.query)
         except api.BadFilter as exc:
             return _html(ui.page("Bad filter", f"<p>{ui.escape(str(exc))}</p>"), 400)
+        snap = svc.snapshot
+        key = ("page", request.query_string)
+        if reason is None and snap is not None and key in snap.rendered:
+            return web.Response(body=snap.rendered[key], content_type=HTML, charset="utf-8")
         items = [i for i in every if api.matches(i, f)]
-        cal = svc.snapshot.raw.windows.get("calendar") if svc.snapshot else None
-        return _html(ui.list_page(items, every, query, cal.label if cal else None, reason,
-                                  age, error))
+        cal = snap.raw.windows.get("calendar") if snap else None
+        text = ui.list_page(items, every, query, cal.label if cal else None, reason, age, error)
+        if reason is None and snap is not None:  # no banner: the page depends on the data only
+            snap.rendered[key] = text.encode()
+        return _html(text)
 
     async def detail_view(request: web.Request) -> web.Response:
         reason, age, error = view_state()
