@@ -66,6 +66,8 @@ COMBOS: dict[str, tuple[dict[str, Any], bool]] = {
     "namespaces-only": ({"namespaces": ["team-a", "team-b"]}, True),
     "no-prometheus-operator-crds": ({"alertmanagerConfig": {"enabled": True}}, False),
     "everything-on": (EVERYTHING, True),
+    "controller": ({"controller": {"enabled": True, "namespaces": ["team-a", "team-b"],
+                                   "ruleLabels": {"release": "kube-prometheus-stack"}}}, True),
 }
 
 

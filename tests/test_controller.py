@@ -410,3 +410,83 @@ def test_the_documented_argocd_flow(cluster: KubeCluster, tmp_path: Path) -> Non
         proc.stop()
         cluster.request("DELETE", f"/apis/sloexporter.dev/v1/namespaces/{ns}/servicelevels/"
                                   "checkout")
+
+
+def _verbs(docs: list[dict[str, Any]]) -> set[tuple[str, str, str, str]]:
+    """(kind, namespace, resource, verb) of every grant in rendered RBAC."""
+    return {(d["kind"], d["metadata"].get("namespace", ""), res, verb)
+            for d in docs if d["kind"] in ("Role", "ClusterRole")
+            for rule in d.get("rules") or () for res in rule["resources"]
+            for verb in rule["verbs"]}
+
+
+def test_chart_grants_writes_only_with_the_controller_and_only_in_its_namespaces():
+    from tests.kube_real import rendered_rbac
+    if tool("helm") is None:
+        from tests.tools import require_tool
+        require_tool("helm")
+    default = _verbs(rendered_rbac("sloexporter"))
+    assert {verb for *_, verb in default} <= {"list", "watch"}  # read-only by default
+    values = {"controller": {"enabled": True, "namespaces": ["team-a", "team-b"]}}
+    grants = _verbs(rendered_rbac("sloexporter", values))
+    writes = {g for g in grants if g[3] not in ("list", "watch")}
+    assert {(kind, ns) for kind, ns, *_ in writes} == {
+        ("Role", "team-a"), ("Role", "team-b"), ("Role", "sloexporter")}
+    assert {(res, verb) for _, ns, res, verb in writes if ns == "team-a"} == {
+        ("servicelevels/status", "patch"), ("prometheusrules", "get"),
+        ("prometheusrules", "create"), ("prometheusrules", "patch"),
+        ("prometheusrules", "delete"), ("events", "create")}
+    assert {(res, verb) for _, ns, res, verb in writes if ns == "sloexporter"} == {
+        ("leases", "create"), ("leases", "get"), ("leases", "update")}
+    assert grants - writes == default | {("Role", ns, "servicelevels", v)
+                                         for ns in ("team-a", "team-b")
+                                         for v in ("list", "watch")}
+
+
+def test_controller_runs_with_exactly_the_chart_rbac(cluster: KubeCluster,
+                                                      tmp_path: Path) -> None:
+    from tests.kube_real import NAMESPACE, rendered_rbac
+    # release `sloexporter` in namespace `sloexporter`: its ServiceAccount is the
+    # harness's `exporter` user; only the controller's Roles are added for this test
+    docs = [d for d in rendered_rbac("sloexporter", {"controller": {
+        "enabled": True, "namespaces": [NS]}}) if d["metadata"]["name"].startswith(
+        "sloexporter-controller")]
+    assert {d["kind"] for d in docs} == {"Role", "RoleBinding"}
+    path = tmp_path / "controller-rbac.yaml"
+    path.write_text(yaml.safe_dump_all(docs))
+    cluster.kubectl("apply", "--server-side", "-f", str(path))
+    cluster.api("DELETE", f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/"
+                          "sloexporter-controller", ok=(200, 404))
+    sa = f"system:serviceaccount:{NAMESPACE}:sloexporter"
+    assert cluster.kubectl("auth", "can-i", "patch", "prometheusrules", "-n", NS,
+                           "--as", sa).strip() == "yes"
+    res = subprocess.run([tool("kubectl"), "--kubeconfig", str(cluster.kubeconfig()), "auth",
+                          "can-i", "patch", "prometheusrules", "-n", "team-a", "--as", sa],
+                         capture_output=True, text=True, timeout=60)
+    assert res.stdout.strip() == "no"
+    proc = ControllerProcess(cluster, tmp_path, "rbac", user="exporter", extra=(
+        "--lease-namespace", NAMESPACE))
+    try:
+        wait_for("leading under the chart's Lease Role", lambda: proc.leader() == 1)
+        obj = native_to_object(EXAMPLE, "rbac", NS)
+        cluster.api("POST", SL_PATH, obj)
+        assert wait_for("Ready", lambda: ready(cluster, "rbac", 1))["status"] == "True"
+        assert get(cluster, f"{RULES_PATH}/sloexporter-checkout") is not None
+        wait_for("its event", lambda: any(e["reason"] == "Generated"
+                                          for e in events(cluster, "rbac")))
+        cluster.api("PATCH", f"{SL_PATH}/rbac", {"spec": {"slos": []}},
+                    content_type="application/merge-patch+json", ok=(422,))
+        cluster.api("PATCH", f"{SL_PATH}/rbac", {"spec": {"service": "Bad Name"}},
+                    content_type="application/merge-patch+json")
+        cond = wait_for("Ready=False", lambda: ready(cluster, "rbac", 2))
+        assert cond["reason"] == "InvalidSpec" and "spec.service:" in cond["message"]
+        assert "forbidden" not in proc.log.read_text().lower()
+    finally:
+        proc.stop()
+        cluster.request("DELETE", f"{SL_PATH}/rbac")
+        cluster.delete_collection("monitoring.coreos.com/v1", "prometheusrules", NS)
+        for d in docs:
+            kind = "roles" if d["kind"] == "Role" else "rolebindings"
+            cluster.request("DELETE", f"/apis/rbac.authorization.k8s.io/v1/namespaces/"
+                                      f"{d['metadata']['namespace']}/{kind}/"
+                                      f"{d['metadata']['name']}")

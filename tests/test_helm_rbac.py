@@ -125,6 +125,8 @@ async def test_rbac_matches_what_the_exporter_watches(helm, combo):
     """The chart's rules are the informers the real exporter starts for its config."""
     docs = render(helm, combo)
     config = Config.model_validate(serve_config(docs))
-    assert granted(docs) == await watched(config)
+    # the controller's Roles are checked by running it with them (test_controller.py)
+    assert granted([d for d in docs if not d["metadata"]["name"].endswith(
+        ("-controller", "-controller-lease"))]) == await watched(config)
 
 

@@ -105,4 +105,23 @@ builds the exporter from the rendered config and compares.
 - serve
 - --config=/etc/sloexporter/config.yaml
 - --log-level={{ .Values.logLevel }}
+{{- include "sloexporter.controllerArgs" . }}
+{{- end -}}
+
+{{- /* serve --controller's options, one list item each */ -}}
+{{- define "sloexporter.controllerArgs" -}}
+{{- with .Values.controller }}{{ if .enabled }}
+{{- if not .namespaces }}{{ fail "controller.namespaces: list the namespaces the controller may write to (write access is granted only there)" }}{{ end }}
+- --controller
+{{- range .namespaces }}
+- --controller-namespace={{ . }}
+{{- end }}
+{{- range $k, $v := .ruleLabels }}
+- --controller-rule-labels={{ $k }}={{ $v }}
+{{- end }}
+- --controller-resync={{ .resyncSeconds }}
+- --lease-namespace={{ $.Release.Namespace }}
+- --lease-name={{ include "sloexporter.fullname" $ }}-controller
+- --lease-duration={{ .leaseDuration }}
+{{- end }}{{ end }}
 {{- end -}}
