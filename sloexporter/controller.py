@@ -37,6 +37,11 @@ from sloexporter.sources.informer import Informer, Resource, SelfMetrics, WatchS
 log = logging.getLogger(__name__)
 
 SERVICELEVELS = Resource(crd.GROUP, crd.VERSION, crd.PLURAL, crd.KIND)
+#: the peers' own resources, watched when asked (--controller-sloth, --controller-pyrra);
+#: their status belongs to their own controllers, so we report with Events only
+SLOTH = Resource("sloth.slok.dev", "v1", "prometheusservicelevels", "PrometheusServiceLevel")
+PYRRA = Resource("pyrra.dev", "v1alpha1", "servicelevelobjectives", "ServiceLevelObjective")
+RULE_PREFIX = {SLOTH.kind: "sloexporter-sloth-", PYRRA.kind: "sloexporter-pyrra-"}
 RULE_API = "monitoring.coreos.com/v1"
 FIELD_MANAGER = "sloexporter-controller"
 #: longest a status or event message may be (the apiserver's own limit is 32 KiB)
@@ -58,6 +63,9 @@ class ControllerSettings:
     #: every object is re-applied this often, repairing drift (a rule deleted by hand)
     resync_seconds: float = 300.0
     workers: int = 4
+    #: also reconcile Sloth PrometheusServiceLevel and Pyrra ServiceLevelObjective objects
+    sloth: bool = False
+    pyrra: bool = False
     request_timeout: float = 30.0
     leader_election: bool = True
     lease_name: str = "sloexporter-controller"
@@ -89,10 +97,23 @@ def build(obj: dict[str, Any], rule_labels: dict[str, str]) -> Outcome:
     spec = obj.get("spec")
     if not isinstance(spec, dict):
         return Outcome(None, ["spec: must be an object"])
-    data = {"apiVersion": "sloexporter.dev/v1", "kind": "ServiceLevels", **spec}
+    kind = obj.get("kind", crd.KIND)
+    native = kind == crd.KIND
+    data = {"apiVersion": "sloexporter.dev/v1", "kind": "ServiceLevels", **spec} if native \
+        else obj
     doc = Document(f"{meta.get('namespace')}/{meta.get('name')}", data)
     try:
-        services = load_native(doc, [doc])
+        if native:
+            services = load_native(doc, [doc])
+        else:
+            from sloexporter.specs import _detect
+
+            fmt = _detect(doc)
+            if fmt is None or fmt.name not in ("sloth", "pyrra"):
+                return Outcome(None, [f"not a {kind} this controller reads"])
+            services = fmt.load(doc, [doc])
+            if len(services) != 1:
+                return Outcome(None, [f"spec: gives {len(services)} services, not one"])
     except SpecErrors as exc:
         return Outcome(None, [f"spec.{e.path}: {e.message}" if e.path else f"spec: {e.message}"
                               for e in sorted(exc.errors, key=lambda e: (e.path, e.message))])
@@ -100,9 +121,15 @@ def build(obj: dict[str, Any], rule_labels: dict[str, str]) -> Outcome:
         return Outcome(None, [f"spec: cannot be processed: {type(exc).__name__}: {exc}"])
     service = services[0]
     rule = rule_document(service, "prometheus-operator", rule_labels)
+    if not native:
+        from sloexporter.render import k8s_name
+
+        # one object of the peers' kinds is not one service: name the rule by the object
+        rule["metadata"]["name"] = k8s_name(RULE_PREFIX[kind] + str(meta.get("name")))
     rule["metadata"] = {**rule["metadata"], "namespace": meta.get("namespace"),
                         "ownerReferences": [{
-                            "apiVersion": SERVICELEVELS.api_version, "kind": crd.KIND,
+                            "apiVersion": obj.get("apiVersion", SERVICELEVELS.api_version),
+                            "kind": kind,
                             "name": meta.get("name"), "uid": meta.get("uid"),
                             "controller": True, "blockOwnerDeletion": True}]}
     return Outcome(rule, [], len(service.slos))
@@ -215,6 +242,8 @@ class Controller:
         self._queued: set[str] = set()
         self._busy: set[str] = set()
         self.informers: list[Informer] = []
+        self._done: dict[str, Any] = {}  # peers' kinds: key -> generation reconciled
+        self._reported: dict[str, tuple[str, str, str]] = {}  # peers' kinds: last event
         self.leader: LeaderElector | None = None
         self.is_leader = not settings.leader_election
 
@@ -222,10 +251,25 @@ class Controller:
 
     def key_of(self, obj: dict[str, Any]) -> str:
         meta = obj["metadata"]
-        return f"{meta['namespace']}/{meta['name']}"
+        kind = obj.get("kind", crd.KIND)
+        prefix = "" if kind == crd.KIND else f"{kind}:"
+        return f"{prefix}{meta['namespace']}/{meta['name']}"
 
-    def apply(self, _resource: Resource, event: str, obj: dict[str, Any]) -> None:
+    def apply(self, resource: Resource, event: str, obj: dict[str, Any]) -> None:
+        obj.setdefault("kind", resource.kind)
+        obj.setdefault("apiVersion", resource.api_version)
         key = self.key_of(obj)
+        if resource != SERVICELEVELS:
+            # a peer's kind: its status is not ours, so our memory says what was done
+            if event == "DELETED":
+                self.objects.pop(key, None)
+                self.conditions.pop(key, None)
+                self._done.pop(key, None)
+                return
+            self.objects[key] = obj
+            if event == "ADDED" or self._done.get(key) != obj["metadata"].get("generation"):
+                self.enqueue(key)
+            return
         if event == "DELETED":
             self.objects.pop(key, None)
             self.conditions.pop(key, None)
@@ -241,9 +285,16 @@ class Controller:
                 obj["metadata"].get("generation") or ready is None:
             self.enqueue(key)
 
-    def prune(self, _resource: Resource, scope: str, seen: set[str]) -> None:
-        for key in [k for k in self.objects if k not in seen and
-                    (not scope or k.startswith(scope + "/"))]:
+    def prune(self, resource: Resource, scope: str, seen: set[str]) -> None:
+        prefix = "" if resource == SERVICELEVELS else f"{resource.kind}:"
+
+        def mine(key: str) -> bool:
+            rest = key[len(prefix):] if key.startswith(prefix) else None
+            if rest is None or (not prefix and ":" in key.split("/", 1)[0]):
+                return False
+            return not scope or rest.startswith(scope + "/")
+
+        for key in [k for k in self.objects if k not in seen and mine(k)]:
             self.objects.pop(key, None)
             self.conditions.pop(key, None)
 
@@ -258,11 +309,14 @@ class Controller:
         from sloexporter.aio import supervise
 
         tasks = []
-        for ns in self.settings.namespaces or (None,):
-            informer = Informer(self.api, SERVICELEVELS, self, "controller",
-                                self.watch_metrics, self._watch(ns))
-            self.informers.append(informer)
-            tasks.append(supervise(f"watch {informer.where}", informer.run))
+        kinds = [SERVICELEVELS] + [r for r, on in ((SLOTH, self.settings.sloth),
+                                                   (PYRRA, self.settings.pyrra)) if on]
+        for resource in kinds:
+            for ns in self.settings.namespaces or (None,):
+                informer = Informer(self.api, resource, self, "controller",
+                                    self.watch_metrics, self._watch(ns))
+                self.informers.append(informer)
+                tasks.append(supervise(f"watch {informer.where}", informer.run))
         if self.settings.leader_election:
             self.leader = LeaderElector(self.client, self.settings, self._on_leading)
             tasks.append(supervise("leader election", self.leader.run))
@@ -398,6 +452,15 @@ class Controller:
                             previous: dict[str, Any] | None) -> None:
         meta = obj["metadata"]
         ns, name = meta["namespace"], meta["name"]
+        if obj.get("kind", crd.KIND) != crd.KIND:
+            key = self.key_of(obj)
+            self._done[key] = meta.get("generation")
+            self.conditions[key] = condition["status"]
+            said = (condition["status"], condition["reason"], condition["message"])
+            if self._reported.get(key) != said:
+                self._reported[key] = said
+                await self._event(obj, condition)
+            return
         status: dict[str, Any] = {"observedGeneration": meta.get("generation", 0),
                                   "conditions": [condition], "generated": generated}
         if slos is not None:
@@ -426,7 +489,8 @@ class Controller:
         event = {
             "apiVersion": "v1", "kind": "Event",
             "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {"apiVersion": SERVICELEVELS.api_version, "kind": crd.KIND,
+            "involvedObject": {"apiVersion": obj.get("apiVersion", SERVICELEVELS.api_version),
+                               "kind": obj.get("kind", crd.KIND),
                                "name": meta["name"], "namespace": meta["namespace"],
                                "uid": meta.get("uid"),
                                "resourceVersion": meta.get("resourceVersion")},
@@ -625,6 +689,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "release=kube-prometheus-stack (repeatable)")
     group.add_argument("--controller-resync", type=float, default=300.0, metavar="SECONDS",
                        help="re-apply every object this often (default: 300)")
+    group.add_argument("--controller-sloth", action="store_true",
+                       help="also reconcile Sloth PrometheusServiceLevel objects "
+                            "(sloth.slok.dev/v1); reported with Events")
+    group.add_argument("--controller-pyrra", action="store_true",
+                       help="also reconcile Pyrra ServiceLevelObjective objects "
+                            "(pyrra.dev/v1alpha1); reported with Events")
     group.add_argument("--no-leader-election", action="store_true",
                        help="write without holding the Lease (a single replica only)")
     group.add_argument("--lease-namespace", metavar="NS",
@@ -651,6 +721,8 @@ def settings_from_args(args: argparse.Namespace) -> ControllerSettings:
     return ControllerSettings(
         namespaces=tuple(dict.fromkeys(args.controller_namespace)), rule_labels=labels,
         resync_seconds=resync, leader_election=not args.no_leader_election,
+        sloth=bool(getattr(args, "controller_sloth", False)),
+        pyrra=bool(getattr(args, "controller_pyrra", False)),
         lease_name=args.lease_name, lease_namespace=args.lease_namespace,
         lease_duration=duration, renew_deadline=duration * 2 / 3,
         retry_period=max(0.5, duration / 7.5))

@@ -490,3 +490,49 @@ def test_controller_runs_with_exactly_the_chart_rbac(cluster: KubeCluster,
             cluster.request("DELETE", f"/apis/rbac.authorization.k8s.io/v1/namespaces/"
                                       f"{d['metadata']['namespace']}/{kind}/"
                                       f"{d['metadata']['name']}")
+
+
+@pytest.mark.parametrize(("crd_path", "example", "plural", "prefix"), [
+    ("crds/sloth/sloth.slok.dev_prometheusservicelevels.yaml",
+     "peers/sloth/examples/k8s-getting-started.yml",
+     "/apis/sloth.slok.dev/v1/namespaces/{ns}/prometheusservicelevels", "sloth"),
+    ("peers/pyrra/config/crd/bases/pyrra.dev_servicelevelobjectives.yaml",
+     "peers/pyrra/examples/prometheus-operator.yaml",
+     "/apis/pyrra.dev/v1alpha1/namespaces/{ns}/servicelevelobjectives", "pyrra"),
+])
+def test_sloth_and_pyrra_resources(cluster: KubeCluster, tmp_path: Path, crd_path: str,
+                                   example: str, plural: str, prefix: str) -> None:
+    shared = shared_dir()
+    assert shared is not None
+    cluster.kubectl("apply", "--server-side", "-f", str(shared / crd_path))
+    path = plural.format(ns=NS)
+    wait_for("the peer's CRD served", lambda: cluster.request("GET", path)[0] == 200)
+    docs = [d for d in yaml.safe_load_all((shared / example).read_text()) if d]
+    obj = next(d for d in docs if d.get("kind") in ("PrometheusServiceLevel",
+                                                     "ServiceLevelObjective"))
+    obj["metadata"]["namespace"] = NS
+    (tmp_path / "spec").mkdir()
+    (tmp_path / "spec" / "peer.yaml").write_text(yaml.safe_dump(obj))
+    res = subprocess.run([sys.executable, "-m", "sloexporter.cli", "generate",
+                          str(tmp_path / "spec"), "-o", str(tmp_path / "out"), "--format",
+                          "prometheus-operator", "--rule-labels",
+                          "release=kube-prometheus-stack"], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    expected, = [yaml.safe_load(p.read_text()) for p in (tmp_path / "out" / "rules").iterdir()]
+    proc = ControllerProcess(cluster, tmp_path, prefix, extra=(
+        f"--controller-{prefix}", "--no-leader-election"))
+    name = obj["metadata"]["name"]
+    rule_name = f"sloexporter-{prefix}-{name}"
+    try:
+        cluster.api("POST", path, obj)
+        rule = wait_for("the rule", lambda: get(cluster, f"{RULES_PATH}/{rule_name}"))
+        assert rule["spec"] == expected["spec"]
+        assert rule["metadata"]["ownerReferences"][0]["kind"] == obj["kind"]
+        wait_for("a Generated event", lambda: any(
+            e["reason"] == "Generated" and e["involvedObject"]["kind"] == obj["kind"]
+            for e in events(cluster, name)))
+    finally:
+        proc.stop()
+        cluster.request("DELETE", f"{path}/{name}")
+        cluster.delete_collection("monitoring.coreos.com/v1", "prometheusrules", NS)
