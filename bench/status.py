@@ -7,8 +7,9 @@ Prometheus, then measures in the same run:
 - one batched refresh (the service's way): its queries and wall time;
 - the naive baseline: the same numbers read one SLO at a time (four queries per SLO:
   errors, totals, burn windows, alerts), its queries and wall time;
-- the API list (`/api/v1/slos`) over HTTP, warm: p50 and p99 (target p99 < 200 ms);
-- the list page (`/`): p50 and p99 (target < 1 s).
+- the API list (`/api/v1/slos`) over HTTP: the first request after a refresh (which
+  serialises every SLO) and then warm p50 and p99 (target p99 < 200 ms);
+- the list page (`/`): the same (target < 1 s).
 
 The recorded series are written directly (not evaluated from raw data) because the
 benchmark measures the service, not rule evaluation; their names and labels are the
@@ -141,8 +142,10 @@ async def measure(url: str, specs: Path, keys: list[tuple[str, str]], requests: 
         async with aiohttp.ClientSession() as session:
             for path, n, target in (("/api/v1/slos", requests, 0.2), ("/", max(requests // 10, 5),
                                                                      1.0)):
-                async with session.get(f"http://127.0.0.1:{port}{path}") as resp:  # warm-up
+                t = time.perf_counter()  # the first request after a refresh renders
+                async with session.get(f"http://127.0.0.1:{port}{path}") as resp:
                     await resp.read()
+                cold = time.perf_counter() - t
                 times = []
                 for _ in range(n):
                     t = time.perf_counter()
@@ -153,8 +156,9 @@ async def measure(url: str, specs: Path, keys: list[tuple[str, str]], requests: 
                 p50, p99 = statistics.median(times), pct(times, 0.99)
                 verdict = "ok" if p99 < target else "OVER TARGET"
                 print(f"GET {path:<13} {n} requests, {len(body) / 1024:.0f} KiB: "
-                      f"p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms "
-                      f"(target p99 < {target * 1000:.0f} ms: {verdict})", flush=True)
+                      f"first after a refresh {cold * 1000:.1f} ms, then p50 {p50 * 1000:.1f} ms, "
+                      f"p99 {p99 * 1000:.1f} ms (target p99 < {target * 1000:.0f} ms: "
+                      f"{verdict})", flush=True)
     finally:
         await runner.cleanup()
         await svc.client.close()

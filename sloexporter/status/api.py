@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 from aiohttp import web
@@ -11,24 +10,13 @@ from aiohttp import web
 from sloexporter.status.client import PrometheusError
 from sloexporter.status.compute import STATUSES
 from sloexporter.status.platform import read_platform
-from sloexporter.status.service import StatusService
+from sloexporter.status.service import StatusService, clean, json_bytes
 
 SERVICE_KEY: web.AppKey[StatusService] = web.AppKey("status_service", StatusService)
 
 
-def _clean(value: Any) -> Any:
-    """JSON has no NaN or infinity: they become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
-
-
 def json_response(body: dict[str, Any], status: int = 200) -> web.Response:
-    return web.json_response(_clean(body), status=status)
+    return web.json_response(clean(body), status=status)
 
 
 def unavailable(svc: StatusService) -> web.Response | None:
@@ -87,7 +75,7 @@ async def list_slos(request: web.Request) -> web.Response:
     key = ("api", request.query_string)
     slos = snap.rendered.get(key)
     if slos is None:
-        slos = json.dumps(_clean([i for i in snap.items if matches(i, f)])).encode()
+        slos = json_bytes([i for i in snap.items if matches(i, f)])
         snap.rendered[key] = slos
     tail = json.dumps({"computed_at": snap.at, "data_age_seconds": svc.data_age()})
     return web.Response(body=b'{"slos": ' + slos + b", " + tail[1:].encode(),

@@ -9,6 +9,7 @@ counters kept here, never Prometheus.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import time
@@ -119,9 +120,12 @@ class StatusService:
                 self.refreshes["failure"] += 1
                 log.warning("status refresh failed: %s", reason)
             else:
-                items = compute.assemble(raw, self.cfg)
-                self.snapshot = Snapshot(now, items, raw,
-                                         {(i["service"], i["slo"]): i for i in items})
+                # in a thread: 1,000 SLOs take a while, and /metrics must not wait
+                items = await asyncio.to_thread(compute.assemble, raw, self.cfg)
+                snapshot = Snapshot(now, items, raw,
+                                    {(i["service"], i["slo"]): i for i in items})
+                snapshot.rendered[("api", "")] = await asyncio.to_thread(json_bytes, items)
+                self.snapshot = snapshot
                 self.error = None
                 self.refreshes["success"] += 1
             finally:
@@ -249,6 +253,21 @@ class StatusService:
             view["status"] = compute.status_of(view, {}, self.cfg.thresholds.warning_budget)
             out.append(view)
         return out
+
+
+def clean(value: Any) -> Any:
+    """JSON has no NaN or infinity: they become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean(v) for v in value]
+    return value
+
+
+def json_bytes(value: Any) -> bytes:
+    return json.dumps(clean(value)).encode()
 
 
 def _points(series: list[Series]) -> list[tuple[float, float]]:
