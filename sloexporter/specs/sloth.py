@@ -140,8 +140,17 @@ def _tiers(windows: WindowsSpec) -> list[dict[str, Any]]:
     return out
 
 
+#: the last run's documents and their AlertWindows: every Sloth document of a run asks for
+#: the same answer, and scanning all documents for each one is quadratic (1,000 files)
+_windows_of_run: tuple[list[Document], int, dict[int, tuple[Document, WindowsSpec]]] | None = None
+
+
 def _custom_windows(all_docs: list[Document]) -> dict[int, tuple[Document, WindowsSpec]]:
     """AlertWindows of the run by period in seconds; bad ones are reported where they are."""
+    global _windows_of_run
+    cached = _windows_of_run
+    if cached is not None and cached[0] is all_docs and cached[1] == len(all_docs):
+        return cached[2]
     found: dict[int, tuple[Document, WindowsSpec]] = {}
     for doc in all_docs:
         data = doc.data
@@ -152,6 +161,7 @@ def _custom_windows(all_docs: list[Document]) -> dict[int, tuple[Document, Windo
                 found[parse_duration(windows.slo_period)] = (doc, windows)
             except SpecErrors:
                 continue  # load_alert_windows reports it for that document
+    _windows_of_run = (all_docs, len(all_docs), found)
     return found
 
 
