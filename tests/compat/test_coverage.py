@@ -26,7 +26,7 @@ REJECTED: dict[str, tuple[str, str]] = {
     "sloth/examples/plugin-getting-started.yml": (
         "unsupported: SLI plugin getting_started_availability", "SLI plugin (Go code)"),
     "sloth/examples/plugin-k8s-getting-started.yml": (
-        "unknown field 'page_alert'; this format spells it 'pageAlert'",
+        "unknown field 'page_alert'; did you mean 'pageAlert'",
         "snake_case fields in a CRD, which the API server would prune; and an SLI plugin"),
     "sloth/examples/contrib-slo-plugins.yml": (
         "unsupported: SLO plugin sloth.dev/contrib/info_labels/v1", "SLO plugins"),

@@ -312,7 +312,8 @@ def test_openslo_slos_can_use_the_upstream_sli_objects(tmp_path: Path, promtool:
                         "[{op: lt, value: 100, target: 0.99}]")
     services = load_ok(write(tmp_path, "slos.yaml", slos), slis)
     (service,) = services
-    assert [s.sli.kind for s in service.slos] == ["ratio", "events"]
+    # annotator-throughput is a thresholdMetric: the threshold kind (absent data is bad)
+    assert [s.sli.kind for s in service.slos] == ["ratio", "threshold"]
     written = [p for p in write_all(services, tmp_path / "out") if "/rules/" in str(p)]
     proc = subprocess.run([promtool, "check", "rules", *map(str, written)],
                           capture_output=True, text=True, timeout=60)
