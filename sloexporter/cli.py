@@ -288,7 +288,7 @@ def _add_generate(sub: Any) -> None:
                           help="also write promtool unit tests that prove every SLO's "
                                "alerts fire (OUTDIR/tests/SERVICE.test.yaml)")
     generate.add_argument("--rule-labels", action="append", default=[], metavar="K=V[,K=V]",
-                          help="labels on every generated rule and, with --format "
+                          help="labels on every generated alert and, with --format "
                                "prometheus-operator, on each PrometheusRule's metadata, e.g. "
                                "release=kube-prometheus-stack for its rule selector "
                                "(repeatable)")

@@ -90,11 +90,13 @@ def parse_rule_labels(items: list[str], fmt: str) -> dict[str, str]:
 
 
 def _labelled(groups: list[dict[str, Any]], extra: Mapping[str, str]) -> list[dict[str, Any]]:
-    """`groups` with `extra` on every rule; a label the rule already sets keeps its value."""
+    """`groups` with `extra` on every alerting rule; a label the rule already sets keeps
+    its value. Recording rules stay as they are: their series are joined with raw ones
+    (`or ignoring (...)`), which labels added to one side only would break."""
     if not extra:
         return groups
     return [{**group, "rules": [{**rule, "labels": {**extra, **rule.get("labels", {})}}
-                                for rule in group["rules"]]}
+                                if "alert" in rule else rule for rule in group["rules"]]}
             for group in groups]
 
 
