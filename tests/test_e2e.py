@@ -94,8 +94,11 @@ async def alerts(prom: Prometheus, state: str = "firing") -> set[tuple[str, str,
 MUST_HAVE_DATA = ("slo-overview.json", "argocd.json", "backups.json", "certificates.json")
 
 
-async def test_outage_pages_overdue_backup_tickets_healthy_slos_stay_quiet(tmp_path):
-    prometheus = require_tool("prometheus")
+# Prometheus 3 changed range selection (left-open) and classic-histogram `le` handling:
+# the same rules must page, ticket and stay quiet on both majors.
+@pytest.mark.parametrize("binary", ["prometheus", "prometheus3"])
+async def test_outage_pages_overdue_backup_tickets_healthy_slos_stay_quiet(tmp_path, binary):
+    prometheus = require_tool(binary)
     am = Alertmanager(require_tool("prometheus-alertmanager"), tmp_path)
     specs = tmp_path / "slos"
     specs.mkdir()
