@@ -441,23 +441,50 @@ def test_chart_grants_writes_only_with_the_controller_and_only_in_its_namespaces
     assert grants - writes == default | {("Role", ns, "servicelevels", v)
                                          for ns in ("team-a", "team-b")
                                          for v in ("list", "watch")}
+    peers = _verbs(rendered_rbac("sloexporter", {"controller": {
+        **values["controller"], "sloth": True, "pyrra": True}}))
+    assert peers - grants == {("Role", ns, res, v) for ns in ("team-a", "team-b")
+                              for res in ("prometheusservicelevels", "servicelevelobjectives")
+                              for v in ("list", "watch")}
+
+
+
+@contextlib.contextmanager
+def chart_controller_rbac(cluster: KubeCluster, tmp_path: Path, **controller: object
+                          ) -> Iterator[list[dict]]:
+    """Apply the controller's Roles and RoleBindings exactly as the chart renders them
+    (release `sloexporter`: its ServiceAccount is the harness's `exporter` user); remove
+    them afterwards."""
+    from tests.kube_real import rendered_rbac
+    docs = [d for d in rendered_rbac("sloexporter", {"controller": {
+        "enabled": True, "namespaces": [NS], **controller}}) if d["metadata"]["name"]
+        .startswith("sloexporter-controller")]
+    path = tmp_path / "controller-rbac.yaml"
+    path.write_text(yaml.safe_dump_all(docs))
+    cluster.kubectl("apply", "--server-side", "-f", str(path))
+    try:
+        yield docs
+    finally:
+        for d in docs:
+            kind = "roles" if d["kind"] == "Role" else "rolebindings"
+            cluster.request("DELETE", f"/apis/rbac.authorization.k8s.io/v1/namespaces/"
+                                      f"{d['metadata']['namespace']}/{kind}/"
+                                      f"{d['metadata']['name']}")
 
 
 def test_controller_runs_with_exactly_the_chart_rbac(cluster: KubeCluster,
                                                       tmp_path: Path) -> None:
-    from tests.kube_real import NAMESPACE, rendered_rbac
-    # release `sloexporter` in namespace `sloexporter`: its ServiceAccount is the
-    # harness's `exporter` user; only the controller's Roles are added for this test
-    docs = [d for d in rendered_rbac("sloexporter", {"controller": {
-        "enabled": True, "namespaces": [NS]}}) if d["metadata"]["name"].startswith(
-        "sloexporter-controller")]
-    assert {d["kind"] for d in docs} == {"Role", "RoleBinding"}
-    path = tmp_path / "controller-rbac.yaml"
-    path.write_text(yaml.safe_dump_all(docs))
-    cluster.kubectl("apply", "--server-side", "-f", str(path))
-    cluster.api("DELETE", f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/"
+    from tests.kube_real import NAMESPACE
+    with chart_controller_rbac(cluster, tmp_path) as docs:
+        assert {d["kind"] for d in docs} == {"Role", "RoleBinding"}
+        _reconcile_as_the_chart_service_account(cluster, tmp_path, NAMESPACE)
+
+
+def _reconcile_as_the_chart_service_account(cluster: KubeCluster, tmp_path: Path,
+                                            lease_ns: str) -> None:
+    cluster.api("DELETE", f"/apis/coordination.k8s.io/v1/namespaces/{lease_ns}/leases/"
                           "sloexporter-controller", ok=(200, 404))
-    sa = f"system:serviceaccount:{NAMESPACE}:sloexporter"
+    sa = f"system:serviceaccount:{lease_ns}:sloexporter"
     assert cluster.kubectl("auth", "can-i", "patch", "prometheusrules", "-n", NS,
                            "--as", sa).strip() == "yes"
     res = subprocess.run([tool("kubectl"), "--kubeconfig", str(cluster.kubeconfig()), "auth",
@@ -465,7 +492,7 @@ def test_controller_runs_with_exactly_the_chart_rbac(cluster: KubeCluster,
                          capture_output=True, text=True, timeout=60)
     assert res.stdout.strip() == "no"
     proc = ControllerProcess(cluster, tmp_path, "rbac", user="exporter", extra=(
-        "--lease-namespace", NAMESPACE))
+        "--lease-namespace", lease_ns))
     try:
         wait_for("leading under the chart's Lease Role", lambda: proc.leader() == 1)
         obj = native_to_object(EXAMPLE, "rbac", NS)
@@ -485,11 +512,6 @@ def test_controller_runs_with_exactly_the_chart_rbac(cluster: KubeCluster,
         proc.stop()
         cluster.request("DELETE", f"{SL_PATH}/rbac")
         cluster.delete_collection("monitoring.coreos.com/v1", "prometheusrules", NS)
-        for d in docs:
-            kind = "roles" if d["kind"] == "Role" else "rolebindings"
-            cluster.request("DELETE", f"/apis/rbac.authorization.k8s.io/v1/namespaces/"
-                                      f"{d['metadata']['namespace']}/{kind}/"
-                                      f"{d['metadata']['name']}")
 
 
 @pytest.mark.parametrize(("crd_path", "example", "plural", "prefix"), [
@@ -520,7 +542,14 @@ def test_sloth_and_pyrra_resources(cluster: KubeCluster, tmp_path: Path, crd_pat
                          timeout=120)
     assert res.returncode == 0, res.stderr
     expected, = [yaml.safe_load(p.read_text()) for p in (tmp_path / "out" / "rules").iterdir()]
-    proc = ControllerProcess(cluster, tmp_path, prefix, extra=(
+    # as the chart's ServiceAccount, with the Roles `controller.<prefix>: true` renders
+    with chart_controller_rbac(cluster, tmp_path, **{prefix: True}):
+        _reconcile_peer(cluster, tmp_path, obj, path, prefix, expected)
+
+
+def _reconcile_peer(cluster: KubeCluster, tmp_path: Path, obj: dict, path: str, prefix: str,
+                    expected: dict) -> None:
+    proc = ControllerProcess(cluster, tmp_path, prefix, user="exporter", extra=(
         f"--controller-{prefix}", "--no-leader-election"))
     name = obj["metadata"]["name"]
     rule_name = f"sloexporter-{prefix}-{name}"
@@ -532,6 +561,7 @@ def test_sloth_and_pyrra_resources(cluster: KubeCluster, tmp_path: Path, crd_pat
         wait_for("a Generated event", lambda: any(
             e["reason"] == "Generated" and e["involvedObject"]["kind"] == obj["kind"]
             for e in events(cluster, name)))
+        assert "forbidden" not in proc.log.read_text().lower()
     finally:
         proc.stop()
         cluster.request("DELETE", f"{path}/{name}")

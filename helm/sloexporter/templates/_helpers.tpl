@@ -123,5 +123,11 @@ builds the exporter from the rendered config and compares.
 - --lease-namespace={{ $.Release.Namespace }}
 - --lease-name={{ include "sloexporter.fullname" $ }}-controller
 - --lease-duration={{ .leaseDuration }}
+{{- if .sloth }}
+- --controller-sloth
+{{- end }}
+{{- if .pyrra }}
+- --controller-pyrra
+{{- end }}
 {{- end }}{{ end }}
 {{- end -}}
