@@ -205,13 +205,22 @@ def grouping(slo: SLO) -> tuple[str, ...]:
     return query_grouping(sli.total) if sli.total is not None else ()
 
 
+def clear_caches() -> None:
+    _query_labels.cache_clear()
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _query_labels(query: str) -> tuple[str, ...] | None:
+    """`_output_labels` of a user's query, parsed once however many rules embed it."""
+    try:
+        return _output_labels(promql_parser.parse(substitute_window(query, 300)))
+    except ValueError:
+        return None
+
+
 def aggregate_to(query: str, group: tuple[str, ...]) -> str:
     """`query` summed to `group`, or as is when it already has exactly those labels."""
-    try:
-        labels = _output_labels(promql_parser.parse(substitute_window(query, 300)))
-    except ValueError:
-        labels = None
-    if labels == group:
+    if _query_labels(query) == group:
         return query
     return f"sum by ({', '.join(group)}) ({query})" if group else f"sum({query})"
 

@@ -175,6 +175,15 @@ def group_name(slo: SLO, part: str) -> str:
 
 
 def slo_groups(slo: SLO) -> list[dict[str, Any]]:
+    """The SLO's rule groups, built once per SLO: `validate` checks them and `generate`
+    then writes the same ones (callers copy before changing them)."""
+    cached = slo.__dict__.get("_rule_groups")  # an SLO is frozen; cached like `tiers`
+    if cached is None:
+        cached = slo.__dict__["_rule_groups"] = _build_groups(slo)
+    return list(cached)
+
+
+def _build_groups(slo: SLO) -> list[dict[str, Any]]:
     alerts = [alert_rule(slo, tier) for tier in slo.tiers]
     if slo.sli.ratio is None:
         alerts.append(signal_missing_alert(slo))

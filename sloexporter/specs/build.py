@@ -15,7 +15,7 @@ from decimal import Decimal
 import promql_parser
 from pydantic import BaseModel, ValidationError
 
-from sloexporter import gotemplate, rules
+from sloexporter import gotemplate, promql, rules
 from sloexporter.model import (
     SLO,
     Alerting,
@@ -65,6 +65,7 @@ def clear_caches() -> None:
     repeatedly and must not time a warm cache)."""
     gotemplate.check.cache_clear()
     promcheck.clear_cache()
+    promql.clear_caches()
 
 
 QUERY_FIELDS: dict[type, tuple[str, ...]] = {

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
+from typing import Any
+
 from sloexporter.specs import Format, register
 from sloexporter.specs.build import load_native
 from sloexporter.specs.native import API_VERSION, KIND
-from sloexporter.specs.openslo import is_openslo, load_openslo
-from sloexporter.specs.pyrra import is_pyrra, load_pyrra
-from sloexporter.specs.sloth import is_sloth, load_sloth
 
 
 def _is_native(data: object) -> bool:
@@ -15,7 +16,17 @@ def _is_native(data: object) -> bool:
         and data.get("kind") == KIND
 
 
+def _lazy(module: str, name: str) -> Callable[..., Any]:
+    """`module.name`, imported on first call: a format's pydantic models take a noticeable
+    part of start-up, so a run pays only for the formats its documents need (detection
+    stops at the first format that matches)."""
+    def call(*args: Any) -> Any:
+        return getattr(importlib.import_module(f"sloexporter.specs.{module}"), name)(*args)
+    return call
+
+
 register(Format("native", _is_native, load_native))
-register(Format("sloth", is_sloth, load_sloth))
-register(Format("pyrra", is_pyrra, load_pyrra))
-register(Format("openslo", is_openslo, load_openslo))
+register(Format("sloth", _lazy("sloth", "is_sloth"), _lazy("sloth", "load_sloth")))
+register(Format("pyrra", _lazy("pyrra", "is_pyrra"), _lazy("pyrra", "load_pyrra")))
+register(Format("openslo", _lazy("openslo_objects", "is_openslo"),
+                _lazy("openslo", "load_openslo")))
