@@ -8,6 +8,7 @@ them, and for hand-written queries they are derived from the queries' selectors.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import re
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from fractions import Fraction
+from re import _parser as re_parser
 from typing import Any, Literal
 
 import promql_parser
@@ -68,12 +70,58 @@ def _matches(op: str, pattern: str, value: str) -> bool:
 
 
 def _candidates(matchers: list[Matcher]) -> list[str]:
-    """Equality values first, then common label values, then literal regex alternatives."""
+    """Equality values first, then common label values, then literal regex alternatives,
+    then the shortest string each regex matches (`le=~"\\+?(?:0*\\.50*|...)"` -> `.5`,
+    tried as the number client libraries write first: `0.5`)."""
     values = [m[2] for m in matchers if m[1] == "="] + list(_POOL)
-    for _, op, pattern in matchers:
+    for label, op, pattern in matchers:
         if op in ("=~", "!~"):
             values += [p.strip("^$()") for p in pattern.split("|")]
+            example = _regex_example(pattern)
+            if example is not None:
+                if label == "le":
+                    with contextlib.suppress(ValueError):
+                        values.append(repr(float(example)))
+                values.append(example)
     return values
+
+
+def _regex_example(pattern: str) -> str | None:
+    """The shortest string matching `pattern` along its first alternatives, or None."""
+    try:
+        parsed = re_parser.parse(pattern)
+    except (re.error, RecursionError, OverflowError):
+        return None
+
+    def walk(items: Any) -> str:
+        out = []
+        for op, arg in items:
+            name = str(op)
+            if name == "LITERAL":
+                out.append(chr(arg))
+            elif name == "IN":
+                first = next((a for o, a in arg if str(o) in ("LITERAL", "RANGE")), None)
+                if first is None:
+                    raise ValueError(pattern)
+                out.append(chr(first if isinstance(first, int) else first[0]))
+            elif name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
+                low, _, sub = arg
+                out.append(walk(sub) * low)
+            elif name == "SUBPATTERN":
+                out.append(walk(arg[-1]))
+            elif name == "BRANCH":
+                out.append(walk(arg[1][0]))
+            elif name == "ANY":
+                out.append("x")
+            elif name != "AT":
+                raise ValueError(pattern)
+        return "".join(out)
+
+    try:
+        example = walk(parsed)
+    except (ValueError, TypeError, IndexError):
+        return None
+    return example if re.fullmatch(pattern, example) else None
 
 
 def _pick(matchers: list[Matcher]) -> str | None:
