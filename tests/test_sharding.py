@@ -300,7 +300,7 @@ async def test_generated_slo_queries_give_the_same_result_for_one_or_three_shard
                 if "sloexporter_" not in rule["expr"]:
                     continue
                 tests.append(same_on_both(rule["expr"]))
-    assert len(tests) > 20
+    assert len(tests) > 10  # each raw query is read once (5m), by one rule per SLO
     out = promtool_test(promtool, tmp_path, series, tests)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     # the control: a per-pod query differs between the copies, and the check sees it
