@@ -108,6 +108,40 @@ def test_unknown_keys_in_alertmanager_settings_and_foreign_formats(tmp_path):
     assert any("did you mean 'objective'?" in e for e in errors), errors
 
 
+
+@pytest.mark.parametrize("module", ["sloth", "pyrra", "openslo"])
+def test_every_foreign_field_in_the_other_spelling_is_named_in_the_format_s_spelling(module):
+    """`errorQuery` in a snake_case schema, `error_query` in a camelCase one: the hint names
+    the field as this format spells it, for every field of every foreign schema."""
+    import importlib
+
+    from pydantic.alias_generators import to_camel
+
+    from sloexporter.specs.errors import Document, SpecErrors
+    from sloexporter.specs.foreign import Foreign, validate
+
+    models = [m for m in vars(importlib.import_module(f"sloexporter.specs.{module}")).values()
+              if isinstance(m, type) and issubclass(m, Foreign) and m is not Foreign]
+    assert models
+    checked = 0
+    for model in models:
+        for by_alias in (True, False):
+            for name, info in model.model_fields.items():
+                spelled = (info.alias or name) if by_alias else name
+                other = re.sub(r"(?<!^)([A-Z])", r"_\1", spelled).lower() if by_alias \
+                    else to_camel(spelled)
+                if other == spelled:
+                    continue
+                with pytest.raises(SpecErrors) as info_:
+                    validate(Document("f.yaml", {other: 1}), model, {other: 1},
+                             by_alias=by_alias)
+                messages = [e.message for e in info_.value.errors]
+                assert f"unknown field {other!r}; did you mean {spelled!r}?" in messages, \
+                    (model.__name__, messages)
+                checked += 1
+    assert checked
+
+
 # (mistake, text, replacement, the tool's own words expected)
 WORDING = [
     ("percent sign", "objective: 99.9", "objective: 99.9%",

@@ -8,13 +8,10 @@ and any error is reported at the ORIGINAL file's path and line.
 
 from __future__ import annotations
 
-import re
-from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
-from pydantic.alias_generators import to_camel
 
 from sloexporter.model import Service
 from sloexporter.specs.build import build_service, check_native
@@ -104,20 +101,7 @@ def validate(doc: Document, model: type[BaseModel], data: Any, prefix: Path = ()
     try:
         return model.model_validate(data, by_alias=by_alias, by_name=not by_alias)
     except ValidationError as exc:
-        errors = doc.errors_from_validation(exc, prefix, model, by_alias)
-        raise SpecErrors([_spelling_hint(e, by_alias) for e in errors]) from None
-
-
-def _spelling_hint(err: SpecError, camel: bool) -> SpecError:
-    """Point out `page_alert` in a camelCase format and `pageAlert` in a snake_case one."""
-    match = re.fullmatch(r"unknown field '(\w+)'", err.message)
-    if not match:
-        return err
-    name = match.group(1)
-    other = to_camel(name) if camel else re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
-    if other == name:
-        return err
-    return replace(err, message=f"{err.message}; this format spells it {other!r}")
+        raise SpecErrors(doc.errors_from_validation(exc, prefix, model, by_alias)) from None
 
 
 def percent(ratio: Decimal) -> Decimal:
