@@ -8,6 +8,7 @@ the same object added after start killed the reload task silently.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -79,3 +80,26 @@ def test_hostile_objects_at_start_and_after_are_skipped_and_counted(tmp_path: Pa
         assert server.proc.poll() is None
     finally:
         server.stop()
+
+
+def test_a_manifest_file_absent_huge_not_utf8_or_with_a_key_twice_is_one_reason(tmp_path: Path):
+    """Each bad file is one Rejected with its skip-counter reason, never a crash."""
+    import pytest
+
+    from sloexporter.sources.manifests import MAX_FILE_BYTES, Rejected, parse_file, read_objects
+
+    huge = tmp_path / "huge.yaml"
+    with huge.open("wb") as fh:  # sparse: over the limit without writing 64 MiB
+        fh.truncate(MAX_FILE_BYTES + 1)
+    (tmp_path / "latin1.yaml").write_bytes(b"kind: ConfigMap\nname: caf\xe9\n")
+    (tmp_path / "twice.yaml").write_text("kind: ConfigMap\nkind: Secret\n")
+    (tmp_path / "good.yaml").write_text(yaml.safe_dump(
+        {"apiVersion": "v1", "kind": "List", "items": [GOOD_APP, CRON]}))
+    cases = {"huge.yaml": "too_large", "latin1.yaml": "unreadable",
+             "twice.yaml": "unparsable_yaml", "absent.yaml": "unreadable"}
+    for name, reason in cases.items():
+        with pytest.raises(Rejected) as info:
+            parse_file(tmp_path / name, datetime.now(UTC))
+        assert info.value.reason == reason, (name, info.value)
+    objects, bad = read_objects(tmp_path)
+    assert [o["metadata"]["name"] for o in objects] == ["good", "dump"] and bad == 3

@@ -74,12 +74,13 @@ def resolve_times(value: Any, now: datetime) -> Any:
 def parse_file(path: Path, now: datetime) -> list[dict[str, Any]]:
     """The objects of one file (List kinds unpacked); Rejected when it cannot be used."""
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise Rejected("too_large", f"{size} bytes, over the {MAX_FILE_BYTES} byte limit")
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        # bounded read: a file that grows past the limit after a stat is still refused
+        text = yamlsafe.read_text(path, limits=LIMITS)
+    except OSError as exc:
         raise Rejected("unreadable", str(exc)[:200]) from None
+    except yamlsafe.YAMLProblem as exc:  # too large, or not UTF-8 text
+        reason = "too_large" if exc.kind == "too_large" else "unreadable"
+        raise Rejected(reason, exc.message[:200]) from None
     try:
         docs = [d.data for d in yamlsafe.load_all(text, str(path), limits=LIMITS, lines=False)]
     except yamlsafe.YAMLProblem as exc:
