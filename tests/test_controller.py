@@ -19,7 +19,15 @@ import pytest
 import yaml
 
 from sloexporter.controller import FIELD_MANAGER, build
-from tests.kube_real import KubeCluster, _spawn, _stop, shared_dir, tool
+from tests.kube_real import (
+    NAMESPACE,
+    KubeCluster,
+    _spawn,
+    _stop,
+    rendered_rbac,
+    shared_dir,
+    tool,
+)
 from tests.test_crd import install_crd, native_to_object
 from tests.tools import ROOT, free_port
 
@@ -421,7 +429,6 @@ def _verbs(docs: list[dict[str, Any]]) -> set[tuple[str, str, str, str]]:
 
 
 def test_chart_grants_writes_only_with_the_controller_and_only_in_its_namespaces():
-    from tests.kube_real import rendered_rbac
     if tool("helm") is None:
         from tests.tools import require_tool
         require_tool("helm")
@@ -448,14 +455,12 @@ def test_chart_grants_writes_only_with_the_controller_and_only_in_its_namespaces
                               for v in ("list", "watch")}
 
 
-
 @contextlib.contextmanager
 def chart_controller_rbac(cluster: KubeCluster, tmp_path: Path, **controller: object
                           ) -> Iterator[list[dict]]:
     """Apply the controller's Roles and RoleBindings exactly as the chart renders them
     (release `sloexporter`: its ServiceAccount is the harness's `exporter` user); remove
     them afterwards."""
-    from tests.kube_real import rendered_rbac
     docs = [d for d in rendered_rbac("sloexporter", {"controller": {
         "enabled": True, "namespaces": [NS], **controller}}) if d["metadata"]["name"]
         .startswith("sloexporter-controller")]
@@ -474,44 +479,38 @@ def chart_controller_rbac(cluster: KubeCluster, tmp_path: Path, **controller: ob
 
 def test_controller_runs_with_exactly_the_chart_rbac(cluster: KubeCluster,
                                                       tmp_path: Path) -> None:
-    from tests.kube_real import NAMESPACE
     with chart_controller_rbac(cluster, tmp_path) as docs:
         assert {d["kind"] for d in docs} == {"Role", "RoleBinding"}
-        _reconcile_as_the_chart_service_account(cluster, tmp_path, NAMESPACE)
-
-
-def _reconcile_as_the_chart_service_account(cluster: KubeCluster, tmp_path: Path,
-                                            lease_ns: str) -> None:
-    cluster.api("DELETE", f"/apis/coordination.k8s.io/v1/namespaces/{lease_ns}/leases/"
-                          "sloexporter-controller", ok=(200, 404))
-    sa = f"system:serviceaccount:{lease_ns}:sloexporter"
-    assert cluster.kubectl("auth", "can-i", "patch", "prometheusrules", "-n", NS,
-                           "--as", sa).strip() == "yes"
-    res = subprocess.run([tool("kubectl"), "--kubeconfig", str(cluster.kubeconfig()), "auth",
-                          "can-i", "patch", "prometheusrules", "-n", "team-a", "--as", sa],
-                         capture_output=True, text=True, timeout=60)
-    assert res.stdout.strip() == "no"
-    proc = ControllerProcess(cluster, tmp_path, "rbac", user="exporter", extra=(
-        "--lease-namespace", lease_ns))
-    try:
-        wait_for("leading under the chart's Lease Role", lambda: proc.leader() == 1)
-        obj = native_to_object(EXAMPLE, "rbac", NS)
-        cluster.api("POST", SL_PATH, obj)
-        assert wait_for("Ready", lambda: ready(cluster, "rbac", 1))["status"] == "True"
-        assert get(cluster, f"{RULES_PATH}/sloexporter-checkout") is not None
-        wait_for("its event", lambda: any(e["reason"] == "Generated"
-                                          for e in events(cluster, "rbac")))
-        cluster.api("PATCH", f"{SL_PATH}/rbac", {"spec": {"slos": []}},
-                    content_type="application/merge-patch+json", ok=(422,))
-        cluster.api("PATCH", f"{SL_PATH}/rbac", {"spec": {"service": "Bad Name"}},
-                    content_type="application/merge-patch+json")
-        cond = wait_for("Ready=False", lambda: ready(cluster, "rbac", 2))
-        assert cond["reason"] == "InvalidSpec" and "spec.service:" in cond["message"]
-        assert "forbidden" not in proc.log.read_text().lower()
-    finally:
-        proc.stop()
-        cluster.request("DELETE", f"{SL_PATH}/rbac")
-        cluster.delete_collection("monitoring.coreos.com/v1", "prometheusrules", NS)
+        cluster.api("DELETE", f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/"
+                              "sloexporter-controller", ok=(200, 404))
+        sa = f"system:serviceaccount:{NAMESPACE}:sloexporter"
+        assert cluster.kubectl("auth", "can-i", "patch", "prometheusrules", "-n", NS,
+                               "--as", sa).strip() == "yes"
+        res = subprocess.run([tool("kubectl"), "--kubeconfig", str(cluster.kubeconfig()),
+                              "auth", "can-i", "patch", "prometheusrules", "-n", "team-a",
+                              "--as", sa], capture_output=True, text=True, timeout=60)
+        assert res.stdout.strip() == "no"
+        proc = ControllerProcess(cluster, tmp_path, "rbac", user="exporter", extra=(
+            "--lease-namespace", NAMESPACE))
+        try:
+            wait_for("leading under the chart's Lease Role", lambda: proc.leader() == 1)
+            obj = native_to_object(EXAMPLE, "rbac", NS)
+            cluster.api("POST", SL_PATH, obj)
+            assert wait_for("Ready", lambda: ready(cluster, "rbac", 1))["status"] == "True"
+            assert get(cluster, f"{RULES_PATH}/sloexporter-checkout") is not None
+            wait_for("its event", lambda: any(e["reason"] == "Generated"
+                                              for e in events(cluster, "rbac")))
+            cluster.api("PATCH", f"{SL_PATH}/rbac", {"spec": {"slos": []}},
+                        content_type="application/merge-patch+json", ok=(422,))
+            cluster.api("PATCH", f"{SL_PATH}/rbac", {"spec": {"service": "Bad Name"}},
+                        content_type="application/merge-patch+json")
+            cond = wait_for("Ready=False", lambda: ready(cluster, "rbac", 2))
+            assert cond["reason"] == "InvalidSpec" and "spec.service:" in cond["message"]
+            assert "forbidden" not in proc.log.read_text().lower()
+        finally:
+            proc.stop()
+            cluster.request("DELETE", f"{SL_PATH}/rbac")
+            cluster.delete_collection("monitoring.coreos.com/v1", "prometheusrules", NS)
 
 
 @pytest.mark.parametrize(("crd_path", "example", "plural", "prefix"), [
@@ -544,25 +543,20 @@ def test_sloth_and_pyrra_resources(cluster: KubeCluster, tmp_path: Path, crd_pat
     expected, = [yaml.safe_load(p.read_text()) for p in (tmp_path / "out" / "rules").iterdir()]
     # as the chart's ServiceAccount, with the Roles `controller.<prefix>: true` renders
     with chart_controller_rbac(cluster, tmp_path, **{prefix: True}):
-        _reconcile_peer(cluster, tmp_path, obj, path, prefix, expected)
-
-
-def _reconcile_peer(cluster: KubeCluster, tmp_path: Path, obj: dict, path: str, prefix: str,
-                    expected: dict) -> None:
-    proc = ControllerProcess(cluster, tmp_path, prefix, user="exporter", extra=(
-        f"--controller-{prefix}", "--no-leader-election"))
-    name = obj["metadata"]["name"]
-    rule_name = f"sloexporter-{prefix}-{name}"
-    try:
-        cluster.api("POST", path, obj)
-        rule = wait_for("the rule", lambda: get(cluster, f"{RULES_PATH}/{rule_name}"))
-        assert rule["spec"] == expected["spec"]
-        assert rule["metadata"]["ownerReferences"][0]["kind"] == obj["kind"]
-        wait_for("a Generated event", lambda: any(
-            e["reason"] == "Generated" and e["involvedObject"]["kind"] == obj["kind"]
-            for e in events(cluster, name)))
-        assert "forbidden" not in proc.log.read_text().lower()
-    finally:
-        proc.stop()
-        cluster.request("DELETE", f"{path}/{name}")
-        cluster.delete_collection("monitoring.coreos.com/v1", "prometheusrules", NS)
+        proc = ControllerProcess(cluster, tmp_path, prefix, user="exporter", extra=(
+            f"--controller-{prefix}", "--no-leader-election"))
+        name = obj["metadata"]["name"]
+        rule_name = f"sloexporter-{prefix}-{name}"
+        try:
+            cluster.api("POST", path, obj)
+            rule = wait_for("the rule", lambda: get(cluster, f"{RULES_PATH}/{rule_name}"))
+            assert rule["spec"] == expected["spec"]
+            assert rule["metadata"]["ownerReferences"][0]["kind"] == obj["kind"]
+            wait_for("a Generated event", lambda: any(
+                e["reason"] == "Generated" and e["involvedObject"]["kind"] == obj["kind"]
+                for e in events(cluster, name)))
+            assert "forbidden" not in proc.log.read_text().lower()
+        finally:
+            proc.stop()
+            cluster.request("DELETE", f"{path}/{name}")
+            cluster.delete_collection("monitoring.coreos.com/v1", "prometheusrules", NS)
