@@ -244,6 +244,7 @@ class Controller:
         self.informers: list[Informer] = []
         self._done: dict[str, Any] = {}  # peers' kinds: key -> generation reconciled
         self._reported: dict[str, tuple[str, str, str]] = {}  # peers' kinds: last event
+        self._built: dict[str, tuple[tuple[Any, ...], Outcome]] = {}  # key -> last build
         self.leader: LeaderElector | None = None
         self.is_leader = not settings.leader_election
 
@@ -262,17 +263,14 @@ class Controller:
         if resource != SERVICELEVELS:
             # a peer's kind: its status is not ours, so our memory says what was done
             if event == "DELETED":
-                self.objects.pop(key, None)
-                self.conditions.pop(key, None)
-                self._done.pop(key, None)
+                self._forget(key)
                 return
             self.objects[key] = obj
             if event == "ADDED" or self._done.get(key) != obj["metadata"].get("generation"):
                 self.enqueue(key)
             return
         if event == "DELETED":
-            self.objects.pop(key, None)
-            self.conditions.pop(key, None)
+            self._forget(key)
             return  # the rule goes with it: ownerReferences and the garbage collector
         self.objects[key] = obj
         status = obj.get("status") or {}
@@ -295,8 +293,12 @@ class Controller:
             return not scope or rest.startswith(scope + "/")
 
         for key in [k for k in self.objects if k not in seen and mine(k)]:
-            self.objects.pop(key, None)
-            self.conditions.pop(key, None)
+            self._forget(key)
+
+    def _forget(self, key: str) -> None:
+        """Drop what we remember of an object that is gone."""
+        for memory in (self.objects, self.conditions, self._done, self._built):
+            memory.pop(key, None)
 
     def enqueue(self, key: str) -> None:
         if key not in self._queued:
@@ -372,7 +374,7 @@ class Controller:
         ns, generation = meta["namespace"], meta.get("generation", 0)
         status = obj.get("status") or {}
         previous = _ready(status)
-        outcome = build(obj, self.settings.rule_labels)
+        outcome = self._build(obj)
         generated = status.get("generated") or []
         if outcome.errors:
             message = "; ".join(outcome.errors)
@@ -413,6 +415,23 @@ class Controller:
                 f"PrometheusRule {rule_name} with {slos} SLOs", generation, previous)
         await self._write_status(obj, condition, generated, slos, previous)
         return result
+
+    def _build(self, obj: dict[str, Any]) -> Outcome:
+        """build(), run once per version of an object: the resync and a re-list re-apply
+        the rule of an unchanged object without running the whole pipeline again."""
+        meta = obj["metadata"]
+        # ServiceLevels has a status subresource, and build() reads only its spec, so its
+        # generation says when the output can change; the peers' kinds are read whole
+        # (Pyrra's labels are in its metadata), so any change counts.
+        version = (meta.get("uid"), meta.get("generation") if obj.get("kind") == crd.KIND
+                   else meta.get("resourceVersion"))
+        key = self.key_of(obj)
+        cached = self._built.get(key)
+        if cached is not None and cached[0] == version and None not in version:
+            return cached[1]
+        outcome = build(obj, self.settings.rule_labels)
+        self._built[key] = (version, outcome)
+        return outcome
 
     async def _other_owner(self, ns: str, name: str, uid: str | None) -> str | None:
         """The controller of an existing rule `name` when it is not the object `uid`."""
