@@ -67,6 +67,10 @@ BUCKET_TARGET = 64
 MIN_BUCKETS = 16
 
 
+_LEN_BITS = 32
+_LEN_MASK = (1 << _LEN_BITS) - 1
+
+
 class _FamilyLines:
     """One family's lines: key -> bytes, spread over buckets, each cached as one chunk.
 
@@ -74,46 +78,74 @@ class _FamilyLines:
     out the same bytes objects for the others, so a scrape of 100,000 objects under
     churn joins a few thousand chunks instead of half a million lines, and the gzip
     cache (server side) recompresses only the chunks that changed.
+
+    Each line is kept once: a joined key holds only where its line sits in its bucket's
+    chunk (start << 32 | length); a key changed since the last join holds its new bytes
+    until the next join. Keeping the bytes per key as well would double the memory of
+    the rendered exposition.
     """
 
-    __slots__ = ("buckets", "chunks", "mask", "size")
+    __slots__ = ("buckets", "chunks", "dirty", "mask", "size")
 
     def __init__(self, buckets: int) -> None:
         self.mask = buckets - 1
-        self.buckets: list[dict[str, bytes]] = [{} for _ in range(buckets)]
-        self.chunks: list[bytes | None] = [b""] * buckets
+        self.buckets: list[dict[str, bytes | int]] = [{} for _ in range(buckets)]
+        self.chunks: list[bytes] = [b""] * buckets
+        self.dirty = [False] * buckets
         self.size = 0
+
+    def _line(self, i: int, held: bytes | int) -> bytes:
+        if isinstance(held, bytes):
+            return held
+        start = held >> _LEN_BITS
+        return self.chunks[i][start:start + (held & _LEN_MASK)]
 
     def set(self, key: str, line: bytes) -> None:
         i = hash(key) & self.mask
         bucket = self.buckets[i]
         old = bucket.get(key)
-        if old == line:
-            return  # an unchanged object (a re-list, a status-only update) costs nothing
         if old is None:
             self.size += 1
+        elif self._line(i, old) == line:
+            return  # an unchanged object (a re-list, a status-only update) costs nothing
         bucket[key] = line
-        self.chunks[i] = None
+        self.dirty[i] = True
 
     def pop(self, key: str) -> None:
         i = hash(key) & self.mask
         if self.buckets[i].pop(key, None) is not None:
             self.size -= 1
-            self.chunks[i] = None
+            self.dirty[i] = True
+
+    def _join(self, i: int) -> bytes:
+        bucket, old = self.buckets[i], self.chunks[i]
+        parts, pos = [], 0
+        for key, held in bucket.items():  # rebinding values keeps the dict's size
+            if isinstance(held, bytes):
+                line = held
+            else:
+                start = held >> _LEN_BITS
+                line = old[start:start + (held & _LEN_MASK)]
+            bucket[key] = pos << _LEN_BITS | len(line)
+            parts.append(line)
+            pos += len(line)
+        chunk = self.chunks[i] = b"".join(parts)
+        self.dirty[i] = False
+        return chunk
 
     def render(self) -> list[bytes]:
         out = []
-        chunks, buckets = self.chunks, self.buckets
-        for i, chunk in enumerate(chunks):
-            if chunk is None:
-                chunk = chunks[i] = b"".join(buckets[i].values())
+        for i, chunk in enumerate(self.chunks):
+            if self.dirty[i]:
+                chunk = self._join(i)
             if chunk:
                 out.append(chunk)
         return out
 
     def items(self) -> Iterable[tuple[str, bytes]]:
-        for bucket in self.buckets:
-            yield from bucket.items()
+        for i, bucket in enumerate(self.buckets):
+            for key, held in bucket.items():
+                yield key, self._line(i, held)
 
 
 @dataclass
