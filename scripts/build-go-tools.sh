@@ -32,8 +32,6 @@ how_to_get_go() {
   say "  export PATH=/usr/local/go/bin:\$PATH"
   say "then run scripts/install-tools.sh again (https://go.dev/doc/install)."
 }
-# scripts/install-tools.sh puts Go here when the machine has none new enough
-[ -x "$PWD/.tools/go/bin/go" ] && PATH="$PWD/.tools/go/bin:$PATH"
 if ! command -v go >/dev/null; then
   say "Go is not on PATH, so sloth, promtool 3, prometheus 3, kube-apiserver, etcd,"
   say "kube-controller-manager, victoria-metrics and vmalert cannot be built; the tests"
