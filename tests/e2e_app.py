@@ -135,13 +135,15 @@ class Prometheus:
         self.session: aiohttp.ClientSession | None = None
 
     def write_config(self, scrape: dict[str, str], rule_files: list[Path],
-                     alertmanager: str) -> Path:
+                     alertmanager: str, honor_labels: frozenset[str] = frozenset()) -> Path:
+        """prometheus.yml; the jobs in `honor_labels` keep their targets' own labels."""
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s",
                        "scrape_timeout": "1s"},
             "rule_files": [str(p) for p in rule_files],
             "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]},
-            "scrape_configs": [{"job_name": job, "static_configs": [{"targets": [target]}]}
+            "scrape_configs": [{"job_name": job, "honor_labels": job in honor_labels,
+                                "static_configs": [{"targets": [target]}]}
                                for job, target in scrape.items()],
         }
         path = self.workdir / "prometheus.yml"

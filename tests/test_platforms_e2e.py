@@ -50,6 +50,7 @@ PLATFORMS = ROOT / "examples" / "platforms"
 #: SLI kinds whose SLOs are measured (a ratio of 0) as soon as their signals are scraped
 MEASURED_KINDS = {"threshold", "probe", "backup", "certificate", "argocd"}
 DEADLINE = 90.0
+STAND_IN = frozenset({"stand-in"})
 
 
 @dataclass
@@ -142,36 +143,20 @@ async def platform(tmp_path: Path, name: str, probes: dict[str, str],
                     "targets": targets, "interval": "1s", "timeout": "1s"}},
                     manifests=manifests) as exporter:
             scrape = {"stand-in": gauges.address, "sloexporter": exporter, **(extra_scrape or {})}
-            config = _prometheus_config(tmp_path / "prometheus.yml", scrape, [], am.address)
             prom = Prometheus(require_tool("prometheus"), tmp_path, free_port())
+            # the stand-in keeps its own labels (job included): those its exporters have
+            config = prom.write_config(scrape, [], am.address, STAND_IN)
             async with prom.running(config):
                 up = f"count(up == 1) == {len(scrape)}"
                 await wait_until(lambda: prom.value(up), "every target scraped", 30)
-                _prometheus_config(config, scrape, sorted((out / "rules").glob("*.yaml")),
-                                   am.address)
+                prom.write_config(scrape, sorted((out / "rules").glob("*.yaml")), am.address,
+                                  STAND_IN)
                 assert prom.proc is not None
                 prom.proc.send_signal(signal.SIGHUP)  # reload: the rules start now
                 plat = Platform(name, tmp_path, prom, gauges, slack, smtp, pagerduty,
                                 manifests, services)
                 await _healthy(plat, measured)
                 yield plat
-
-
-def _prometheus_config(path: Path, scrape: dict[str, str], rule_files: list[Path],
-                       alertmanager: str) -> Path:
-    """prometheus.yml; the stand-in's own labels (job included) are kept, as they are the
-    labels its exporters would have been scraped under."""
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s",
-                   "scrape_timeout": "1s"},
-        "rule_files": [str(p) for p in rule_files],
-        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]},
-        "scrape_configs": [{"job_name": job, "honor_labels": job == "stand-in",
-                            "static_configs": [{"targets": [target]}]}
-                           for job, target in scrape.items()],
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 async def _healthy(plat: Platform, measured: int) -> None:
