@@ -505,6 +505,21 @@ def test_bad_routing_or_grafana_settings_name_the_field_and_write_nothing(
     assert not out.exists()
 
 
+def test_a_label_value_routed_twice_is_refused_with_both_lines(tmp_path):
+    # YAML would keep only the second block: the first value's receivers would vanish
+    path = tmp_path / "settings.yaml"
+    path.write_text("routing:\n  label: team\n  routes:\n"
+                    "    payments: {slack: {channels: ['#a']}}\n"
+                    "    payments: {slack: {channels: ['#b']}}\n")
+    out = tmp_path / "out"
+    result = run_cli("generate", "examples/slos", "-o", str(out), "--alertmanager-settings",
+                     str(path))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"{path}:5: duplicate key 'payments'" in result.stderr, result.stderr
+    assert "line 4" in result.stderr
+    assert not out.exists()
+
+
 def test_grafana_url_links_every_slo_without_its_own_dashboard(tmp_path):
     settings = tmp_path / "settings.yaml"
     settings.write_text("grafana_url: https://grafana.example.com/sub/\n")

@@ -112,3 +112,16 @@ def test_a_bad_service_name_is_a_usage_error():
     result = run_cli("init", "my shop!")
     assert result.returncode == 2
     assert "service" in result.stderr and not result.stdout
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["a" * 5000], "service must be 1-63 characters"),
+    (["shop", "--job", "x" * 100_000], "at most 16,384"),
+    (["shop", "--objective", "99.99999999999999999999"], "significant digits"),
+])
+def test_huge_values_are_refused_not_written(tmp_path, args, says):
+    target = tmp_path / "spec.yaml"
+    result = run_cli("init", *args, "-o", str(target))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert says in result.stderr and "Traceback" not in result.stderr
+    assert not target.exists()

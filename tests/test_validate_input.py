@@ -223,6 +223,13 @@ def test_stdin_is_dash(tmp_path):
     assert (out / "rules" / "checkout.yaml").is_file()
 
 
+def test_stdin_given_twice_is_read_once():
+    # `-` twice is the same input, as a file given twice is: one read, no duplicate SLOs
+    result = validate_stdin(VALID, "-")
+    assert result.returncode == 0, result.stderr
+    assert "ok: 2 SLOs in 1 services" in result.stdout
+
+
 EMPTY = {"empty": "", "blank-lines": "\n\n", "comment": "# only a comment\n",
          "one-separator": "---\n", "two-separators": "---\n---\n", "bom": "\ufeff"}
 
