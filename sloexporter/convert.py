@@ -193,14 +193,41 @@ def _sli_body(slo: SLO) -> dict[str, Any]:
     return {"events": {"errors": sli.errors, "total": sli.total}}
 
 
-def _severity(settings: AlertSettings) -> dict[str, Any]:
+def _alert_body(settings: AlertSettings, disabled_key: str) -> dict[str, Any]:
+    """One severity's settings, as native (`disabled`) and Sloth (`disable`) spell them."""
     out: dict[str, Any] = {}
     if settings.disabled:
-        out["disabled"] = True
+        out[disabled_key] = True
     if settings.labels:
         out["labels"] = dict(settings.labels)
     if settings.annotations:
         out["annotations"] = dict(settings.annotations)
+    return out
+
+
+def _slo_body(service: Service, slo: SLO, **after_objective: Any) -> dict[str, Any]:  # noqa: ANN401
+    """What native and Sloth specs spell alike: name, objective, description, and the
+    labels the service does not already give."""
+    body: dict[str, Any] = {"name": slo.name, "objective": _number(slo.objective),
+                            **after_objective}
+    if slo.description:
+        body["description"] = slo.description
+    common = dict(service.labels)
+    own = {k: v for k, v in slo.labels if common.get(k) != v}
+    if own:
+        body["labels"] = own
+    return body
+
+
+def _sli_of(service: Service, slo: SLO) -> dict[str, Any]:
+    try:
+        return _sli_body(slo)
+    except Unconvertible as exc:
+        raise Unconvertible(f"{service.name}/{slo.name}: {exc}") from None
+
+
+def _severity(settings: AlertSettings) -> dict[str, Any]:
+    out = _alert_body(settings, "disabled")
     if settings.for_:
         out["for"] = format_duration(settings.for_)
     return out
@@ -211,17 +238,8 @@ def native_document(service: Service) -> dict[str, Any]:
     common = dict(service.labels)
     slos = []
     for slo in service.slos:
-        try:
-            sli = _sli_body(slo)
-        except Unconvertible as exc:
-            raise Unconvertible(f"{service.name}/{slo.name}: {exc}") from None
-        body: dict[str, Any] = {"name": slo.name, "objective": _number(slo.objective),
-                                "period": slo.period_str}
-        if slo.description:
-            body["description"] = slo.description
-        own = {k: v for k, v in slo.labels if common.get(k) != v}
-        if own:
-            body["labels"] = own
+        sli = _sli_of(service, slo)
+        body = _slo_body(service, slo, period=slo.period_str)
         body["sli"] = sli
         a = slo.alerting
         alerting: dict[str, Any] = {"name": a.name}
@@ -258,14 +276,7 @@ def _sloth_alert(settings: AlertSettings, what: str) -> dict[str, Any]:
     if settings.for_:
         raise Unconvertible(f"{what} has for: {format_duration(settings.for_)}, which Sloth "
                             "alerts cannot have")
-    out: dict[str, Any] = {}
-    if settings.disabled:
-        out["disable"] = True
-    if settings.labels:
-        out["labels"] = dict(settings.labels)
-    if settings.annotations:
-        out["annotations"] = dict(settings.annotations)
-    return out
+    return _alert_body(settings, "disable")
 
 
 def sloth_document(service: Service) -> dict[str, Any]:
@@ -274,22 +285,14 @@ def sloth_document(service: Service) -> dict[str, Any]:
     slos = []
     for slo in service.slos:
         name = f"{service.name}/{slo.name}"
-        try:
-            sli = _sli_body(slo)
-        except Unconvertible as exc:
-            raise Unconvertible(f"{name}: {exc}") from None
+        sli = _sli_of(service, slo)
         if "events" in sli and "good" in sli["events"]:
             sli = {"events": {"errors": slo.sli.errors, "total": slo.sli.total}}
         a = slo.alerting
         if a.custom_tiers is not None:
             raise Unconvertible(f"{name}: its own alert tiers have no place in a Sloth spec "
                                 "(Sloth's AlertWindows apply to every SLO of a period)")
-        body: dict[str, Any] = {"name": slo.name, "objective": _number(slo.objective)}
-        if slo.description:
-            body["description"] = slo.description
-        own = {k: v for k, v in slo.labels if common.get(k) != v}
-        if own:
-            body["labels"] = own
+        body = _slo_body(service, slo)
         if "ratio" in sli:
             body["sli"] = {"raw": {"error_ratio_query": _sloth_window(sli["ratio"]["query"])}}
         else:
