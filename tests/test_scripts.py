@@ -53,3 +53,18 @@ def test_build_go_tools_says_how_to_get_go_when_it_is_missing_or_too_old(tmp_pat
     assert as_tuple[1] >= as_tuple[0]
     assert "export PATH=/usr/local/go/bin:$PATH" in message
     assert "scripts/install-tools.sh again" in message
+
+
+def test_install_tools_fetches_a_go_new_enough_for_the_builds():
+    """On a machine without Go (a fresh Debian 12 CI runner), install-tools.sh downloads a
+    hash-pinned toolchain that build-go-tools.sh accepts."""
+    install = (ROOT / "scripts" / "install-tools.sh").read_text()
+    pinned = re.search(r"^GO_TOOLCHAIN=v0\.0\.1-go(\d+\.\d+\.\d+)\.linux-amd64$", install, re.M)
+    assert pinned, "install-tools.sh pins no golang.org/toolchain version"
+    assert re.search(r"^GO_TOOLCHAIN_SHA256=[0-9a-f]{64}$", install, re.M)
+    assert "${GOPROXY%%,*}/golang.org/toolchain/@v/$GO_TOOLCHAIN.zip" in install
+    assert "sha256sum -c" in install.split("GO_TOOLCHAIN_SHA256=", 1)[1]
+    minimum = re.search(r"^GO_MIN=(\d+\.\d+\.\d+)$", GO_TOOLS.read_text(), re.M)
+    assert minimum
+    as_tuple = [tuple(int(x) for x in v.split(".")) for v in (minimum[1], pinned[1])]
+    assert as_tuple[1] >= as_tuple[0]
