@@ -113,6 +113,24 @@ def test_the_serve_config_and_alertmanager_settings_refuse_each_hazard(tmp_path,
         assert error.line == line
 
 
+
+@pytest.mark.parametrize("reader", ["serve config", "alertmanager settings"])
+def test_the_serve_config_and_alertmanager_settings_refuse_a_huge_file_and_two_documents(
+        tmp_path, reader):
+    from sloexporter.alertmanager import load_settings
+
+    load = load_config if reader == "serve config" else load_settings
+    huge = tmp_path / "huge.yaml"
+    with huge.open("wb") as fh:  # sparse: over the limit without writing megabytes
+        fh.truncate(yamlsafe.LIMITS.max_bytes + 1)
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("{}\n---\n{}\n")
+    for path, pattern in ((huge, "larger than"), (twice, "holds one YAML document")):
+        with pytest.raises(SpecErrors) as info:
+            load(str(path))
+        [error] = info.value.errors
+        assert error.file == str(path) and error.line == 1 and pattern in error.message, error
+
 def test_generate_refuses_a_bomb_in_the_settings_in_one_line(tmp_path):
     good = tmp_path / "good.yaml"
     good.write_text(VALID)
