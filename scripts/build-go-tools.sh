@@ -127,9 +127,9 @@ GO
       kv="$kv -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
     done
     (cd "$mod" && go mod tidy \
-      && go build -ldflags='-s -w' -o "$TOOLS/etcd" go.etcd.io/etcd/server/v3 \
-      && go build -ldflags="$kv" -o "$TOOLS/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver \
-      && go build -ldflags="$kv" -o "$TOOLS/kube-controller-manager" \
+      && go build -buildvcs=false -ldflags='-s -w' -o "$TOOLS/etcd" go.etcd.io/etcd/server/v3 \
+      && go build -buildvcs=false -ldflags="$kv" -o "$TOOLS/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver \
+      && go build -buildvcs=false -ldflags="$kv" -o "$TOOLS/kube-controller-manager" \
         k8s.io/kubernetes/cmd/kube-controller-manager)
   }
   run_logged "kube-apiserver+etcd+kube-controller-manager $KUBERNETES_VERSION" build_kube
