@@ -448,3 +448,47 @@ async def test_certificates_from_cert_manager_and_tls_secrets_with_bad_pem_skipp
         # the bad one fixed in place: it appears, and nothing else changes
         cluster.delete(bad)
         await until(check, "the deletion")
+
+
+async def test_ingress_and_service_discovery_on_the_real_server(kube_crds, running):
+    """Ingress TLS hosts and annotated Services, watched through the chart's RBAC, become
+    probe targets; removing the annotation or the Ingress takes their series away."""
+    cluster, ns = kube_crds, fresh_ns(kube_crds)
+    host = f"shop.{ns}.invalid"  # no DNS here: each probe fails, with its own series
+    ingress = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+               "metadata": {"name": "web", "namespace": ns},
+               "spec": {"tls": [{"hosts": [host]}], "rules": [{"host": host, "http": {
+                   "paths": [{"path": "/", "pathType": "Prefix", "backend": {"service": {
+                       "name": "web", "port": {"number": 8080}}}}]}}]}}
+    service = {"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": "web", "namespace": ns,
+                            "annotations": {names.PROBE_ANNOTATION: "true",
+                                            names.PROBE_PATH_ANNOTATION: "/healthz"}},
+               "spec": {"ports": [{"name": "http", "port": 8080}]}}
+    cluster.create(ingress)
+    cluster.create(service)
+    cfg = Config.model_validate({
+        "cluster": {"mode": "kubeconfig",
+                    "kubeconfig": str(cluster.write_kubeconfig(running, "exporter"))},
+        "sources": {"argocd": {"enabled": False}, "backups": {"enabled": False},
+                    "certificates": {"enabled": True, "cert_manager": False,
+                                     "tls_secrets": False, "ingresses": True},
+                    "services": {"enabled": True}},
+        "watch": FAST_WATCH,
+        "tls_probe": {"interval": "1s", "timeout": "1s"},
+        "http_probe": {"interval": "1s", "timeout": "1s"}})
+    tls_target, http_target = f"{host}:443", f"http://web.{ns}.svc:8080/healthz"
+
+    def has(name: str, target: str) -> bool:
+        return any(k[0] == name and dict(k[1]).get("target") == target
+                   for k in samples(exporter.render()))
+
+    async with exporter_on(cfg) as exporter:
+        await until(lambda: has(names.TLS_PROBE_SUCCESS, tls_target), "the Ingress host")
+        await until(lambda: has(names.PROBE_SUCCESS, http_target), "the Service URL")
+        assert exporter.up() == {"certificates": True, "discovery": True,
+                                 "http_probe": True, "tls_probe": True}
+        cluster.patch(service, {"metadata": {"annotations": {names.PROBE_ANNOTATION: None}}})
+        cluster.delete(ingress)
+        await until(lambda: not has(names.PROBE_SUCCESS, http_target), "the URL to go")
+        await until(lambda: not has(names.TLS_PROBE_SUCCESS, tls_target), "the host to go")
