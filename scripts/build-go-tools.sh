@@ -63,6 +63,19 @@ run_logged() {  # NAME CMD...: run quietly, print the log only when it fails
   return 1
 }
 
+# go_install_as DIR LABEL LDFLAGS SUFFIX PKG@VERSION...: `go install` the commands into the
+# scratch GOBIN .tools/build/DIR, then put each in .tools/bin as its name plus SUFFIX
+go_install_as() {
+  local gobin="$BUILD/$1" label="$2" ldflags="$3" suffix="$4"; shift 4
+  mkdir -p "$gobin"
+  run_logged "$label" env GOBIN="$gobin" go install -ldflags "$ldflags" "$@" || return 1
+  local pkg name
+  for pkg in "$@"; do
+    name="${pkg%@*}"; name="${name##*/}"
+    install -m 0755 "$gobin/$name" "$TOOLS/$name$suffix"
+  done
+}
+
 # --- sloth (the peer the compat tests run on its own examples) -------------------------
 if ! have sloth; then
   say "building sloth $SLOTH_VERSION (about 2 minutes, once)"
@@ -72,15 +85,10 @@ fi
 # --- promtool and prometheus 3.x (rule tests and end-to-end on both majors) -------------
 if ! all_have promtool3 prometheus3; then
   say "building promtool and prometheus $PROMETHEUS_VERSION (about 8 minutes, once)"
-  ldflags="-s -w -X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION"
-  gobin="$BUILD/prometheus3"; mkdir -p "$gobin"
-  if run_logged "promtool+prometheus $PROMETHEUS_VERSION" env GOBIN="$gobin" go install \
-      -ldflags "$ldflags" \
-      "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_MODULE_VERSION" \
-      "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_MODULE_VERSION"; then
-    install -m 0755 "$gobin/promtool" "$TOOLS/promtool3"
-    install -m 0755 "$gobin/prometheus" "$TOOLS/prometheus3"
-  fi
+  go_install_as prometheus3 "promtool+prometheus $PROMETHEUS_VERSION" \
+    "-s -w -X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION" 3 \
+    "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_MODULE_VERSION" \
+    "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_MODULE_VERSION"
 fi
 
 # --- kube-apiserver, etcd, kube-controller-manager (the real-cluster harness) -----------
@@ -138,13 +146,8 @@ fi
 # --- victoria-metrics and vmalert (rules proven on a second engine) ---------------------
 if ! all_have victoria-metrics vmalert; then
   say "building victoria-metrics and vmalert $VICTORIAMETRICS_VERSION (about 3 minutes, once)"
-  gobin="$BUILD/vm"; mkdir -p "$gobin"
-  if run_logged "victoria-metrics+vmalert $VICTORIAMETRICS_VERSION" env GOBIN="$gobin" go install \
-      -ldflags "-s -w" \
-      "github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics@$VICTORIAMETRICS_VERSION" \
-      "github.com/VictoriaMetrics/VictoriaMetrics/app/vmalert@$VICTORIAMETRICS_VERSION"; then
-    install -m 0755 "$gobin/victoria-metrics" "$TOOLS/victoria-metrics"
-    install -m 0755 "$gobin/vmalert" "$TOOLS/vmalert"
-  fi
+  go_install_as vm "victoria-metrics+vmalert $VICTORIAMETRICS_VERSION" "-s -w" "" \
+    "github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics@$VICTORIAMETRICS_VERSION" \
+    "github.com/VictoriaMetrics/VictoriaMetrics/app/vmalert@$VICTORIAMETRICS_VERSION"
 fi
 exit 0
