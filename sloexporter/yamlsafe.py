@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path as FsPath
-from typing import Any
+from typing import Any, BinaryIO
 
 import yaml
 
@@ -267,12 +267,19 @@ def read_text(path: str | FsPath, file: str | None = None,
 
     OSError is left to the caller (a missing file is a usage problem, not bad YAML).
     """
-    name = file or str(path)
     with open(path, "rb") as fh:
-        raw = fh.read(limits.max_bytes + 1)
+        return read_stream(fh, file or str(path), limits)
+
+
+def read_stream(stream: BinaryIO, file: str, limits: Limits = LIMITS,
+                what: str = "file") -> str:
+    """The text of an open binary stream (a file, standard input), reading at most one
+    byte past the limit; raises YAMLProblem when it is too big or not UTF-8."""
+    raw = stream.read(limits.max_bytes + 1)
     if len(raw) > limits.max_bytes:
-        raise YAMLProblem(name, 1, f"file larger than {limits.max_bytes:,} bytes", "too_large")
-    return decode(raw, name)
+        raise YAMLProblem(file, 1, f"{what} larger than {limits.max_bytes:,} bytes",
+                          "too_large")
+    return decode(raw, file)
 
 
 def decode(raw: bytes, file: str) -> str:

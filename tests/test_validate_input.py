@@ -230,6 +230,17 @@ def test_stdin_given_twice_is_read_once():
     assert "ok: 2 SLOs in 1 services" in result.stdout
 
 
+
+@pytest.mark.parametrize("data,expected", [
+    (b"a: " + b"x" * (8 << 20) + b"\n", "<stdin>:1: input larger than 8,388,608 bytes"),
+    (b"service: caf\xe9\n", "<stdin>:1: not UTF-8 text: byte 0xe9 at column 13"),
+], ids=["huge", "not-utf8"])
+def test_stdin_huge_or_not_utf8_is_one_line(data, expected):
+    result = subprocess.run([sys.executable, "-m", "sloexporter.cli", "validate", "-"],
+                            input=data, capture_output=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 1
+    assert result.stderr.decode().splitlines() == [expected]
+
 EMPTY = {"empty": "", "blank-lines": "\n\n", "comment": "# only a comment\n",
          "one-separator": "---\n", "two-separators": "---\n---\n", "bom": "\ufeff"}
 

@@ -90,12 +90,9 @@ def read_spec(file: FsPath) -> tuple[str, str]:
     """(name, text) of a spec file, or of standard input for `-`; raises SpecErrors for
     a file too big or not UTF-8, and a usage SpecError for one that cannot be opened."""
     if str(file) == STDIN:
-        raw = sys.stdin.buffer.read(yamlsafe.LIMITS.max_bytes + 1)
-        if len(raw) > yamlsafe.LIMITS.max_bytes:
-            raise SpecErrors([SpecError(STDIN_NAME, 1, "", "input larger than "
-                                        f"{yamlsafe.LIMITS.max_bytes:,} bytes")])
         try:
-            return STDIN_NAME, yamlsafe.decode(raw, STDIN_NAME)
+            return STDIN_NAME, yamlsafe.read_stream(sys.stdin.buffer, STDIN_NAME,
+                                                    what="input")
         except yamlsafe.YAMLProblem as exc:
             raise SpecErrors([SpecError(STDIN_NAME, exc.line, "", exc.message)]) from None
     try:
