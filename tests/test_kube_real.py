@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+import yaml
 
 from sloexporter import names
 from sloexporter.config import Config
@@ -26,6 +27,7 @@ from sloexporter.sources.argocd import APPLICATIONS
 from sloexporter.sources.store import Shard
 from tests.kube_real import TEAM_NS, APIServer, KubeCluster, api_state
 from tests.promtext import samples
+from tests.test_serve_hostile import Serve, _flood, wait_for
 
 pytest_plugins = ["tests.kube_real"]
 
@@ -492,3 +494,37 @@ async def test_ingress_and_service_discovery_on_the_real_server(kube_crds, runni
         cluster.delete(ingress)
         await until(lambda: not has(names.PROBE_SUCCESS, http_target), "the URL to go")
         await until(lambda: not has(names.TLS_PROBE_SUCCESS, tls_target), "the host to go")
+
+
+def test_sigterm_exits_within_2_s_with_open_watches_while_200_clients_scrape(
+        kube_crds, running, tmp_path):
+    """docs/serve.md's 2 s, on the real server: `serve` holds live watches (and the
+    apiserver keeps them open) while 200 clients scrape; SIGTERM still ends it in 2 s."""
+    cluster, ns = kube_crds, fresh_ns(kube_crds)
+    for i in range(50):
+        cluster.create(app(f"a{i}", ns))
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(config(cluster, running, "argocd").model_dump(
+        mode="json", exclude_none=True)))
+    server = Serve(tmp_path, "--config", str(cfg))
+    try:
+        wait_for(server.ready, WAIT, "/readyz")
+        assert f'namespace="{ns}"' in server.metrics()
+
+        async def scenario() -> tuple[float, int]:
+            stop, done = asyncio.Event(), [0]
+            flood = asyncio.create_task(_flood(server.url + "/metrics", 200, stop, done))
+            until_flooding = time.monotonic() + WAIT
+            while done[0] < 100 and time.monotonic() < until_flooding:
+                await asyncio.sleep(0.05)
+            scraped = done[0]
+            took = await asyncio.to_thread(server.sigterm)  # this loop is busy too
+            stop.set()
+            await flood
+            return took, scraped
+
+        took, scraped = asyncio.run(scenario())
+        assert scraped >= 100, "the flood never got going"
+        assert took < 2.0, f"SIGTERM took {took:.2f} s with watches open under 200 clients"
+    finally:
+        server.close()
