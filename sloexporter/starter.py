@@ -12,12 +12,13 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
+from sloexporter.sli import HTTP_CONVENTIONS
+
+#: what each HTTP convention of `sli.HTTP_CONVENTIONS` (which names its metric) is
 CONVENTIONS = {
-    "otel": ("http_server_request_duration_seconds",
-             "OpenTelemetry HTTP server semantic conventions"),
-    "prometheus": ("http_request_duration_seconds",
-                   "a prometheus-client / prom-client / express histogram"),
-    "requests_total": ("http_requests_total", "a plain request counter, no histogram"),
+    "otel": "OpenTelemetry HTTP server semantic conventions",
+    "prometheus": "a prometheus-client / prom-client / express histogram",
+    "requests_total": "a plain request counter, no histogram",
 }
 #: the client libraries' default buckets (OpenTelemetry's; Go and Node prom-client's)
 DEFAULT_BUCKETS = {
@@ -80,7 +81,7 @@ def render(s: Starter) -> str:
         raise ValueError(f"selector {selector!r} must be a label selector in braces, "
                          "e.g. '{job=\"checkout\"}'")
     objective = _number(s.objective, "objective")
-    metric, what = CONVENTIONS[s.convention]
+    metric, what = HTTP_CONVENTIONS[s.convention][0], CONVENTIONS[s.convention]
     lines = [
         f"# SLOs of {s.service}, written by `sloexporter init`. Edit freely, then:",
         "#   sloexporter validate FILE && sloexporter generate FILE -o out --with-tests",
