@@ -20,7 +20,7 @@ import yaml
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 
-from tests.tools import ROOT, terminate
+from tests.tools import ROOT, serving, terminate
 
 TIMEOUT = aiohttp.ClientTimeout(total=5)
 
@@ -56,18 +56,15 @@ class App:
         app = web.Application()
         app.router.add_get("/checkout", self.checkout)
         app.router.add_get("/metrics", self.metrics)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        self.url = f"http://127.0.0.1:{port}"
-        traffic = asyncio.create_task(self._traffic())
-        try:
-            yield self
-        finally:
-            traffic.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await traffic
-            await runner.cleanup()
+        async with serving(app, port) as address:
+            self.url = f"http://{address}"
+            traffic = asyncio.create_task(self._traffic())
+            try:
+                yield self
+            finally:
+                traffic.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await traffic
 
     async def _traffic(self) -> None:
         """Steady client load, about 20 requests per second."""

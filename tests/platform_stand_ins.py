@@ -24,7 +24,7 @@ import aiohttp
 from aiohttp import web
 
 from tests.e2e_app import wait_until
-from tests.tools import free_port, require_tool, terminate
+from tests.tools import free_port, require_tool, serving, terminate
 
 TIMEOUT = aiohttp.ClientTimeout(total=5)
 
@@ -75,15 +75,8 @@ class Gauges:
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/{tail:.*}", self._health)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        self.address = f"127.0.0.1:{port}"
-        try:
+        async with serving(app) as self.address:
             yield self
-        finally:
-            await runner.cleanup()
 
 
 class RedisWithExporter:

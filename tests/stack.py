@@ -29,7 +29,7 @@ import pytest_asyncio
 from aiohttp import web
 from aiosmtpd.controller import Controller
 
-from tests.tools import free_port, terminate
+from tests.tools import free_port, serving, terminate
 
 T = TypeVar("T")
 TIMEOUT = aiohttp.ClientTimeout(total=5)
@@ -94,15 +94,9 @@ class JSONWebhook(Generic[T]):
     async def running(self, port: int | None = None) -> AsyncIterator[Self]:
         app = web.Application()
         app.router.add_post(self.path, self._post)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        port = port or free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        self.url = f"http://127.0.0.1:{port}{self.path}"
-        try:
+        async with serving(app, port) as address:
+            self.url = f"http://{address}{self.path}"
             yield self
-        finally:
-            await runner.cleanup()
 
 
 class SlackWebhook(JSONWebhook[SlackMessage]):

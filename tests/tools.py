@@ -7,15 +7,18 @@ Run without it (plain `pytest`), a missing tool skips the test with the reason.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_TOOLS = ROOT / ".tools" / "bin"
@@ -58,6 +61,21 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application, port: int | None = None) -> AsyncIterator[str]:
+    """`app` on 127.0.0.1:`port` until the block ends; yields "127.0.0.1:PORT". Without a
+    port, one is picked right before the bind: one picked early could be handed out again
+    by the next free_port() while it is still unbound."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = port or free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
 
 
 def require_tool(name: str) -> str:
