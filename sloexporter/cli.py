@@ -37,7 +37,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     import tempfile
 
     from sloexporter import starter
-    from sloexporter.specs import load_paths
+    from sloexporter.specs import load_text
 
     selector = args.selector
     if args.job is not None:
@@ -52,10 +52,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     # the starter must validate: check it with the same loader `validate` uses
-    with tempfile.TemporaryDirectory() as tmp:
-        probe = Path(tmp, "spec.yaml")
-        probe.write_text(text, encoding="utf-8")
-        _, errors = load_paths([str(probe)])
+    _, errors = load_text(text, "spec.yaml")
     if errors:
         print("error: these values do not make a valid spec:", file=sys.stderr)
         for err in errors:

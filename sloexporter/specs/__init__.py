@@ -113,14 +113,34 @@ def load_paths(paths: Iterable[str]) -> tuple[list[Service], list[SpecError]]:
     for file in files:
         try:
             name, text = read_spec(file)
-            found = [d for d in load_documents(text, name) if d.data is not None]
         except SpecErrors as exc:
             errors.extend(exc.errors)
             continue
-        if not found:
-            errors.append(SpecError(name, 1, "", "no spec here: the input is empty or holds "
-                                                 "only comments"))
-        documents.extend(found)
+        documents.extend(_documents(text, name, errors))
+    return _services(documents, errors)
+
+
+def load_text(text: str, name: str) -> tuple[list[Service], list[SpecError]]:
+    """`load_paths` for a spec held in memory (e.g. one `init` has just written)."""
+    errors: list[SpecError] = []
+    return _services(_documents(text, name, errors), errors)
+
+
+def _documents(text: str, name: str, errors: list[SpecError]) -> list[Document]:
+    """The non-empty documents of one input; its problems go to `errors`."""
+    try:
+        found = [d for d in load_documents(text, name) if d.data is not None]
+    except SpecErrors as exc:
+        errors.extend(exc.errors)
+        return []
+    if not found:
+        errors.append(SpecError(name, 1, "", "no spec here: the input is empty or holds "
+                                             "only comments"))
+    return found
+
+
+def _services(documents: list[Document],
+              errors: list[SpecError]) -> tuple[list[Service], list[SpecError]]:
     services: list[Service] = []
     for doc in documents:
         fmt = _detect(doc)
