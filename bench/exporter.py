@@ -57,6 +57,7 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
+from bench.kube_load import wait_ready  # noqa: E402
 from sloexporter import names  # noqa: E402
 from tests.tools import free_port  # noqa: E402
 
@@ -508,24 +509,13 @@ class Exporters:
     @staticmethod
     async def ready(kind: str, proc: asyncio.subprocess.Process, url: str,
                     session: aiohttp.ClientSession, deadline: float = 1800) -> None:
-        started = time.monotonic()
         if kind == "baseline":
             assert proc.stdout is not None
             line = await asyncio.wait_for(proc.stdout.readline(), deadline)
             if line.strip() != b"READY":
                 raise SystemExit("the baseline exporter did not start")
             return
-        while time.monotonic() - started < deadline:
-            if proc.returncode is not None:
-                raise SystemExit("serve exited")
-            try:
-                async with session.get(url + "/readyz") as r:
-                    if r.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-        raise SystemExit(f"{kind} not ready after {deadline} s")
+        await wait_ready(session, url, deadline, proc)
 
 
 async def measure(kind: str, w: Workload, args: argparse.Namespace, tmp: Path) -> Run:

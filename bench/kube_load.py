@@ -173,9 +173,13 @@ async def scrape(session: aiohttp.ClientSession, url: str) -> bytes:
         return await r.read()
 
 
-async def wait_ready(session: aiohttp.ClientSession, url: str, timeout: float = 120) -> float:
+async def wait_ready(session: aiohttp.ClientSession, url: str, timeout: float = 120,
+                     proc: asyncio.subprocess.Process | None = None) -> float:
+    """Seconds until `url`/readyz answers 200; fails at once if `proc` (serve) exits."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
+        if proc is not None and proc.returncode is not None:
+            raise RuntimeError(f"the exporter exited with {proc.returncode} before it was ready")
         try:
             async with session.get(url + "/readyz") as r:
                 if r.status == 200:

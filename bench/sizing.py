@@ -28,6 +28,7 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere; it reuses the test objects
 
+from bench.kube_load import wait_ready  # noqa: E402
 from tests.kube_fixtures import RESOURCES  # noqa: E402
 from tests.test_sharding import cluster_objects  # noqa: E402
 from tests.tools import free_port  # noqa: E402
@@ -118,18 +119,7 @@ async def measure(kind: str, count: int, workdir: Path) -> dict[str, Any]:
     url = f"http://127.0.0.1:{listen}"
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-            started = time.monotonic()
-            while time.monotonic() - started < DEADLINE:
-                try:
-                    async with session.get(url + "/readyz") as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
-            else:
-                raise TimeoutError(f"{kind}: not ready after {DEADLINE} s")
-            ready = time.monotonic() - started
+            ready = await wait_ready(session, url, DEADLINE, proc)
             cpu_ready, rss_ready = usage(proc.pid)
             began = time.monotonic()
             for _ in range(SCRAPES):
