@@ -137,6 +137,13 @@ async def test_credentials_in_a_url_stay_out_of_the_target_label(base_url):
     assert b"s3cret" not in text
 
 
+async def test_a_token_in_the_query_stays_out_of_the_target_label(base_url):
+    text = await probe([f"{base_url}/ok?token=s3cret&x=1#frag"])
+    # the request carries the query (the target answers 200); the label does not
+    assert value(text, names.PROBE_REQUESTS, target=f"{base_url}/ok", code="200") == 1
+    assert b"s3cret" not in text and b"token" not in text and b"frag" not in text
+
+
 async def test_head_method(base_url):
     text = await probe([{"name": "h", "url": f"{base_url}/ok", "method": "HEAD"}])
     assert value(text, names.PROBE_REQUESTS, target="h", code="200") == 1
