@@ -488,3 +488,14 @@ async def test_a_malformed_object_in_a_list_or_a_watch_is_skipped_and_counted(
         assert 'name="ok"' in body and inf.up
     assert sum(metrics.skipped.values()) >= 4  # labels "x", metadata "nope", 7, ownerRefs 5
     assert not [k for k in metrics.restarts if k[1] not in ("timeout", "closed")]
+
+
+async def test_403_429_and_5xx_are_separate_restart_reasons(seeded, api_client):
+    """Defect 7: `reason="error"` mixed 403, 429, 503 and a refused connection."""
+    for i, code in enumerate((403, 429, 503, 500)):
+        seeded["list", km.resource(KEY)][i:i + 1] << code << {
+            "kind": "Status", "code": code, "message": f"scripted {code}"}
+    async with running(api_client) as (inf, rec, metrics):
+        await until(lambda: inf.up, "the list after four failures")
+        mine = {reason: n for (res, reason), n in metrics.restarts.items() if res == APPS.name}
+    assert mine == {"forbidden": 1, "throttled": 1, "unavailable": 2}
