@@ -136,9 +136,8 @@ def test_budget_exhausted_alert_and_time_to_exhaustion(tmp_path, promtool):
     """99% over 1d: 1% of a day's requests may fail. At 0.5x burn the budget lasts two
     periods, so half of it remains and lasts one more day; after a healthy day, a 100%
     outage spends it in about 15 minutes and fires SLOBudgetExhausted."""
-    data = _spec(alerting={"budget_exhausted": {}})
-    slo = data.slos[0]
-    object.__setattr__(slo, "period", 86400)
+    data = _spec(period="1d", alerting={"budget_exhausted": {}})
+    assert data.slos[0].period == 86400
     exhausted = ('clamp_max(count(ALERTS{alertname="SLOBudgetExhausted",service="api",'
                  'slo="availability",alertstate="firing"}), 1) or vector(0)')
     half = [{"series": 'http_requests_total{job="api",code="200"}', "values": "0+5970x240"},
