@@ -91,9 +91,22 @@ system_go="$(command -v go || true)"
 if ! { [ -n "$system_go" ] && go_new_enough "$system_go"; } \
     && ! { [ -x .tools/go/bin/go ] && go_new_enough .tools/go/bin/go; }; then
   phase "Go $GO_TOOLCHAIN from the Go module proxy" "about 1 minute (a 70 MB download)"
+  # the proxy is the one this machine's Go setup names: $GOPROXY, else an old Go's default
+  go_proxy="${GOPROXY:-}"
+  if [ -z "$go_proxy" ] && [ -n "$system_go" ]; then
+    go_proxy="$("$system_go" env GOPROXY 2>/dev/null || true)"
+  fi
+  go_proxy="${go_proxy%%[,|]*}"
+  case "$go_proxy" in
+    http://* | https://*) ;;
+    *) echo "error: no Go 1.21+ on PATH and no Go module proxy to fetch one from." >&2
+       echo "Install Go 1.21 or later (or set GOPROXY to a module proxy URL), then run" >&2
+       echo "scripts/install-tools.sh again." >&2
+       exit 1 ;;
+  esac
   go_tmp="$(mktemp -d)"
   curl -fsSL --retry 3 --max-time 600 -o "$go_tmp/go.zip" \
-    "${GOPROXY%%,*}/golang.org/toolchain/@v/$GO_TOOLCHAIN.zip"
+    "${go_proxy%/}/golang.org/toolchain/@v/$GO_TOOLCHAIN.zip"
   echo "$GO_TOOLCHAIN_SHA256  $go_tmp/go.zip" | sha256sum -c --quiet
   rm -rf .tools/go
   .venv/bin/python - "$go_tmp/go.zip" .tools/go <<'PY'

@@ -414,6 +414,18 @@ async def test_410_on_every_watch_relists_with_backoff(seeded, api_client):
     assert rate <= 15  # was 142 re-lists in 12 s with no backoff at all
 
 
+async def test_a_watch_that_opens_then_fails_at_once_backs_off_exponentially(seeded, api_client):
+    """The watch answers 200 and then an ERROR 500 event, every time: opening it must not
+    count as recovery (that reset the backoff to its base delay on every retry)."""
+    seeded["watch", km.resource(KEY)] << ({"type": "ERROR", "object": {
+        "kind": "Status", "code": 500, "message": "etcdserver: leader changed"}},)
+    async with running(api_client, BACKOFF) as (inf, rec, metrics):
+        await until(lambda: metrics.restarts.get((APPS.name, "unavailable"), 0) >= 6,
+                    "six failed watches")
+        assert not inf.up and inf._failures >= 6
+        assert set(rec.objects) == {"a1", "a2", "a3"}
+
+
 @pytest.mark.parametrize("body, reason", [
     (b"<html>502 Bad Gateway</html>", "decode"),
     (b'["not", "a", "list"]', "decode"),

@@ -62,9 +62,39 @@ def test_install_tools_fetches_a_go_new_enough_for_the_builds():
     pinned = re.search(r"^GO_TOOLCHAIN=v0\.0\.1-go(\d+\.\d+\.\d+)\.linux-amd64$", install, re.M)
     assert pinned, "install-tools.sh pins no golang.org/toolchain version"
     assert re.search(r"^GO_TOOLCHAIN_SHA256=[0-9a-f]{64}$", install, re.M)
-    assert "${GOPROXY%%,*}/golang.org/toolchain/@v/$GO_TOOLCHAIN.zip" in install
+    assert '"${go_proxy%/}/golang.org/toolchain/@v/$GO_TOOLCHAIN.zip"' in install
     assert "sha256sum -c" in install.split("GO_TOOLCHAIN_SHA256=", 1)[1]
     minimum = re.search(r"^GO_MIN=(\d+\.\d+\.\d+)$", GO_TOOLS.read_text(), re.M)
     assert minimum
     as_tuple = [tuple(int(x) for x in v.split(".")) for v in (minimum[1], pinned[1])]
     assert as_tuple[1] >= as_tuple[0]
+
+
+@pytest.mark.parametrize("env_proxy, go_says, expected", [
+    ("https://mirror.example/go,direct", "", "https://mirror.example/go"),
+    ("", "https://from-go-env.example|https://second.example", "https://from-go-env.example"),
+    ("off", "", None),
+    ("", "", None),
+])
+def test_install_tools_takes_the_go_proxy_from_the_machine(tmp_path, env_proxy, go_says,
+                                                           expected):
+    """The toolchain is fetched from the proxy this machine's Go setup names ($GOPROXY,
+    else `go env GOPROXY` of an old Go), never a host written into the script; with none
+    it stops with instructions."""
+    install = (ROOT / "scripts" / "install-tools.sh").read_text()
+    start = install.index('  go_proxy="${GOPROXY:-}"')
+    end = install.index("  esac\n", start) + len("  esac\n")
+    fake_go = tmp_path / "go"
+    fake_go.write_text(f"#!/bin/sh\necho '{go_says}'\n")
+    fake_go.chmod(0o755)
+    script = (f"system_go={fake_go if go_says else ''}\n" + install[start:end]
+              + 'echo "$go_proxy"\n')
+    env = {k: v for k, v in os.environ.items() if k != "GOPROXY"}
+    if env_proxy:
+        env["GOPROXY"] = env_proxy
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env,
+                            timeout=30)
+    if expected is None:
+        assert result.returncode == 1 and "install-tools.sh again" in result.stderr
+    else:
+        assert result.returncode == 0 and result.stdout.strip() == expected

@@ -230,8 +230,10 @@ class Informer:
 
     @property
     def _settled(self) -> float:
-        """A watch open this long is no flap (shorter with a short server timeout)."""
-        return min(FLAP_SECONDS, 0.9 * self.settings.timeout_seconds)
+        """A watch open this long is no flap (shorter with a short server timeout or
+        watchdog, which would end a sound watch before FLAP_SECONDS)."""
+        s = self.settings
+        return min(FLAP_SECONDS, 0.9 * s.timeout_seconds, 0.9 * s.watchdog_seconds)
 
     @property
     def up(self) -> bool:
@@ -313,7 +315,10 @@ class Informer:
 
     async def _watch_forever(self, version: str) -> None:
         """Watch from `version`, re-watching after each normal end, until 410 or failure."""
-        prove = False
+        # after a failure the watch must stay open a while before the informer counts as
+        # up: marking up on open reset the backoff, so a server that opens every watch and
+        # fails it at once was retried at the base delay forever
+        prove = self.down_reason not in (None, "starting")
         while True:
             started = time.monotonic()
             dispatched = 0
