@@ -24,7 +24,6 @@ which is why converting back gives exactly the same rules.
 from __future__ import annotations
 
 import json
-import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ from sloexporter.model import (
     resolve_tiers,
 )
 from sloexporter.output import write_tree
-from sloexporter.render import header, service_source, to_yaml
+from sloexporter.render import header, k8s_name, service_source, to_yaml
 from sloexporter.specs import spec_files
 from sloexporter.specs.build import build_service, check_native
 from sloexporter.specs.errors import SpecError, SpecErrors, load_documents
@@ -51,8 +50,7 @@ OPENSLO_OP = {"<": "lt", "<=": "lte", ">": "gt", ">=": "gte"}
 
 def rfc1123(name: str) -> str:
     """An OpenSLO object name: lowercase letters, digits and '-'."""
-    out = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63].strip("-")
-    return out or "slo"
+    return k8s_name(name, 63)
 
 
 def _metric(query: str) -> dict[str, Any]:
@@ -334,9 +332,9 @@ def _sloth_window(query: str | None) -> str:
 
 def sloth_alert_windows(period: int) -> dict[str, Any]:
     """Sloth's AlertWindows for `period`: our default tiers, as Sloth spells them."""
-    tiers = {t.severity: [] for t in resolve_tiers(period)}  # type: dict[str, list[Tier]]
+    tiers: dict[str, list[Tier]] = {}
     for tier in resolve_tiers(period):
-        tiers[tier.severity].append(tier)
+        tiers.setdefault(tier.severity, []).append(tier)
 
     def window(tier: Tier) -> dict[str, Any]:
         return {"errorBudgetPercent": _number(tier.budget_percent),

@@ -112,7 +112,7 @@ def rule_document(service: Service, fmt: str = "prometheus",
             "name": k8s_name(f"sloexporter-{service.name}"),
             "labels": {**(rule_labels or {}),
                        "app.kubernetes.io/managed-by": "sloexporter",
-                       "sloexporter.dev/service": k8s_name(service.name)[:63]},
+                       "sloexporter.dev/service": k8s_name(service.name, 63)},
         },
         "spec": {"groups": groups},
     }

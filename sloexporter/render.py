@@ -111,10 +111,11 @@ def header(sources: Iterable[str]) -> str:
             "# Do not edit: change the spec and run `sloexporter generate` again.\n")
 
 
-def k8s_name(text: str) -> str:
-    """A DNS-1123 name for a Kubernetes object."""
-    name = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
-    return name[:253] or "slo"
+def k8s_name(text: str, max_length: int = 253) -> str:
+    """A DNS-1123 name for a Kubernetes object (63 characters: a label value or an
+    OpenSLO name); it starts and ends with a letter or digit, also when cut short."""
+    name = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:max_length].strip("-")
+    return name or "slo"
 
 
 def service_source(service: Service) -> str:

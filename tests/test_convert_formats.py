@@ -247,3 +247,16 @@ def _sloth_of(tmp_path: Path) -> str:
     source.write_text(SPEC)
     [spec] = _convert(source, "sloth", tmp_path / "first")
     return spec.read_text()
+
+
+def test_object_names_cut_to_their_limit_still_end_with_a_letter_or_digit():
+    import re
+
+    from sloexporter.convert import rfc1123
+    from sloexporter.render import k8s_name
+
+    for name, limit in ((rfc1123("A" * 62 + " b"), 63), (k8s_name("x" * 252 + "_y"), 253),
+                        (k8s_name("--Checkout API--", 63), 63)):
+        assert re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?", name) and len(name) <= limit, name
+    assert k8s_name("Checkout API") == rfc1123("Checkout API") == "checkout-api"
+    assert k8s_name("***") == "slo"
