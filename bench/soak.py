@@ -67,7 +67,10 @@ def child(argv: list[str]) -> int:
     async def run() -> None:
         async def stats() -> None:
             while True:
-                Path(args.stats).write_text(json.dumps({"tasks": len(asyncio.all_tasks())}))
+                # written aside and renamed: the soak reads it while this writes it
+                tmp = Path(args.stats + ".tmp")
+                tmp.write_text(json.dumps({"tasks": len(asyncio.all_tasks())}))
+                tmp.replace(args.stats)
                 await asyncio.sleep(1)
         task = asyncio.create_task(stats())
         try:
