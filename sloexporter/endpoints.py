@@ -30,7 +30,8 @@ from sloexporter.exposition import family_header, sample_line
 
 TEXT = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
-_CODING = re.compile(r"^\s*([A-Za-z0-9*_-]+)\s*(?:;\s*q\s*=\s*([0-9.]+))?")
+#: a weight as clients write it: digits and a dot (RFC 9110 allows 0 to 1, 3 decimals)
+_QVALUE = re.compile(r"^[0-9]*\.?[0-9]+$|^[0-9]+\.$")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -59,38 +60,47 @@ LANDING = web.AppKey("landing", Callable[[web.Request], Awaitable[web.StreamResp
 SERVING = web.AppKey("serving", Serving)
 
 
+def _weighted(header: str) -> list[tuple[str, float]]:
+    """(lower-cased item, weight) per element of an Accept or Accept-Encoding header.
+
+    RFC 9110: parameter names are case-insensitive (`Q=0` is `q=0`), the weight may follow
+    other parameters, and a weight that is not a number from 0 to 1 (`q=nan`, `q=-1`,
+    `q=2`) makes its element unacceptable: in doubt we send plain, uncompressed text.
+    """
+    out = []
+    for part in header.split(","):
+        item, *params = part.split(";")
+        item = item.strip().lower()
+        if not item:
+            continue
+        q = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                value = value.strip().strip('"')
+                q = float(value) if _QVALUE.match(value) and float(value) <= 1 else 0.0
+        out.append((item, q))
+    return out
+
+
 def accepts_gzip(header: str) -> bool:
     """True when Accept-Encoding allows gzip (RFC 9110: `q=0` means "not acceptable")."""
     gzip_q: float | None = None
     star_q: float | None = None
-    for part in header.split(","):
-        match = _CODING.match(part)
-        if not match:
-            continue
-        try:
-            q = float(match[2]) if match[2] is not None else 1.0
-        except ValueError:
-            q = 0.0
-        coding = match[1].lower()
+    for coding, q in _weighted(header):
         if coding in ("gzip", "x-gzip"):
-            gzip_q = q if gzip_q is None else max(gzip_q, q)
+            # listed twice: the lower weight wins (a refusal is never overridden)
+            gzip_q = q if gzip_q is None else min(gzip_q, q)
         elif coding == "*":
-            star_q = q
+            star_q = q if star_q is None else min(star_q, q)
     if gzip_q is not None:
         return gzip_q > 0
     return star_q is not None and star_q > 0
 
 
 def wants_openmetrics(header: str) -> bool:
-    for part in header.split(","):
-        media, _, params = part.partition(";")
-        if media.strip().lower() == "application/openmetrics-text":
-            q = re.search(r"q\s*=\s*([0-9.]+)", params)
-            try:
-                return q is None or float(q[1]) > 0
-            except ValueError:
-                return False
-    return False
+    return any(media == "application/openmetrics-text" and q > 0
+               for media, q in _weighted(header))
 
 
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no mtime

@@ -307,12 +307,30 @@ def test_gzip_only_when_acceptable(spawn):
     wait_for(server.ready, what="/readyz")
     for header, gzipped in (("gzip", True), ("gzip;q=0", False), ("gzip; q=0.0, identity", False),
                             ("br, gzip;q=0.5", True), ("*", True), ("*;q=0", False),
-                            ("identity", False)):
+                            ("identity", False),
+                            # parameter names are case-insensitive; q may follow another
+                            # parameter; a weight that is no number in 0..1 is a refusal
+                            ("GZIP;Q=0", False), ("x-gzip;q=0", False), ("x-gzip", True),
+                            ("gzip;level=1;q=0", False), ("gzip ; q = 0", False),
+                            ("gzip;q=nan", False), ("gzip;q=-1", False), ("gzip;q=2", False),
+                            ("gzip;q=0, gzip;q=1", False), ("*;q=0, gzip", True),
+                            ("deflate, gzip;q=0.001", True), (",,", False)):
         status, headers, body = get(server.url + "/metrics", {"Accept-Encoding": header})
         assert status == 200
         assert (headers.get("Content-Encoding") == "gzip") is gzipped, header
         text = gzip.decompress(body) if gzipped else body
         assert names.SOURCE_UP.encode() in text
+    for header, openmetrics in (("application/openmetrics-text; version=1.0.0; q=0.5, "
+                                 "text/plain; q=0.3", True),
+                                ("APPLICATION/OpenMetrics-Text", True),
+                                ("application/openmetrics-text;Q=0", False),
+                                ("application/openmetrics-text;q=0.0;version=1.0.0", False),
+                                ("application/openmetrics-text;q=junk", False)):
+        status, headers, body = get(server.url + "/metrics", {"Accept": header})
+        assert status == 200
+        assert headers["Content-Type"].startswith("application/openmetrics-text") \
+            is openmetrics, header
+        assert body.endswith(b"# EOF\n") is openmetrics, header
 
 
 def test_landing_build_info_process_metrics_and_readyz(spawn, tmp_path):
