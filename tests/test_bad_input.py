@@ -103,3 +103,29 @@ def test_a_manifest_file_absent_huge_not_utf8_or_with_a_key_twice_is_one_reason(
         assert info.value.reason == reason, (name, info.value)
     objects, bad = read_objects(tmp_path)
     assert [o["metadata"]["name"] for o in objects] == ["good", "dump"] and bad == 3
+
+
+def test_a_configmap_volume_is_read_once_and_hidden_files_not_at_all(tmp_path: Path):
+    """A ConfigMap mount holds every file twice: `apps.yaml`, a symlink through `..data`,
+    and the real file in a timestamped `..2026_...` folder, where an old version lingers
+    during an update. Only the visible files count, so no object arrives twice or stale."""
+    from sloexporter.sources.manifests import read_objects
+
+    def version(folder: Path, sync: str) -> None:
+        folder.mkdir()
+        (folder / "apps.yaml").write_text(yaml.safe_dump(
+            {**GOOD_APP, "status": {"sync": {"status": sync}}}))
+
+    mount = tmp_path / "mount"
+    mount.mkdir()
+    version(mount / "..2026_12_01_03_00_00.1", "Synced")  # the old one, still there
+    version(mount / "..2026_12_02_03_00_00.2", "OutOfSync")
+    (mount / "..data").symlink_to("..2026_12_02_03_00_00.2")
+    (mount / "apps.yaml").symlink_to("..data/apps.yaml")
+    (mount / ".apps.yaml").write_text(yaml.safe_dump(CRON))  # an editor's or a tool's copy
+    (mount / "team").mkdir()
+    (mount / "team" / "cron.yml").write_text(yaml.safe_dump(CRON))
+    objects, bad = read_objects(mount)
+    assert bad == 0
+    assert [(o["kind"], o.get("status")) for o in objects] == [
+        ("Application", {"sync": {"status": "OutOfSync"}}), ("CronJob", None)]

@@ -96,7 +96,13 @@ def parse_file(path: Path, now: datetime) -> list[dict[str, Any]]:
 
 
 def manifest_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix in SUFFIXES and p.is_file())
+    """The YAML and JSON files under `folder`, hidden ones (any part starting with a dot)
+    left out: a ConfigMap volume holds each file twice, as `name.yaml` and under a
+    timestamped `..2026_12_02_...` folder (an old one lingers during an update), and
+    editors leave `.name.yaml.swp`-like copies; reading those would apply stale twins."""
+    return sorted(p for p in folder.rglob("*")
+                  if p.suffix in SUFFIXES and p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 def read_objects(folder: Path, now: datetime | None = None) -> tuple[list[dict[str, Any]], int]:
