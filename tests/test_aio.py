@@ -1,0 +1,85 @@
+"""Supervised background tasks (issue 10: "one that dies is logged and restarted") and
+blocking work off the event loop, on the real asyncio loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+
+import pytest
+
+from sloexporter.aio import in_thread, supervise
+
+
+async def until(cond, what: str, wait: float = 30.0) -> None:
+    deadline = time.monotonic() + wait
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+async def test_a_task_that_raises_or_returns_is_logged_once_each_time_and_restarted(caplog):
+    caplog.set_level(logging.ERROR, "sloexporter")
+    runs: list[int] = []
+    steady = asyncio.Event()
+
+    async def flaky() -> None:
+        runs.append(len(runs))
+        if len(runs) == 1:
+            raise KeyError("boom")
+        if len(runs) == 2:
+            return  # a loop that ends is a bug too
+        steady.set()
+        await asyncio.Event().wait()  # the third run lives
+
+    task = asyncio.create_task(supervise("reload", flaky, backoff_max=0.2))
+    await until(steady.is_set, "the third run")
+    assert not task.done()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(runs) == 3
+    assert lines == ["background task reload failed (KeyError: 'boom'); restarting it",
+                     "background task reload ended; restarting it"]
+
+
+async def test_restarts_back_off_and_cancel_stops_the_loop_at_once():
+    starts: list[float] = []
+
+    async def dies() -> None:
+        starts.append(time.monotonic())
+        raise RuntimeError("always")
+
+    task = asyncio.create_task(supervise("probe", dies, backoff_max=0.05))
+    await until(lambda: len(starts) >= 20, "twenty restarts")
+    task.cancel()
+    cancelled = time.monotonic()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert time.monotonic() - cancelled < 1.0
+    # 19 waits of uniform(0, 0.05) s sum to about 0.5 s; below 0.05 s is never chance
+    # (a restart without a backoff takes microseconds)
+    assert starts[-1] - starts[0] > 0.05, starts[-1] - starts[0]
+
+
+async def test_in_thread_runs_off_the_loop_and_a_cancelled_wait_returns_at_once():
+    loop_thread = threading.get_ident()
+    assert await in_thread(threading.get_ident) != loop_thread
+    with pytest.raises(ZeroDivisionError):
+        await in_thread(lambda: 1 / 0)
+    release = threading.Event()
+    waiting = asyncio.create_task(in_thread(release.wait, 30))
+    ticks = 0
+    for _ in range(5):  # the loop stays free while the thread blocks
+        await asyncio.sleep(0.01)
+        ticks += 1
+    waiting.cancel()
+    started = time.monotonic()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert time.monotonic() - started < 1.0 and ticks == 5
+    release.set()
