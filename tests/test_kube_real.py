@@ -528,3 +528,34 @@ def test_sigterm_exits_within_2_s_with_open_watches_while_200_clients_scrape(
         assert took < 2.0, f"SIGTERM took {took:.2f} s with watches open under 200 clients"
     finally:
         server.close()
+
+
+def test_the_apiserver_and_the_exporter_agree_on_which_schedules_run(kube_cluster):
+    """Every schedule the exporter reads (tests/test_source_backups.py) is one a real
+    apiserver stores, and each it refuses is refused there too; two refusals are the
+    exporter's own: a schedule that never runs, and a CRON_TZ= prefix, which Kubernetes
+    no longer stores but keeps on CronJobs created before 1.27 (the exporter reads it)."""
+    from sloexporter.sources.backups import expected_interval
+    from sloexporter.sources.base import BadInput
+    from tests.test_source_backups import ROBFIG_BAD, ROBFIG_OK
+
+    ns = fresh_ns(kube_cluster)
+    never_runs = {"0 0 31 2 *", "0 0 30 2 *"}
+    disagree = []
+    for schedule in [s for s, _ in ROBFIG_OK] + ROBFIG_BAD:
+        status, body = kube_cluster.request(
+            "POST", f"/apis/batch/v1/namespaces/{ns}/cronjobs?dryRun=All",
+            cronjob("probe", ns, schedule))
+        try:
+            expected_interval(schedule)
+            ours = True
+        except BadInput:
+            ours = False
+        theirs = status == 201
+        if schedule in never_runs:
+            assert theirs and not ours, (schedule, status)
+        elif schedule.startswith(("CRON_TZ=", "TZ=")):
+            assert not theirs and ours and "TZ" in str(body), (schedule, status, body)
+        elif theirs != ours:
+            disagree.append((schedule, status, str(body)[:200]))
+    assert not disagree, disagree

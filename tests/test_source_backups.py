@@ -184,3 +184,47 @@ def test_a_string_suspend_or_a_cron_with_seconds_is_bad_input(spec, reason):
 def test_cron_macros_are_accepted():
     assert expected_interval("@daily") == 86400
     assert expected_interval("@hourly") == 3600
+
+
+#: schedules Kubernetes and Velero run (robfig/cron's standard parser), with the interval
+ROBFIG_OK = [
+    ("@every 6h", 21600), ("@every 1h30m", 5400), ("@every 1.5h", 5400), ("@every 90s", 90),
+    ("@every 500ms", 1), ("@every -5m", 1), ("@every 0", 1),  # robfig: once a second at most
+    ("@midnight", 86400), ("@annually", 366 * 86400),
+    ("CRON_TZ=Europe/Berlin 30 3 * * *", 86400), ("TZ=UTC 0 4 * * *", 86400),
+    ("0 3 ? * *", 86400), ("0 3 * * MON-FRI", 3 * 86400), ("0 3 * * sun", 7 * 86400),
+    ("5/15 * * * *", 900), ("0,30 */2 1-15 * *", 5400), ("  0 4 * * *  ", 86400),
+    # a schedule limited to some months waits between seasons, not between days
+    ("0 3 * jan-mar *", 276 * 86400), ("0 3 1 */3 *", 92 * 86400),
+]
+#: schedules they refuse (or that never run), which croniter alone would take
+ROBFIG_BAD = ["0 0 2 * * * 2026", "*/5 0 2 * * *", "0 3 L * *", "0 3 1W * *", "0 3 * * 1#2",
+              "0 3 * * 1L", "H 3 * * *", "0 0 * * 7", "0 0 * * 8", "60 * * * *",
+              "*/0 * * * *", "0 3 5-1 * *", "0 3 1-31/0 * *", "@every", "@every 5",
+              "@every 5x", "@reboot", "@DAILY", "", "   ", "0 0 31 2 *", "0 0 30 2 *"]
+
+
+@pytest.mark.parametrize("schedule,expected", ROBFIG_OK)
+def test_schedules_kubernetes_and_velero_run_give_their_interval(schedule, expected):
+    now = datetime(2026, 11, 22, 12, tzinfo=UTC)
+    assert expected_interval(schedule, None, now) == expected
+
+
+@pytest.mark.parametrize("schedule", ROBFIG_BAD)
+def test_schedules_kubernetes_refuses_or_that_never_run_are_invalid_cron(schedule):
+    src = BackupsSource(metrics())
+    bad = copy.deepcopy(CRON)
+    bad["spec"]["schedule"] = schedule
+    feed(src, CRONJOBS, bad)
+    assert src.metrics.skipped == {("backups", "invalid_cron"): 1}
+    assert not samples(text(src))
+
+
+def test_a_cron_tz_prefix_gives_way_to_the_time_zone_field_and_a_bad_one_is_named():
+    src = BackupsSource(metrics())
+    bad = copy.deepcopy(CRON)
+    bad["spec"]["schedule"] = "CRON_TZ=Mars/Olympus 0 3 * * *"
+    feed(src, CRONJOBS, bad)
+    assert src.metrics.skipped == {("backups", "invalid_time_zone"): 1}
+    now = datetime(2026, 3, 20, tzinfo=UTC)
+    assert expected_interval("CRON_TZ=Mars/Olympus 0 3 * * *", "Europe/Berlin", now) == 86400

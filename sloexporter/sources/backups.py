@@ -8,13 +8,14 @@ CronJob's key and its Jobs' results under the same key, so a shard owns all of t
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from sloexporter import names
 from sloexporter.sources.base import BadInput, Source, field, meta, object_key, timestamp
@@ -31,6 +32,8 @@ VELERO_FAILURE = {"Failed", "PartiallyFailed", "FailedValidation",
                   "FinalizingPartiallyFailed", "WaitingForPluginOperationsPartiallyFailed"}
 #: gaps to look at: weekday-only schedules have a long weekend gap, which is the interval
 CRON_HORIZON = 32
+#: at most this many runs to find a seasonal schedule's gap between its months
+CRON_YEAR_RUNS = 2000
 
 FAMILIES = (
     Family(names.BACKUP_LAST_SUCCESS, "When the backup last succeeded.", "gauge"),
@@ -61,23 +64,107 @@ def expected_interval(schedule: Any, time_zone: Any = None,
     return _interval(schedule, str(time_zone) if time_zone else "", int(moment // 3600))
 
 
+# What Kubernetes and Velero accept: robfig/cron's standard parser (cron.ParseStandard).
+# Five fields of numbers, names, `*` and `?`, with ranges, lists and steps; a macro; or
+# `@every <Go duration>`; optionally after `CRON_TZ=` or `TZ=`. croniter alone would also
+# take seconds and years (6 or 7 fields), `L`, `W`, `#` and `H`, which they refuse.
+_MACROS = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
+           "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
+           "@hourly": "0 * * * *"}
+_MONTHS = {m: i + 1 for i, m in enumerate(
+    ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"])}
+_DAYS = {d: i for i, d in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])}
+_BOUNDS = ((0, 59, {}), (0, 23, {}), (1, 31, {}), (1, 12, _MONTHS), (0, 6, _DAYS))
+_GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0,
+             "m": 60.0, "h": 3600.0}
+
+
+def _go_duration(text: str) -> float:
+    """Seconds of a Go duration (`1h30m`, `90s`, `1.5h`, `-5m`, `0`); BadInput when it
+    is not one."""
+    sign = -1.0 if text.startswith("-") else 1.0
+    text = text[1:] if text[:1] in ("-", "+") else text
+    if text == "0":
+        return 0.0
+    pos, total = 0, 0.0
+    for match in _GO_DURATION.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match[1]) * _GO_UNITS[match[2]]
+        pos = match.end()
+    if not text or pos != len(text):
+        raise BadInput("invalid_cron")
+    return sign * total
+
+
+def _cron_field(text: str, low: int, high: int, names_: dict[str, int]) -> None:
+    """One robfig/cron field, or BadInput (`7` as Sunday and `*/0` included)."""
+    def number(token: str) -> int:
+        if token.isdigit():
+            return int(token)
+        if token.lower() in names_:
+            return names_[token.lower()]
+        raise BadInput("invalid_cron")
+
+    for part in text.split(","):
+        span, slash, step = part.partition("/")
+        if slash and (not step.isdigit() or int(step) == 0):
+            raise BadInput("invalid_cron")
+        if span in ("*", "?"):
+            continue
+        first, dash, last = span.partition("-")
+        start = number(first)
+        end = number(last) if dash else (high if slash else start)
+        if not low <= start <= end <= high:
+            raise BadInput("invalid_cron")
+
+
+def _parse_cron(schedule: str) -> tuple[str, float | None, str]:
+    """(5-field cron or "", @every seconds or None, time zone of a CRON_TZ= prefix)."""
+    text, zone = schedule.strip(), ""
+    if text.startswith(("CRON_TZ=", "TZ=")):
+        prefix, _, text = text.partition(" ")
+        zone, text = prefix.partition("=")[2], text.strip()
+    if text.startswith("@every "):
+        seconds = _go_duration(text[len("@every "):].strip())
+        # robfig runs in whole seconds, at least one apart (`@every -5m` too)
+        return "", float(max(1, int(seconds))), zone
+    cron = _MACROS.get(text, text)  # robfig: `@daily`, never `@DAILY`
+    fields = cron.split()
+    if len(fields) != 5:
+        raise BadInput("invalid_cron")
+    for field_text, (low, high, names_) in zip(fields, _BOUNDS, strict=True):
+        _cron_field(field_text, low, high, names_)
+    return " ".join(fields), None, zone
+
+
 @functools.lru_cache(maxsize=4096)
 def _interval(schedule: str, time_zone: str, hour: int) -> float:
-    # Kubernetes takes the standard 5 fields or a macro (@daily); croniter would also take
-    # seconds and years (6 or 7 fields), which the API server refuses
-    fields = schedule.split()
-    if not fields or (len(fields) != 5 and not (len(fields) == 1 and fields[0][0] == "@")) \
-            or not croniter.is_valid(schedule):
+    cron, every, prefix_zone = _parse_cron(schedule)
+    if every is not None:
+        return every
+    if not croniter.is_valid(cron):
         raise BadInput("invalid_cron")
     tz: Any = UTC
-    if time_zone:
+    zone = time_zone or prefix_zone
+    if zone:
         try:
-            tz = ZoneInfo(time_zone)
+            tz = ZoneInfo(zone)
         except (ZoneInfoNotFoundError, ValueError):
             raise BadInput("invalid_time_zone") from None
     base = datetime.fromtimestamp(hour * 3600, UTC).astimezone(tz)
-    it = croniter(schedule, base)
-    times = [it.get_next(datetime) for _ in range(CRON_HORIZON)]
+    it = croniter(cron, base)
+    # a schedule limited to some months (`0 3 * jan-mar *`) has its longest gap between
+    # seasons: walk a whole year of runs then, up to a bound on the work
+    seasonal = cron.split()[3] not in ("*", "?")
+    try:
+        times = [it.get_next(datetime) for _ in range(CRON_HORIZON)]
+        while seasonal and len(times) < CRON_YEAR_RUNS and \
+                (times[-1] - times[0]).total_seconds() < 366 * 86400:
+            times.append(it.get_next(datetime))
+    except CroniterBadDateError:  # `0 0 31 2 *`: valid, but it never runs
+        raise BadInput("invalid_cron") from None
     return max((b - a).total_seconds() for a, b in zip(times, times[1:], strict=False))
 
 
