@@ -26,10 +26,13 @@ from typing import Any, Generic, Self, TypeVar
 
 import aiohttp
 import pytest_asyncio
+import yaml
 from aiohttp import web
 from aiosmtpd.controller import Controller
 
-from tests.tools import free_port, serving, terminate
+from tests.tools import ROOT, free_port, serving, terminate
+
+EXAMPLE_SETTINGS = ROOT / "examples" / "alertmanager-settings.yaml"
 
 T = TypeVar("T")
 TIMEOUT = aiohttp.ClientTimeout(total=5)
@@ -263,3 +266,25 @@ async def smtp_inbox() -> AsyncIterator[SMTPInbox]:
 __all__ = ["Alertmanager", "Inbox", "JSONWebhook", "Mail", "PagerDutyEvents", "SMTPInbox",
            "SlackMessage", "SlackWebhook", "alertmanager_settings", "slack_webhook",
            "smtp_inbox"]
+
+
+def with_secret_files(tmp_path: Path, settings: Path = EXAMPLE_SETTINGS) -> Path:
+    """Alertmanager settings (the example's by default) with their secret files moved into
+    tmp_path as real files (amtool reads them), and written there."""
+    data = yaml.safe_load(settings.read_text())
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+
+    def move(block: dict) -> None:
+        for key, value in list(block.items()):
+            if isinstance(value, dict):
+                move(value)
+            elif key.endswith("_file"):
+                path = secrets / Path(value).name
+                path.write_text("not-a-real-secret\n")
+                block[key] = str(path)
+
+    move(data)
+    path = tmp_path / "settings.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path

@@ -14,6 +14,7 @@ import yaml
 from tests import tools
 from tests.conftest import run_cli
 from tests.stack import (
+    EXAMPLE_SETTINGS,
     PAGERDUTY_KEY,
     Alertmanager,
     Mail,
@@ -22,10 +23,10 @@ from tests.stack import (
     SlackWebhook,
     SMTPInbox,
     alertmanager_settings,
+    with_secret_files,
 )
 from tests.tools import ROOT, require_tool
 
-EXAMPLE_SETTINGS = ROOT / "examples" / "alertmanager-settings.yaml"
 RUNBOOK = "https://runbooks.example.com/checkout/availability"
 DASHBOARD = "https://grafana.example.com/d/sloexporter-slo-detail?var-service=checkout"
 
@@ -35,27 +36,6 @@ def generate(tmp_path: Path, *extra: str) -> Path:
     result = run_cli("generate", "examples/slos", "-o", str(out), *extra)
     assert result.returncode == 0, result.stderr
     return out / "alertmanager"
-
-
-def with_secret_files(tmp_path: Path, settings: Path = EXAMPLE_SETTINGS) -> Path:
-    """The example settings with its secret files moved into tmp_path, and written there."""
-    data = yaml.safe_load(settings.read_text())
-    secrets = tmp_path / "secrets"
-    secrets.mkdir()
-
-    def move(block: dict) -> None:
-        for key, value in list(block.items()):
-            if isinstance(value, dict):
-                move(value)
-            elif key.endswith("_file"):
-                path = secrets / Path(value).name
-                path.write_text("not-a-real-secret\n")
-                block[key] = str(path)
-
-    move(data)
-    path = tmp_path / "settings.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 def amtool(*args: str) -> subprocess.CompletedProcess[str]:

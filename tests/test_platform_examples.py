@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import re
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
 
 from sloexporter.sources.manifests import read_objects
 from tests.conftest import run_cli
+from tests.stack import with_secret_files
 from tests.tools import ROOT, require_tool
 
 PLATFORMS_DIR = ROOT / "examples" / "platforms"
 PLATFORMS = sorted(p.name for p in PLATFORMS_DIR.iterdir() if p.is_dir())
-SECRETS = "/etc/alertmanager/secrets/"
 
 
 def test_one_folder_per_seed_platform():
@@ -32,21 +31,6 @@ def test_one_folder_per_seed_platform():
                                                       "alertmanager-settings.yaml"}, name
 
 
-def _settings_with_secret_files(folder: Path, tmp_path: Path) -> Path:
-    """The folder's settings with its secret paths pointing at real files (amtool reads them)."""
-    text = (folder / "alertmanager-settings.yaml").read_text()
-    secrets = tmp_path / "secrets"
-    secrets.mkdir()
-    for line in text.splitlines():
-        if SECRETS in line:
-            name = line.split(SECRETS, 1)[1].strip()
-            (secrets / name).write_text("https://hooks.example.com/x\n" if "slack" in name
-                                        else "not-a-real-secret\n")
-    path = tmp_path / "settings.yaml"
-    path.write_text(text.replace(SECRETS, f"{secrets}/"))
-    return path
-
-
 @pytest.mark.parametrize("name", PLATFORMS)
 def test_platform_validates_generates_and_its_tests_pass(tmp_path, promtool, name):
     folder = PLATFORMS_DIR / name
@@ -55,7 +39,8 @@ def test_platform_validates_generates_and_its_tests_pass(tmp_path, promtool, nam
     assert result.returncode == 0, result.stdout + result.stderr
     out = tmp_path / "out"
     result = run_cli("generate", slos, "-o", str(out), "--with-tests",
-                     "--alertmanager-settings", str(_settings_with_secret_files(folder, tmp_path)))
+                     "--alertmanager-settings", str(with_secret_files(
+                         tmp_path, folder / "alertmanager-settings.yaml")))
     assert result.returncode == 0, result.stderr
     assert "warning" not in result.stderr, "every SLO of an example has its tests"
     rules = sorted((out / "rules").glob("*.yaml"))
