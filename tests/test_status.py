@@ -347,6 +347,15 @@ async def test_scheduled_delivery_by_email_and_slack(history, tmp_path, smtp_inb
         message = await slack_webhook.inbox.wait_for(lambda m: "checkout" in m.text,
                                                      "the Slack report", 60)
         assert message.channel == "#slo" and "SLO report" in message.title
+        # every second fires again for the same month: it is not sent twice
+        deadline = time.monotonic() + 60
+        while not scheduler.sent and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        mails, posts = len(smtp_inbox.inbox.messages), len(slack_webhook.inbox.messages)
+        assert await scheduler.run_once(cfg.delivery[0], time.time()) == []
+        assert len(smtp_inbox.inbox.messages) == mails
+        assert len(slack_webhook.inbox.messages) == posts
+        assert scheduler.sent.count(scheduler.sent[0]) == 1
     finally:
         await scheduler.stop()
         await client.close()

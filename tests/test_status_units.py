@@ -36,6 +36,23 @@ def test_month_quarter_and_week_in_a_time_zone():
     assert march.seconds == 31 * 86400 - 3600
 
 
+def test_leap_year_and_year_boundaries():
+    utc = ZoneInfo("UTC")
+    assert calendar.parse_period("2028-02", utc).seconds == 29 * 86400
+    assert calendar.parse_period("2027-02", utc).seconds == 28 * 86400
+    assert calendar.parse_period("2028-Q1", utc).seconds == (31 + 29 + 31) * 86400
+    # 2026 has an ISO week 53 that ends in January 2027
+    w53 = calendar.parse_period("2026-W53", utc)
+    assert w53.end == ts("2027-01-04T00:00", utc) and w53.seconds == 7 * 86400
+    assert calendar.containing("week", ts("2027-01-03T12:00", utc), utc).label == "2026-W53"
+    # the last second of a month belongs to it, the next one to the next month
+    end = calendar.parse_period("2028-02", utc).end
+    assert calendar.containing("month", end - 1, utc).label == "2028-02"
+    assert calendar.containing("month", end, utc).label == "2028-03"
+    # a week with the autumn DST change is an hour longer
+    assert calendar.parse_period("2026-W43", BERLIN).seconds == 7 * 86400 + 3600
+
+
 def test_previous_and_history():
     tz = ZoneInfo("UTC")
     jan = calendar.parse_period("2027-01", tz)
@@ -49,7 +66,7 @@ def test_previous_and_history():
 
 
 @pytest.mark.parametrize("text", ["2026-13", "2026-00", "26-11", "2026-W54", "2026-Q5",
-                                  "november", ""])
+                                  "2027-W53", "2026-W00", "november", ""])
 def test_bad_periods_are_refused(text):
     with pytest.raises(ValueError, match="YYYY-MM"):
         calendar.parse_period(text, BERLIN)
@@ -75,7 +92,22 @@ def test_delivery_schedule_and_period():
     assert (last.label, before.label) == ("2026-11", "2026-10")
 
 
+def test_a_schedule_that_fires_twice_for_one_period_names_the_same_period():
+    """At 02:30 on the autumn DST night Berlin has two 02:30s: both runs are for the
+    same completed month, which the scheduler then delivers once (test_status.py)."""
+    cfg = StatusConfig.model_validate({"delivery": [{
+        "schedule": "30 2 * * *", "timezone": "Europe/Berlin", "period": "month",
+        "slack": {"webhook_url_file": "/x"}}]})
+    target = cfg.delivery[0]
+    first = next_run(target, ts("2026-10-24T12:00"))
+    second = next_run(target, first)
+    assert second - first == 3600
+    assert completed_period(target, first)[0].label == completed_period(target, second)[0].label
+
+
 @pytest.mark.parametrize("status", [
+    {"delivery": [{"schedule": "0 9 1 * *", "slack": {"webhook_url_file": "/x"}},
+                  {"schedule": "0 9 1 * *", "slack": {"webhook_url_file": "/x"}}]},
     {"calendar": {"timezone": "Mars/Olympus"}},
     {"delivery": [{"schedule": "every day", "slack": {"webhook_url_file": "/x"}}]},
     {"delivery": [{"schedule": "0 9 * * *"}]},

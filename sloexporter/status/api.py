@@ -75,8 +75,7 @@ async def list_slos(request: web.Request) -> web.Response:
     key = ("api", request.query_string)
     slos = snap.rendered.get(key)
     if slos is None:
-        slos = json_bytes([i for i in snap.items if matches(i, f)])
-        snap.rendered[key] = slos
+        slos = snap.remember(key, json_bytes([i for i in snap.items if matches(i, f)]))
     tail = json.dumps({"computed_at": snap.at, "data_age_seconds": svc.data_age()})
     return web.Response(body=b'{"slos": ' + slos + b", " + tail[1:].encode(),
                         content_type="application/json")

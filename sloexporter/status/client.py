@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import math
 import ssl
 from dataclasses import dataclass
@@ -52,6 +53,54 @@ def _float(text: Any) -> float:
         return math.nan
 
 
+#: a larger answer is refused, not buffered: 1,000 SLOs answer a few MB per query
+MAX_BODY = 64 * 1024 * 1024
+
+
+def _labels(metric: Any) -> Labels | None:
+    """A series' labels; None when they are not a mapping of strings."""
+    if not isinstance(metric, dict):
+        return None
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in metric.items()):
+        return None
+    return dict(metric)
+
+
+def _value(pair: Any) -> float:
+    """The value of a `[time, "value"]` pair; NaN for anything else."""
+    if isinstance(pair, list | tuple) and len(pair) == 2:
+        return _float(pair[1])
+    return math.nan
+
+
+def _results(data: Any, kind: str) -> list[dict[str, Any]]:
+    """The `result` list of a `resultType: kind` answer, without malformed items.
+
+    Prometheus never answers two series with the same labels, but a fan-out query layer
+    (Thanos without deduplication, a proxy in front of replicas) can: the first one is
+    kept, so a rate is never counted twice.
+    """
+    if not isinstance(data, dict) or data.get("resultType") != kind:
+        got = data.get("resultType") if isinstance(data, dict) else type(data).__name__
+        raise PrometheusError(f"expected a {kind}, got {got}")
+    result = data.get("result")
+    if result is None:
+        return []
+    if not isinstance(result, list):
+        raise PrometheusError(f"malformed {kind} answer: result is not a list")
+    out, seen = [], set()
+    for item in result:
+        labels = _labels(item.get("metric", {}) if isinstance(item, dict) else None)
+        if labels is None:
+            continue
+        ident = tuple(sorted(labels.items()))
+        if ident in seen:
+            continue
+        seen.add(ident)
+        out.append(dict(item, metric=labels))
+    return out
+
+
 class PrometheusClient:
     """Queries one Prometheus-compatible endpoint; counts every query it sends."""
 
@@ -61,6 +110,7 @@ class PrometheusClient:
         self.access = access
         self.base = access.url.rstrip("/")
         self.queries = 0
+        self.max_body = MAX_BODY
         self._session: aiohttp.ClientSession | None = None
 
     def _ssl(self) -> ssl.SSLContext | bool:
@@ -97,6 +147,20 @@ class PrometheusClient:
         if self._session is not None:
             await self._session.close()
 
+    async def _body(self, resp: aiohttp.ClientResponse, url: str) -> bytes:
+        """The answer, refused once it grows past `max_body` (never buffered whole)."""
+        too_big = PrometheusError(f"{url}: HTTP {resp.status}, an answer over the "
+                                  f"{self.max_body} byte limit")
+        if (resp.content_length or 0) > self.max_body:
+            raise too_big
+        chunks, size = [], 0
+        async for chunk in resp.content.iter_chunked(1 << 16):
+            size += len(chunk)
+            if size > self.max_body:
+                raise too_big
+            chunks.append(chunk)
+        return b"".join(chunks)
+
     async def _call(self, path: str, form: dict[str, str]) -> Any:
         self.queries += 1
         session = await self._session_get()
@@ -105,9 +169,10 @@ class PrometheusClient:
         try:
             async with session.post(url, data=form, headers=self._headers(),
                                     timeout=timeout) as resp:
+                raw = await self._body(resp, url)
                 try:
-                    body = await resp.json(content_type=None)
-                except (ValueError, aiohttp.ContentTypeError):
+                    body = json.loads(raw)
+                except (ValueError, RecursionError):
                     body = None
                 if not isinstance(body, dict):
                     raise PrometheusError(f"{url}: HTTP {resp.status}, not a Prometheus API "
@@ -131,25 +196,21 @@ class PrometheusClient:
         if at is not None:
             form["time"] = f"{at:.3f}"
         data = await self._call("/api/v1/query", form)
-        if not isinstance(data, dict):
-            raise PrometheusError("query answer without data")
-        if data.get("resultType") == "scalar":
-            return [Sample({}, _float(data["result"][1]))]
-        if data.get("resultType") != "vector":
-            raise PrometheusError(f"expected a vector, got {data.get('resultType')}")
-        out = []
-        for item in data.get("result") or []:
-            value = item.get("value") or [0, "NaN"]
-            out.append(Sample(dict(item.get("metric") or {}), _float(value[1])))
-        return out
+        if isinstance(data, dict) and data.get("resultType") == "scalar":
+            return [Sample({}, _value(data.get("result")))]
+        return [Sample(item["metric"], _value(item.get("value")))
+                for item in _results(data, "vector")]
 
     async def query_range(self, expr: str, start: float, end: float,
                           step: float) -> list[Series]:
         form = {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}",
                 "step": f"{max(step, 1):.0f}"}
         data = await self._call("/api/v1/query_range", form)
-        if not isinstance(data, dict) or data.get("resultType") != "matrix":
-            raise PrometheusError("expected a matrix from query_range")
-        return [Series(dict(item.get("metric") or {}),
-                       [(float(t), _float(v)) for t, v in item.get("values") or []])
-                for item in data.get("result") or []]
+        out = []
+        for item in _results(data, "matrix"):
+            values = item.get("values")
+            points = [(_float(p[0]), _value(p)) for p in values
+                      if isinstance(p, list | tuple) and len(p) == 2] \
+                if isinstance(values, list) else []
+            out.append(Series(item["metric"], [(t, v) for t, v in points if math.isfinite(t)]))
+        return out

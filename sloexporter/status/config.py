@@ -175,3 +175,14 @@ class StatusConfig(Strict):
     delivery: list[Delivery] = Field(default_factory=list)
     discover_sloth: bool = True
     discover_pyrra: bool = True
+
+    @field_validator("delivery")
+    @classmethod
+    def _once(cls, v: list[Delivery]) -> list[Delivery]:
+        seen: dict[str, int] = {}
+        for i, target in enumerate(v):
+            first = seen.setdefault(target.model_dump_json(), i)
+            if first != i:
+                raise ValueError(f"delivery {i + 1} repeats delivery {first + 1}: every "
+                                 "report would be sent twice")
+        return v

@@ -150,6 +150,10 @@ class Scheduler:
                  clock: Callable[[], float] = time.time) -> None:
         self.cfg, self.client, self.slos, self.clock = cfg, client, slos, clock
         self.sent: list[tuple[str, str]] = []
+        #: (delivery, period) pairs already delivered: a schedule that fires twice for
+        #: one period (every minute on the 1st, 02:30 on a DST fall-back night) sends once
+        self._done: set[tuple[str, str]] = set()
+        self._running = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -165,11 +169,23 @@ class Scheduler:
         due = next_run(target, self.clock())
         while True:
             await asyncio.sleep(max(due - self.clock(), 0.0))
-            await self.run_once(target, due)
+            try:
+                await self.run_once(target, due)
+            except Exception:  # noqa: BLE001 - one bad run must not end the schedule
+                log.exception("the %s delivery failed", target.name)
             due = next_run(target, max(due, self.clock()))
 
     async def run_once(self, target: Delivery, at: float) -> list[str]:
+        # one run at a time, so a second run for a period waits and then sees it done
+        async with self._running:
+            return await self._run_once(target, at)
+
+    async def _run_once(self, target: Delivery, at: float) -> list[str]:
         window, previous = completed_period(target, at)
+        done = (target.model_dump_json(), window.label)
+        if done in self._done:
+            log.info("%s: the %s report was already delivered", target.name, window.label)
+            return []
         try:
             rep = await report.build_report(self.client, self.slos, self.cfg, window,
                                             previous, self.clock())
@@ -178,5 +194,6 @@ class Scheduler:
             return [f"report: {exc}"]
         errors = await deliver(rep, target)
         if not errors:
+            self._done.add(done)
             self.sent.append((target.name, window.label))
         return errors

@@ -29,6 +29,10 @@ from sloexporter.status.config import StatusConfig
 log = logging.getLogger("sloexporter.status")
 
 
+#: rendered answers kept per snapshot (the unfiltered list and common filters)
+RENDERED_MAX = 64
+
+
 @dataclass
 class Snapshot:
     at: float
@@ -38,6 +42,13 @@ class Snapshot:
     #: rendered answers (JSON, pages) per query string: a snapshot never changes, so
     #: the API and the list page serialise 1,000 SLOs once per refresh, not per request
     rendered: dict[tuple[str, str], bytes] = field(default_factory=dict)
+
+    def remember(self, key: tuple[str, str], body: bytes) -> bytes:
+        """Keep a rendered answer, up to RENDERED_MAX: query strings are the client's
+        choice, and each answer can be megabytes."""
+        if len(self.rendered) < RENDERED_MAX:
+            self.rendered[key] = body
+        return body
 
 
 class TTLCache:
@@ -114,23 +125,30 @@ class StatusService:
                 raw = await asyncio.wait_for(
                     compute.read_all(self.client, self.specs, self.cfg, now),
                     self.refresh_timeout)
-            except (PrometheusError, TimeoutError) as exc:
-                reason = str(exc) or f"refresh took longer than {self.refresh_timeout:g}s"
-                self.error = f"Prometheus query failed: {reason}"
-                self.refreshes["failure"] += 1
-                log.warning("status refresh failed: %s", reason)
-            else:
                 # in a thread: 1,000 SLOs take a while, and /metrics must not wait
                 items = await asyncio.to_thread(compute.assemble, raw, self.cfg)
                 snapshot = Snapshot(now, items, raw,
                                     {(i["service"], i["slo"]): i for i in items})
                 snapshot.rendered[("api", "")] = await asyncio.to_thread(json_bytes, items)
+            except (PrometheusError, TimeoutError) as exc:
+                reason = str(exc) or f"refresh took longer than {self.refresh_timeout:g}s"
+                self._failed(f"Prometheus query failed: {reason}")
+            except Exception as exc:  # noqa: BLE001 - a bad answer must not end the loop
+                log.exception("status refresh failed on an unexpected answer")
+                self._failed(f"cannot use the Prometheus answers: {exc.__class__.__name__}")
+            else:
                 self.snapshot = snapshot
                 self.error = None
                 self.refreshes["success"] += 1
             finally:
                 self.refresh_queries = self.client.queries - before
                 self.refresh_duration = time.monotonic() - start
+
+    def _failed(self, reason: str) -> None:
+        """Keep the old snapshot; the API and UI say why it is old."""
+        self.error = reason
+        self.refreshes["failure"] += 1
+        log.warning("status refresh failed: %s", reason)
 
     # --- health ------------------------------------------------------------------------
     def data_age(self) -> float | None:

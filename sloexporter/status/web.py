@@ -86,7 +86,7 @@ def add_status_routes(app: web.Application, svc: StatusService) -> None:
         cal = snap.raw.windows.get("calendar") if snap else None
         text = ui.list_page(items, every, query, cal.label if cal else None, reason, age, error)
         if reason is None and snap is not None:  # no banner: the page depends on the data only
-            snap.rendered[key] = text.encode()
+            snap.remember(key, text.encode())
         return _html(text)
 
     async def detail_view(request: web.Request) -> web.Response:
