@@ -302,6 +302,37 @@ def test_slow_headers_and_idle_keepalive_connections_are_closed(spawn, tmp_path)
     assert get(server.url + "/healthz")[0] == 200  # and the server still serves
 
 
+def test_a_client_that_never_reads_its_scrape_is_cut_off_after_write_timeout(spawn, tmp_path):
+    """A scrape of several MB to a client that stops reading: the server abandons it after
+    `server.write_timeout` (it would otherwise hold the body and the socket forever)."""
+    folder = tmp_path / "cluster"
+    folder.mkdir()
+    (folder / "apps.json").write_text(json.dumps({"apiVersion": "v1", "kind": "List",
+                                                  "items": [app(i) for i in range(9000)]}))
+    server = spawn("--manifests", str(folder), "--config",
+                   str(_config(tmp_path, {"server": {"write_timeout": 1}})))
+    wait_for(server.ready, 120, what="/readyz")
+    size = len(get(server.url + "/metrics", timeout=30)[2])
+    # more than the kernel holds: a 4 MB send buffer at most, and a 4 kB receive window
+    assert size > 5e6, size
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.connect(("127.0.0.1", server.port))
+    stalled.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(4)  # the stall itself: the scenario, not a wait for a result
+    got = 0
+    stalled.settimeout(10)
+    try:
+        while chunk := stalled.recv(1 << 20):
+            got += len(chunk)
+    except ConnectionResetError:
+        pass
+    finally:
+        stalled.close()
+    assert got < size, "the whole scrape was kept for a client that stopped reading"
+    assert get(server.url + "/healthz")[0] == 200  # and the server still serves
+
+
 def test_gzip_only_when_acceptable(spawn):
     server = spawn("--manifests", str(DEMO))
     wait_for(server.ready, what="/readyz")
