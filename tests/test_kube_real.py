@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
 import time
 import uuid
@@ -25,7 +26,7 @@ from sloexporter.config import Config
 from sloexporter.server import Exporter
 from sloexporter.sources.argocd import APPLICATIONS
 from sloexporter.sources.store import Shard
-from tests.kube_real import TEAM_NS, APIServer, KubeCluster, api_state
+from tests.kube_real import NAMESPACE, TEAM_NS, APIServer, KubeCluster, api_state
 from tests.promtext import samples
 from tests.test_serve_hostile import Serve, _flood, wait_for
 
@@ -148,6 +149,38 @@ async def test_argocd_follows_creates_updates_deletes_with_the_charts_rbac(kube_
         assert synced == {"a0": 1, "a1": 0, "a3": 1}
         assert exporter.up() == {"argocd": True}
         assert not any(reason != "timeout" for (_, reason) in exporter.metrics.restarts)
+
+
+async def test_a_real_service_account_token_with_the_charts_rbac(kube_crds, running, tmp_path):
+    """A token the apiserver issues (TokenRequest) for the chart's own ServiceAccount, as a
+    pod's projected token is: authenticated as the ServiceAccount, authorised by the
+    chart's rendered ClusterRole, and enough for the exporter to list and watch."""
+    cluster, ns = kube_crds, fresh_ns(kube_crds)
+    cluster.create(app("a0", ns))
+    issued = cluster.api(
+        "POST", f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/sloexporter/token",
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+         "spec": {"expirationSeconds": 3600}})
+    token = issued["status"]["token"]
+    assert token.count(".") == 2  # a signed JWT, not one of the static test tokens
+    kubeconfig = json.loads(cluster.write_kubeconfig(running, "exporter").read_text())
+    kubeconfig["users"][0]["user"]["token"] = token
+    path = tmp_path / "kubeconfig-sa"
+    path.write_text(json.dumps(kubeconfig))
+    cfg = config(cluster, running, "argocd").model_copy(update={
+        "cluster": Config.model_validate({"cluster": {
+            "mode": "kubeconfig", "kubeconfig": str(path)}}).cluster})
+    async with exporter_on(cfg) as exporter:
+        check = exact(cluster, exporter, "argocd", ns)
+        await until(check, "the first list")
+        cluster.create(app("a1", ns))
+        await until(check, "a watch event")
+        assert exporter.up() == {"argocd": True}
+    review = cluster.api("POST", "/apis/authentication.k8s.io/v1/tokenreviews", {
+        "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+        "spec": {"token": token}})
+    assert review["status"]["user"]["username"] == \
+        f"system:serviceaccount:{NAMESPACE}:sloexporter"
 
 
 # --- the faults ------------------------------------------------------------------------------
