@@ -27,10 +27,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.tools import LOCAL_TOOLS, free_port  # noqa: E402
+from tests.tools import LOCAL_TOOLS, free_port, serve_text  # noqa: E402
 
 METRIC = "bench_requests_total"
 #: requests per second of each raw series, by status code
@@ -113,24 +112,13 @@ def raw_series(keys: list[tuple[str, str]]) -> list[tuple[str, float]]:
 
 
 def serve_exporter(series: list[tuple[str, float]], origin: float) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            elapsed = time.time() - origin
-            lines = [f"# TYPE {METRIC} counter"]
-            lines += [f"{METRIC}{{{labels}}} {rate * elapsed:.3f}" for labels, rate in series]
-            body = ("\n".join(lines) + "\n").encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def body() -> str:
+        elapsed = time.time() - origin
+        lines = [f"# TYPE {METRIC} counter"]
+        lines += [f"{METRIC}{{{labels}}} {rate * elapsed:.3f}" for labels, rate in series]
+        return "\n".join(lines) + "\n"
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+    return serve_text(body)
 
 
 # ---- backfill --------------------------------------------------------------------------

@@ -28,7 +28,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -36,13 +35,13 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import yaml
 
-from tests.tools import ROOT, free_port
+from tests.tools import ROOT, free_port, serve_text
 
 DAY, HOUR, MIN = 86400, 3600, 60
 HISTORY = 36 * DAY
@@ -418,22 +417,7 @@ class LiveFeed:
         return "\n".join(lines) + "\n"
 
     def start(self) -> None:
-        feed = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
-                body = feed.text(time.time()).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *_: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = serve_text(lambda: self.text(time.time()), self.port)
 
     def stop(self) -> None:
         if self._server is not None:

@@ -14,7 +14,10 @@ import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -76,6 +79,27 @@ async def serving(app: web.Application, port: int | None = None) -> AsyncIterato
         yield f"127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+def serve_text(body: Callable[[], str], port: int = 0) -> ThreadingHTTPServer:
+    """Serve `body()` as Prometheus text exposition on 127.0.0.1 (`port`, or a free one),
+    freshly rendered for every scrape, from a daemon thread; the caller shuts it down."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+            data = body().encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
 
 
 def require_tool(name: str) -> str:
