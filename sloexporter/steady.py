@@ -54,28 +54,40 @@ def _drop_name(labels: Labels) -> Labels:
     return tuple(kv for kv in labels if kv[0] != NAME)
 
 
-def _match(op: str, pattern: str, value: str) -> bool:
-    if op == "Equal":
+#: (label, op, value), op as PromQL writes it: = != =~ !~
+Matcher = tuple[str, str, str]
+_MATCH_OPS = {"Equal": "=", "NotEqual": "!=", "Re": "=~", "NotRe": "!~"}
+
+
+def selector_matchers(sel: Any) -> list[Matcher]:
+    """The label matchers of a parsed vector selector (the metric name is not one)."""
+    return [(m.name, _MATCH_OPS[str(m.op).rpartition(".")[2]], m.value)
+            for m in sel.matchers.matchers]
+
+
+def label_matches(op: str, pattern: str, value: str) -> bool:
+    """Whether `value` satisfies the matcher; an invalid regex raises re.error."""
+    if op == "=":
         return value == pattern
-    if op == "NotEqual":
+    if op == "!=":
         return value != pattern
+    hit = re.fullmatch(pattern, value) is not None
+    return hit if op == "=~" else not hit
+
+
+def _match(op: str, pattern: str, value: str) -> bool:
     try:
-        hit = re.fullmatch(pattern, value) is not None
+        return label_matches(op, pattern, value)
     except re.error as exc:
         raise Unsupported(f"regex {pattern!r}") from exc
-    return hit if op.startswith("Re") else not hit
-
-
-def _op_name(op: Any) -> str:
-    return str(op).rpartition(".")[2].split("(")[0]
 
 
 def _select(sel: Any, signals: Iterable[Signal]) -> list[Signal]:
     if sel.matchers.or_matchers:
         raise Unsupported("`or` inside a selector")
-    matchers = [(m.name, _op_name(m.op), m.value) for m in sel.matchers.matchers]
+    matchers = selector_matchers(sel)
     if sel.name:
-        matchers.append((NAME, "Equal", sel.name))
+        matchers.append((NAME, "=", sel.name))
     return [s for s in signals
             if all(_match(op, v, dict(s.labels).get(n, "")) for n, op, v in matchers)]
 

@@ -54,19 +54,14 @@ class Segment:
 
 # ---- label values that satisfy a selector -------------------------------------------
 
-Matcher = tuple[str, str, str]  # (label, op, value), op in = != =~ !~
+Matcher = steady.Matcher
 
 
 def _matches(op: str, pattern: str, value: str) -> bool:
-    if op == "=":
-        return value == pattern
-    if op == "!=":
-        return value != pattern
     try:
-        hit = re.fullmatch(pattern, value) is not None
+        return steady.label_matches(op, pattern, value)
     except re.error:
         return False
-    return hit if op == "=~" else not hit
 
 
 def _candidates(matchers: list[Matcher]) -> list[str]:
@@ -139,8 +134,7 @@ def _parse_matchers(text: str) -> tuple[str | None, list[Matcher]]:
 
 
 def _selector_parts(sel: Any) -> tuple[str | None, list[Matcher]]:
-    ops = {"Equal": "=", "NotEqual": "!=", "Re": "=~", "NotRe": "!~"}
-    matchers = [(m.name, ops[str(m.op).rpartition(".")[2]], m.value) for m in sel.matchers.matchers]
+    matchers = steady.selector_matchers(sel)
     name = sel.name or next((v for n, op, v in matchers if n == "__name__" and op == "="), None)
     return name, [m for m in matchers if m[0] != "__name__"]
 
