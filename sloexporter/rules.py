@@ -39,10 +39,8 @@ def severity_label(slo: SLO, severity: str) -> str:
 def alert_rule(slo: SLO, tier: Tier) -> Rule:
     alerting = slo.alerting
     settings = alerting.settings(tier.severity)
-    labels = dict(slo.identity)
-    labels.update(alerting.labels)
-    labels.update(severity=tier.severity, long_window=tier.long, short_window=tier.short)
-    labels.update(settings.labels)
+    labels = _labels(slo, tier.severity, settings, long_window=tier.long,
+                     short_window=tier.short)
     factor = decimal_str(tier.factor)
     budget_query = promql.slo_selector(promql.BUDGET_REMAINING, slo).replace('"', '\\"')
     # rendered by Prometheus at evaluation: Alertmanager messages only see annotations
@@ -61,30 +59,23 @@ def alert_rule(slo: SLO, tier: Tier) -> Rule:
         "burn_rate_threshold": factor,
         "budget_remaining": budget_remaining,
     }
-    if alerting.runbook_url:
-        annotations["runbook_url"] = alerting.runbook_url
-    if alerting.dashboard_url:
-        annotations["dashboard_url"] = alerting.dashboard_url
-    annotations.update(alerting.annotations)
-    annotations.update(settings.annotations)
-    rule: Rule = {"alert": alerting.name, "expr": promql.tier_condition(slo, tier)}
-    if settings.for_:
-        rule["for"] = format_duration(settings.for_)
-    rule["labels"] = labels
-    rule["annotations"] = annotations
-    return rule
+    return _alert(slo, alerting.name, promql.tier_condition(slo, tier), settings.for_,
+                  labels, annotations, settings)
 
 
-def _labels(slo: SLO, severity: str, settings: AlertSettings) -> dict[str, str]:
+def _labels(slo: SLO, severity: str, settings: AlertSettings,
+            **extra: str) -> dict[str, str]:
     labels = dict(slo.identity)
     labels.update(slo.alerting.labels)
     labels["severity"] = severity
+    labels.update(extra)
     labels.update(settings.labels)
     return labels
 
 
-def _extra_alert(slo: SLO, name: str, expr: str, for_: int, labels: dict[str, str],
-                 annotations: dict[str, str], settings: AlertSettings) -> Rule:
+def _alert(slo: SLO, name: str, expr: str, for_: int, labels: dict[str, str],
+           annotations: dict[str, str], settings: AlertSettings) -> Rule:
+    """An alerting rule with the SLO's links and the spec's extra annotations added."""
     alerting = slo.alerting
     for key, url in (("runbook_url", alerting.runbook_url),
                      ("dashboard_url", alerting.dashboard_url)):
@@ -112,7 +103,6 @@ def signal_missing_alert(slo: SLO) -> Rule:
     SLI (a renamed label, a bucket that does not exist, a good series gone) shows here
     even in the cases the generator could not foresee."""
     settings = AlertSettings()
-    labels = _labels(slo, "ticket", settings)
     selector = promql.slo_selector(promql.SIGNAL_MISSING, slo)
     annotations = {
         "summary": f"{slo.service}/{slo.name}: the SLI cannot be measured",
@@ -129,12 +119,11 @@ def signal_missing_alert(slo: SLO) -> Rule:
             f"some it had, for {format_duration(SIGNAL_MISSING_FOR)}. The SLO counts the "
             "missing series as bad; check the exporter, its scrape target and the query's "
             "selectors.")
-    return _extra_alert(slo, SIGNAL_MISSING_ALERT, f"{selector} == 1", SIGNAL_MISSING_FOR,
-                        labels, annotations, settings)
+    return _alert(slo, SIGNAL_MISSING_ALERT, f"{selector} == 1", SIGNAL_MISSING_FOR,
+                  _labels(slo, "ticket", settings), annotations, settings)
 
 
 def budget_exhausted_alert(slo: SLO, settings: AlertSettings) -> Rule:
-    labels = _labels(slo, "ticket", settings)
     remaining = promql.slo_selector(promql.BUDGET_REMAINING, slo)
     annotations = {
         "summary": f"{slo.service}/{slo.name}: the {slo.period_str} error budget is spent",
@@ -143,8 +132,8 @@ def budget_exhausted_alert(slo: SLO, settings: AlertSettings) -> Rule:
             f"its error budget over the last {slo.period_str}: "
             "{{ $value | humanizePercentage }} of it remains."),
     }
-    return _extra_alert(slo, BUDGET_EXHAUSTED_ALERT, f"{remaining} <= 0", settings.for_,
-                        labels, annotations, settings)
+    return _alert(slo, BUDGET_EXHAUSTED_ALERT, f"{remaining} <= 0", settings.for_,
+                  _labels(slo, "ticket", settings), annotations, settings)
 
 
 def meta_rules(slo: SLO) -> list[Rule]:

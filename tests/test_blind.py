@@ -120,12 +120,15 @@ def test_threshold_outside_declared_buckets_is_refused_naming_the_nearest(tmp_pa
 
 # ---- finding 2: the good series disappears in a crash loop ----------------------------
 
+GOOD_TOTAL = {"events": {
+    "good": 'sum(rate(http_requests_total{job="api",code="200"}[{{window}}]))',
+    "total": 'sum(rate(http_requests_total{job="api"}[{{window}}]))'}}
+
+
 @on_both
 def test_good_series_gone_in_a_crash_loop_keeps_paging(tmp_path, promtool):
     """From 1h the app restarts into answering only 5xx: code="200" is gone for good."""
-    rules = rules_of(tmp_path, native({"events": {
-        "good": 'sum(rate(http_requests_total{job="api",code="200"}[{{window}}]))',
-        "total": 'sum(rate(http_requests_total{job="api"}[{{window}}]))'}}))
+    rules = rules_of(tmp_path, native(GOOD_TOTAL))
     series = {'http_requests_total{job="api",code="200"}': "0+600x60",
               'http_requests_total{job="api",code="500"}': "_x60 0+600x120"}
     check(promtool, rules, series, [
@@ -136,9 +139,7 @@ def test_good_series_gone_in_a_crash_loop_keeps_paging(tmp_path, promtool):
 @on_both
 def test_good_side_present_but_zero_is_measured(tmp_path, promtool):
     """The healthy twin: a good series that exists but stops growing is no signal loss."""
-    rules = rules_of(tmp_path, native({"events": {
-        "good": 'sum(rate(http_requests_total{job="api",code="200"}[{{window}}]))',
-        "total": 'sum(rate(http_requests_total{job="api"}[{{window}}]))'}}))
+    rules = rules_of(tmp_path, native(GOOD_TOTAL))
     series = {'http_requests_total{job="api",code="200"}': "0+600x60 36000x60",
               'http_requests_total{job="api",code="500"}': "0x60 0+600x60"}
     check(promtool, rules, series, [(PAGE, "1h30m", 1), (MISSING, "2h", 0),
