@@ -13,9 +13,8 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
