@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from sloexporter.sources.http_probe import HTTPProbeConfig
 from sloexporter.sources.tls_probe import TLSProbeConfig
@@ -16,10 +16,25 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _unique(names: list[str]) -> list[str]:
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"namespaces listed twice: {', '.join(twice)}")
+    return names
+
+
+#: Kubernetes namespace names (RFC 1123 labels), as the chart's values.schema.json checks;
+#: an empty string would watch every namespace, and a `/` would change the API path
+Namespaces = Annotated[
+    list[Annotated[str, Field(min_length=1, max_length=63,
+                              pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]],
+    AfterValidator(_unique)]
+
+
 class Scope(Strict):
     enabled: bool = True
     #: watch only these namespaces (one watch each); empty means all namespaces
-    namespaces: list[str] = Field(default_factory=list)
+    namespaces: Namespaces = Field(default_factory=list)
     label_selector: str | None = None
     field_selector: str | None = None
 
@@ -36,7 +51,7 @@ class CertificatesConfig(Scope):
     cert_manager: bool = True
     #: reading Secrets needs RBAC to read their contents; it can be limited to namespaces
     tls_secrets: bool = True
-    secret_namespaces: list[str] = Field(default_factory=list)
+    secret_namespaces: Namespaces = Field(default_factory=list)
     ingresses: bool = True
 
 

@@ -205,6 +205,29 @@ def test_config_errors_are_one_line_each(tmp_path):
     ]
 
 
+@pytest.mark.parametrize("value, message", [
+    ('[""]', "at least 1 characters"),  # an empty name would watch every namespace
+    ('["team-a", "team-a"]', "namespaces listed twice: team-a"),  # two watches of one
+    ('["Team_A"]', "must match the pattern"),
+    ('["../../api/v1/secrets"]', "must match the pattern"),  # a `/` changes the API path
+    ('["' + "a" * 64 + '"]', "at most 63 characters"),
+    ('"team-a"', "must be a list"),
+])
+@pytest.mark.parametrize("key", ["argocd.namespaces", "certificates.secret_namespaces"])
+def test_namespaces_are_names_kubernetes_allows_each_once(tmp_path, key, value, message):
+    from sloexporter.config import load_config
+    from sloexporter.specs.errors import SpecErrors
+
+    source, field = key.split(".")
+    config = tmp_path / "serve.yaml"
+    config.write_text(f"sources:\n  {source}:\n    {field}: {value}\n")
+    with pytest.raises(SpecErrors) as info:
+        load_config(str(config))
+    lines = [str(e) for e in info.value.errors]
+    assert len(lines) == 1 and f"{config}:3: sources.{key}" in lines[0], lines
+    assert message in lines[0], lines
+
+
 def test_bad_listen_and_missing_folder_are_usage_errors(tmp_path):
     for args in (["--listen", "nowhere"], ["--manifests", str(tmp_path / "nope")]):
         result = subprocess.run([sys.executable, "-m", "sloexporter.cli", "serve", *args],
