@@ -23,6 +23,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,6 +47,14 @@ RULE_API = "monitoring.coreos.com/v1"
 FIELD_MANAGER = "sloexporter-controller"
 #: longest a status or event message may be (the apiserver's own limit is 32 KiB)
 MAX_MESSAGE = 8000
+#: the apiserver refuses a ConfigMap whose data is over 1 MiB (keys and values together)
+CONFIGMAP_LIMIT = 1024 * 1024
+#: etcd's default request limit is 1.5 MiB; a rule this big is refused before we send it
+RULE_LIMIT = 1536 * 1024 - 64 * 1024
+#: the label kube-prometheus-stack's Grafana sidecar looks for (`--controller-dashboards`)
+DASHBOARD_LABEL = {"grafana_dashboard": "1"}
+#: SIGTERM: how long releasing the Lease may take (serve exits within 2 s)
+RELEASE_TIMEOUT = 0.4
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 RECONCILES = names.CONTROLLER_RECONCILES
@@ -67,6 +76,11 @@ class ControllerSettings:
     sloth: bool = False
     pyrra: bool = False
     request_timeout: float = 30.0
+    #: also apply each object's Grafana dashboards as a ConfigMap with these labels
+    dashboards: bool = False
+    dashboard_labels: dict[str, str] = field(default_factory=lambda: dict(DASHBOARD_LABEL))
+    #: a failed reconcile is retried after this, doubling per failure up to the resync
+    retry_base: float = 1.0
     leader_election: bool = True
     lease_name: str = "sloexporter-controller"
     #: where the Lease lives; default: the pod's namespace, else `default`
@@ -84,11 +98,18 @@ class Outcome:
     rule: dict[str, Any] | None
     errors: list[str]
     slos: int = 0
+    #: the dashboards ConfigMap, when asked for and within the ConfigMap size limit
+    configmap: dict[str, Any] | None = None
+    #: why what was built cannot be applied (too large), though the spec is valid
+    too_large: list[str] = field(default_factory=list)
+    rule_fits: bool = True
 
 
-def build(obj: dict[str, Any], rule_labels: dict[str, str]) -> Outcome:
+def build(obj: dict[str, Any], rule_labels: dict[str, str],
+          dashboard_labels: dict[str, str] | None = None) -> Outcome:
     """The PrometheusRule for a ServiceLevels object, exactly as `generate --format
-    prometheus-operator` writes it, or every validation error as `spec.path: message`."""
+    prometheus-operator` writes it, or every validation error as `spec.path: message`;
+    with `dashboard_labels`, also its dashboards as a ConfigMap with those labels."""
     from sloexporter.output import rule_document
     from sloexporter.specs.build import load_native
     from sloexporter.specs.errors import Document, SpecErrors
@@ -126,13 +147,62 @@ def build(obj: dict[str, Any], rule_labels: dict[str, str]) -> Outcome:
 
         # one object of the peers' kinds is not one service: name the rule by the object
         rule["metadata"]["name"] = k8s_name(RULE_PREFIX[kind] + str(meta.get("name")))
+    owner = {"apiVersion": obj.get("apiVersion", SERVICELEVELS.api_version), "kind": kind,
+             "name": meta.get("name"), "uid": meta.get("uid"), "controller": True,
+             "blockOwnerDeletion": True}
     rule["metadata"] = {**rule["metadata"], "namespace": meta.get("namespace"),
-                        "ownerReferences": [{
-                            "apiVersion": obj.get("apiVersion", SERVICELEVELS.api_version),
-                            "kind": kind,
-                            "name": meta.get("name"), "uid": meta.get("uid"),
-                            "controller": True, "blockOwnerDeletion": True}]}
-    return Outcome(rule, [], len(service.slos))
+                        "ownerReferences": [owner]}
+    too_large = []
+    size = len(json.dumps(rule, separators=(",", ":")))
+    size_ok = size <= RULE_LIMIT
+    if not size_ok:
+        too_large.append(f"PrometheusRule {rule['metadata']['name']} would be {size} bytes, "
+                         f"over the {RULE_LIMIT} the API server stores: split the SLOs "
+                         "over several objects")
+    configmap = None
+    if dashboard_labels is not None:
+        configmap = dashboard_configmap(service, rule["metadata"]["name"] + "-dashboards",
+                                        str(meta.get("namespace")), owner, dashboard_labels)
+        size = sum(len(k) + len(v.encode()) for k, v in configmap["data"].items())
+        if size > CONFIGMAP_LIMIT:
+            too_large.append(f"ConfigMap {configmap['metadata']['name']}: the dashboards are "
+                             f"{size} bytes, over the ConfigMap limit of {CONFIGMAP_LIMIT}")
+            configmap = None
+    return Outcome(rule, [], len(service.slos), configmap, too_large,
+                   rule_fits=size_ok)
+
+
+def dashboard_configmap(service: Any, name: str, namespace: str, owner: dict[str, Any],
+                        labels: dict[str, str]) -> dict[str, Any]:
+    """The dashboards `generate` writes for this one service (SLO overview, SLO detail and,
+    when its SLIs read request metrics, golden signals) as one ConfigMap for Grafana's
+    sidecar. The JSON is generate's except each dashboard's uid, title and links between
+    them, which name the object, so many objects' dashboards do not replace each other
+    in Grafana (same uid) or in the sidecar's folder (same file name)."""
+    import hashlib
+
+    from sloexporter import dashboards
+    from sloexporter.dashboards.common import DETAIL, GOLDEN, OVERVIEW
+    from sloexporter.dashboards.golden import instrumented
+    from sloexporter.render import to_json
+
+    built = dashboards.build_all([service])
+    metas = [OVERVIEW, DETAIL] + ([GOLDEN] if instrumented([service]) else [])
+    suffix = hashlib.sha256(f"{namespace}/{service.name}".encode()).hexdigest()[:8]
+    uids = {m.uid: f"{m.uid}-{suffix}"[:40] for m in metas}
+    links = re.compile("/d/(" + "|".join(re.escape(u) for u in uids) + r")(?![-\w])")
+    data = {}
+    for meta in metas:
+        dash = dict(built[meta.file])
+        dash["uid"] = uids[meta.uid]
+        dash["title"] = f"{dash.get('title')} / {namespace}/{service.name}"
+        text = links.sub(lambda m: "/d/" + uids[m.group(1)], to_json(dash))
+        data[re.sub(r"[^-._a-zA-Z0-9]+", "-", f"{namespace}-{service.name}-{meta.file}.json")
+             ] = text
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": namespace, "labels": dict(labels),
+                         "ownerReferences": [owner]},
+            "data": data}
 
 
 def _now() -> str:
@@ -195,6 +265,38 @@ class Client:
                                   content_type="application/apply-patch+yaml")
 
 
+def _path(item: dict[str, Any]) -> str:
+    """The API path of a PrometheusRule or ConfigMap we generate."""
+    meta = item["metadata"]
+    if item["kind"] == "ConfigMap":
+        return f"/api/v1/namespaces/{meta['namespace']}/configmaps/{meta['name']}"
+    return rule_path(meta["namespace"], meta["name"])
+
+
+def _plural(item: dict[str, Any]) -> str:
+    return "configmaps" if item["kind"] == "ConfigMap" else "prometheusrules"
+
+
+def _describe(item: dict[str, Any]) -> str:
+    return f"{item['kind']} {item['metadata']['namespace']}/{item['metadata']['name']}"
+
+
+def _ref(item: dict[str, Any]) -> dict[str, str]:
+    """How status.generated names an object."""
+    return {"apiVersion": item["apiVersion"], "kind": item["kind"],
+            "name": item["metadata"]["name"]}
+
+
+def _kept(generated: list[dict[str, Any]]) -> str:
+    """What stays in place after a failed reconcile, for the message."""
+    rules = [g["name"] for g in generated if g.get("kind") == "PrometheusRule" and g.get("name")]
+    maps = [g["name"] for g in generated if g.get("kind") == "ConfigMap" and g.get("name")]
+    if not rules and not maps:
+        return ""
+    kept = " and ".join([f"rule {n}" for n in rules] + [f"dashboards {n}" for n in maps])
+    return f" (the last good {kept} {'is' if len(rules) + len(maps) == 1 else 'are'} kept)"
+
+
 def rule_path(namespace: str, name: str | None = None) -> str:
     base = f"/apis/{RULE_API}/namespaces/{namespace}/prometheusrules"
     return f"{base}/{name}" if name else base
@@ -245,6 +347,7 @@ class Controller:
         self._done: dict[str, Any] = {}  # peers' kinds: key -> generation reconciled
         self._reported: dict[str, tuple[str, str, str]] = {}  # peers' kinds: last event
         self._built: dict[str, tuple[tuple[Any, ...], Outcome]] = {}  # key -> last build
+        self._failures: dict[str, int] = {}  # key -> failed reconciles in a row (backoff)
         self.leader: LeaderElector | None = None
         self.is_leader = not settings.leader_election
 
@@ -297,7 +400,8 @@ class Controller:
 
     def _forget(self, key: str) -> None:
         """Drop what we remember of an object that is gone."""
-        for memory in (self.objects, self.conditions, self._done, self._built):
+        for memory in (self.objects, self.conditions, self._done, self._built,
+                       self._reported, self._failures):
             memory.pop(key, None)
 
     def enqueue(self, key: str) -> None:
@@ -325,7 +429,19 @@ class Controller:
         tasks += [supervise(f"reconcile worker {i}", self._worker)
                   for i in range(max(1, self.settings.workers))]
         tasks.append(supervise("resync", self._resync))
-        await asyncio.gather(*tasks)
+        running = [asyncio.create_task(t) for t in tasks]
+        try:
+            await asyncio.gather(*running)
+        finally:
+            # on the way out (SIGTERM): stop writing, let the others stop, then give the
+            # lease up while the API client is still open (a cancelled gather returns at
+            # once, without waiting for its children)
+            self.is_leader = False
+            for task in running:
+                task.cancel()
+            await asyncio.wait(running, timeout=0.1)
+            if self.leader is not None and self.leader.held:
+                await self.leader.release_on_exit()
 
     def _on_leading(self, leading: bool) -> None:
         self.is_leader = leading
@@ -341,6 +457,11 @@ class Controller:
 
     def listed(self) -> bool:
         return all(i.listed.is_set() for i in self.informers) and bool(self.informers)
+
+    def lease_problems(self) -> list[str]:
+        """Why this replica cannot take part in leader election, once that has lasted
+        longer than a leader may go without renewing; [] when it can (leading or not)."""
+        return self.leader.problems() if self.leader is not None else []
 
     async def _worker(self) -> None:
         while True:
@@ -362,63 +483,95 @@ class Controller:
             except Exception as exc:  # noqa: BLE001 - retried with backoff below
                 result = "error"
                 log.warning("reconcile %s failed: %s", key, str(exc)[:300])
-                asyncio.get_running_loop().call_later(
-                    min(60.0, self.settings.retry_period * 5), self.enqueue, key)
             finally:
                 self._busy.discard(key)
+            self._retry_later(key, result)
             self.metrics.observe(result, time.monotonic() - started)
 
+    def _retry_later(self, key: str, result: str) -> None:
+        """A reconcile that could not apply (a 5xx, a missing CRD, a refusal) is tried
+        again with exponential backoff, not only at the next resync: the CRD or the RBAC
+        often arrive in the same ArgoCD sync as the objects."""
+        from sloexporter.sources.informer import backoff_delay
+
+        if result not in ("error", "failed") or key not in self.objects:
+            self._failures.pop(key, None)
+            return
+        failures = self._failures[key] = self._failures.get(key, 0) + 1
+        delay = backoff_delay(failures, self.settings.retry_base,
+                              max(self.settings.retry_base, min(300.0,
+                                                                self.settings.resync_seconds)))
+        asyncio.get_running_loop().call_later(delay, self.enqueue, key)
+
     async def reconcile(self, obj: dict[str, Any]) -> str:
-        """Apply the rule for `obj` and write its status; the result label."""
+        """Apply the rule (and dashboards) for `obj` and write its status; the result
+        label."""
         meta = obj["metadata"]
         ns, generation = meta["namespace"], meta.get("generation", 0)
         status = obj.get("status") or {}
         previous = _ready(status)
-        outcome = self._build(obj)
-        generated = status.get("generated") or []
-        if outcome.errors:
-            message = "; ".join(outcome.errors)
-            kept = f" (the last good rule {generated[0]['name']} is kept)" if generated else ""
-            result, condition = "invalid", ready_condition(
-                "False", "InvalidSpec", message + kept, generation, previous)
-            slos = status.get("slos")
-        else:
-            assert outcome.rule is not None
-            rule_name = outcome.rule["metadata"]["name"]
-            owner = await self._other_owner(ns, rule_name, meta.get("uid"))
-            if owner is not None:
-                # two objects for one service: the first keeps its rule, this one says why
-                condition = ready_condition(
-                    "False", "Conflict", f"PrometheusRule {ns}/{rule_name} belongs to "
-                    f"{owner}; give this spec another service name", generation, previous)
-                await self._write_status(obj, condition, generated, status.get("slos"),
-                                         previous)
-                return "failed"
-            try:
-                await self.client.apply(rule_path(ns, rule_name), outcome.rule)
-            except APIError as exc:
-                if exc.status in (401, 403, 404, 409, 422):
-                    # a refusal the next try would get too: say so on the object
-                    result, condition = "failed", ready_condition(
-                        "False", "ApplyFailed",
-                        f"PrometheusRule {ns}/{rule_name}: {exc.message}", generation,
-                        previous)
-                    slos = status.get("slos")
-                    await self._write_status(obj, condition, generated, slos, previous)
-                    return result
-                raise  # a 5xx or a throttle: retried
-            await self._remove_stale(ns, meta.get("uid"), generated, rule_name)
-            generated = [{"apiVersion": RULE_API, "kind": "PrometheusRule", "name": rule_name}]
-            slos = outcome.slos
-            result, condition = "ready", ready_condition(
-                "True", "Generated",
-                f"PrometheusRule {rule_name} with {slos} SLOs", generation, previous)
-        await self._write_status(obj, condition, generated, slos, previous)
-        return result
+        outcome = await self._build(obj)
+        generated = [g for g in status.get("generated") or () if isinstance(g, dict)]
+        slos = status.get("slos")
 
-    def _build(self, obj: dict[str, Any]) -> Outcome:
-        """build(), run once per version of an object: the resync and a re-list re-apply
-        the rule of an unchanged object without running the whole pipeline again."""
+        async def report(result: str, state: str, reason: str, message: str) -> str:
+            condition = ready_condition(state, reason, message, generation, previous)
+            await self._write_status(obj, condition, generated, slos, previous)
+            return result
+
+        if outcome.errors:
+            return await report("invalid", "False", "InvalidSpec",
+                                "; ".join(outcome.errors) + _kept(generated))
+        assert outcome.rule is not None
+        wanted = [outcome.rule] + ([outcome.configmap] if outcome.configmap else [])
+        for item in wanted:
+            owner = await self._other_owner(item, meta.get("uid"))
+            if owner is not None:
+                # two objects for one service: the first keeps what it made, this one says why
+                return await report("failed", "False", "Conflict", f"{_describe(item)} "
+                                    f"belongs to {owner}; give this spec another service name")
+        if not outcome.rule_fits:
+            wanted = []  # the rule itself is too large: nothing is applied
+        applied = []
+        for item in wanted:
+            try:
+                await self.client.apply(_path(item), item)
+            except APIError as exc:
+                if exc.status in (401, 403, 404, 409, 413, 422):
+                    # a refusal the next try would likely get too: say so on the object
+                    # (retried with backoff: the CRD or the RBAC may come later)
+                    message = f"{_describe(item)}: {exc.message}"
+                    if exc.status == 404:
+                        message = (f"{_describe(item)} cannot be applied: the API server does "
+                                   f"not serve {item['apiVersion']} {_plural(item)} (is its "
+                                   f"CRD installed?); retrying")
+                    return await report("failed", "False", "ApplyFailed",
+                                        message + _kept(generated))
+                raise  # a 5xx or a throttle: retried
+            applied.append(_ref(item))
+        if outcome.too_large:
+            # keep what was made before in place and listed; say why it is not updated
+            names = {r["name"] for r in applied}
+            generated = applied + [g for g in generated if g.get("name") not in names and
+                                   g.get("kind") in self._kinds()]
+            return await report("invalid", "False", "TooLarge",
+                                "; ".join(outcome.too_large) + _kept(generated))
+        await self._remove_stale(ns, meta.get("uid"), generated, applied)
+        generated, slos = applied, outcome.slos
+        what = " and ".join(f"{g['kind']} {g['name']}" for g in applied)
+        return await report("ready", "True", "Generated", f"{what} with {slos} SLOs")
+
+    def _kinds(self) -> tuple[str, ...]:
+        """The kinds this controller writes, as configured now."""
+        return ("PrometheusRule", "ConfigMap") if self.settings.dashboards else \
+            ("PrometheusRule",)
+
+    async def _build(self, obj: dict[str, Any]) -> Outcome:
+        """build(), run once per version of an object, off the event loop (a spec with
+        thousands of SLOs takes seconds): the resync and a re-list re-apply the output of
+        an unchanged object without running the whole pipeline again."""
+        from sloexporter.aio import in_thread
+
         meta = obj["metadata"]
         # ServiceLevels has a status subresource, and build() reads only its spec, so its
         # generation says when the output can change; the peers' kinds are read whole
@@ -429,32 +582,38 @@ class Controller:
         cached = self._built.get(key)
         if cached is not None and cached[0] == version and None not in version:
             return cached[1]
-        outcome = build(obj, self.settings.rule_labels)
-        self._built[key] = (version, outcome)
+        labels = self.settings.dashboard_labels if self.settings.dashboards else None
+        outcome = await in_thread(build, obj, self.settings.rule_labels, labels)
+        if key in self.objects:  # not deleted while it was built
+            self._built[key] = (version, outcome)
         return outcome
 
-    async def _other_owner(self, ns: str, name: str, uid: str | None) -> str | None:
-        """The controller of an existing rule `name` when it is not the object `uid`."""
+    async def _other_owner(self, item: dict[str, Any], uid: str | None) -> str | None:
+        """The controller of the existing object `item` names when it is not `uid`."""
         try:
-            rule = await self.client.request("GET", rule_path(ns, name))
+            found = await self.client.request("GET", _path(item))
         except APIError as exc:
             if exc.status == 404:
                 return None
             raise
-        for ref in (rule.get("metadata") or {}).get("ownerReferences") or ():
+        for ref in (found.get("metadata") or {}).get("ownerReferences") or ():
             if ref.get("controller") and ref.get("uid") != uid:
-                return f"{ref.get('kind')} {ns}/{ref.get('name')}"
+                return f"{ref.get('kind')} {item['metadata']['namespace']}/{ref.get('name')}"
         return None
 
     async def _remove_stale(self, ns: str, uid: str | None, generated: list[dict[str, Any]],
-                            current: str) -> None:
-        """A rule this object made under an old name (its service was renamed) goes."""
+                            applied: list[dict[str, Any]]) -> None:
+        """What this object made under an old name (its service was renamed) goes; only
+        kinds this controller writes now (it may have lost the RBAC for the others)."""
+        current = {(a["kind"], a["name"]) for a in applied}
         for item in generated:
-            name = item.get("name")
-            if item.get("kind") != "PrometheusRule" or not name or name == current:
+            name, kind = item.get("name"), item.get("kind")
+            if kind not in self._kinds() or not name or (kind, name) in current:
                 continue
+            path = _path({"apiVersion": item.get("apiVersion", RULE_API), "kind": kind,
+                          "metadata": {"namespace": ns, "name": name}})
             try:
-                old = await self.client.request("GET", rule_path(ns, name))
+                old = await self.client.request("GET", path)
             except APIError as exc:
                 if exc.status == 404:
                     continue
@@ -462,8 +621,7 @@ class Controller:
             owners = (old.get("metadata") or {}).get("ownerReferences") or []
             if any(o.get("uid") == uid for o in owners):
                 await self.client.request(
-                    "DELETE", rule_path(ns, name), {"preconditions": {"uid": old["metadata"]
-                                                                       ["uid"]}},
+                    "DELETE", path, {"preconditions": {"uid": old["metadata"]["uid"]}},
                     ok=(200, 202, 404, 409))
 
     async def _write_status(self, obj: dict[str, Any], condition: dict[str, Any],
@@ -473,6 +631,8 @@ class Controller:
         ns, name = meta["namespace"], meta["name"]
         if obj.get("kind", crd.KIND) != crd.KIND:
             key = self.key_of(obj)
+            if key not in self.objects:
+                return  # deleted while it was reconciled: nothing to report on
             self._done[key] = meta.get("generation")
             self.conditions[key] = condition["status"]
             said = (condition["status"], condition["reason"], condition["message"])
@@ -499,7 +659,8 @@ class Controller:
             if exc.status == 404:
                 return  # deleted meanwhile
             raise
-        self.conditions[f"{ns}/{name}"] = condition["status"]
+        if f"{ns}/{name}" in self.objects:  # not deleted while it was reconciled
+            self.conditions[f"{ns}/{name}"] = condition["status"]
         await self._event(obj, condition)
 
     async def _event(self, obj: dict[str, Any], condition: dict[str, Any]) -> None:
@@ -586,12 +747,19 @@ class LeaderElector:
         self.client = client
         self.settings = settings
         self.on_change = on_change
-        self.identity = settings.identity or f"{socket.gethostname()}_{os.getpid()}"
+        # one per elector, not per process: a SIGHUP reload runs a second controller for a
+        # moment, which must not believe it holds the old one's lease
+        self.identity = settings.identity or \
+            f"{socket.gethostname()}_{os.getpid()}_{os.urandom(3).hex()}"
         self.namespace = settings.lease_namespace or _pod_namespace()
         self.leading = False
         self._seen: tuple[Any, ...] | None = None
         self._seen_at = 0.0
         self._renewed_at = 0.0
+        self._failing_since: float | None = None
+        #: the lease was ours at the last round (released on the way out)
+        self.held = False
+        self._error = ""
 
     @property
     def path(self) -> str:
@@ -652,6 +820,42 @@ class LeaderElector:
             raise
         return True
 
+    def problems(self) -> list[str]:
+        if self._failing_since is None or \
+                time.monotonic() - self._failing_since <= self.settings.renew_deadline:
+            return []
+        return [f"lease {self.namespace}/{self.settings.lease_name}: {self._error}"]
+
+    async def release(self) -> None:
+        """Give the lease up on the way out (client-go's ReleaseOnCancel), so another
+        replica takes over at its next try instead of after the lease duration. Only a
+        lease we still hold, and only with its resourceVersion: a lease someone else
+        took meanwhile is left alone."""
+        lease = await self.client.request("GET", self.path)
+        spec = lease.get("spec") or {}
+        if spec.get("holderIdentity") != self.identity:
+            return
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        lease["spec"] = {"leaseDurationSeconds": 1, "acquireTime": now, "renewTime": now,
+                         "leaseTransitions": spec.get("leaseTransitions") or 0}
+        await self.client.request("PUT", self.path, lease)
+        self.held = False
+        log.info("controller leader election: released lease %s/%s", self.namespace,
+                 self.settings.lease_name)
+
+    async def release_on_exit(self) -> None:
+        try:
+            async with asyncio.timeout(RELEASE_TIMEOUT):
+                await self.release()
+        except asyncio.CancelledError:
+            log.warning("controller leader election: lease %s/%s not released: cancelled",
+                        self.namespace, self.settings.lease_name)
+            raise
+        except Exception as exc:  # noqa: BLE001 - it expires by itself anyway
+            log.warning("controller leader election: lease %s/%s not released: %s: %s",
+                        self.namespace, self.settings.lease_name, type(exc).__name__,
+                        str(exc)[:300])
+
     async def run(self) -> None:
         from sloexporter.sources.informer import backoff_delay
 
@@ -660,7 +864,8 @@ class LeaderElector:
             while True:
                 try:
                     held = await self.try_acquire()
-                    failures = 0
+                    failures, self._failing_since = 0, None
+                    self.held = held
                     if held:
                         self._renewed_at = time.monotonic()
                     self._set(held)
@@ -668,6 +873,9 @@ class LeaderElector:
                     raise
                 except Exception as exc:  # noqa: BLE001 - keep trying
                     failures += 1
+                    self._error = str(exc)[:300]
+                    if self._failing_since is None:
+                        self._failing_since = time.monotonic()
                     log.warning("controller leader election: lease %s/%s: %s", self.namespace,
                                 self.settings.lease_name, str(exc)[:300])
                     if self.leading and time.monotonic() - self._renewed_at > \
@@ -680,7 +888,7 @@ class LeaderElector:
         finally:
             if self.leading:
                 self.leading = False
-                self.on_change(False)
+                self.on_change(False)  # the controller releases the lease once stopped
 
 
 def _pod_namespace() -> str:
@@ -714,6 +922,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--controller-pyrra", action="store_true",
                        help="also reconcile Pyrra ServiceLevelObjective objects "
                             "(pyrra.dev/v1alpha1); reported with Events")
+    group.add_argument("--controller-dashboards", action="store_true",
+                       help="also apply each object's Grafana dashboards (those `generate` "
+                            "writes for its service) as a ConfigMap for Grafana's sidecar")
+    group.add_argument("--controller-dashboard-label", action="append", default=[],
+                       metavar="K=V",
+                       help="label on the dashboard ConfigMaps that Grafana's sidecar "
+                            "selects (repeatable; default: grafana_dashboard=1)")
     group.add_argument("--no-leader-election", action="store_true",
                        help="write without holding the Lease (a single replica only)")
     group.add_argument("--lease-namespace", metavar="NS",
@@ -737,11 +952,38 @@ def settings_from_args(args: argparse.Namespace) -> ControllerSettings:
         raise ValueError("--controller-resync must be between 1 and 86400 seconds")
     if not 2 <= duration <= 3600:
         raise ValueError("--lease-duration must be between 2 and 3600 seconds")
+    dashboard_labels = parse_k8s_labels(
+        list(getattr(args, "controller_dashboard_label", []) or []),
+        "--controller-dashboard-label") or dict(DASHBOARD_LABEL)
     return ControllerSettings(
         namespaces=tuple(dict.fromkeys(args.controller_namespace)), rule_labels=labels,
+        dashboards=bool(getattr(args, "controller_dashboards", False)),
+        dashboard_labels=dashboard_labels,
         resync_seconds=resync, leader_election=not args.no_leader_election,
         sloth=bool(getattr(args, "controller_sloth", False)),
         pyrra=bool(getattr(args, "controller_pyrra", False)),
         lease_name=args.lease_name, lease_namespace=args.lease_namespace,
         lease_duration=duration, renew_deadline=duration * 2 / 3,
         retry_period=max(0.5, duration / 7.5))
+
+
+_LABEL_NAME = r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)"
+_LABEL_KEY = re.compile(rf"^([a-z0-9]([-a-z0-9.]{{0,251}}[a-z0-9])?/)?{_LABEL_NAME}$")
+_LABEL_VALUE = re.compile(rf"^{_LABEL_NAME}?$")
+
+
+def parse_k8s_labels(items: list[str], option: str) -> dict[str, str]:
+    """`K=V[,K=V]` as Kubernetes labels (a key may have a prefix, grafana.com/x=y);
+    ValueError naming the option and the offending item."""
+    labels: dict[str, str] = {}
+    for item in items:
+        for pair in filter(None, (p.strip() for p in item.split(","))):
+            key, sep, value = pair.partition("=")
+            if not sep or not _LABEL_KEY.match(key) or len(key.partition("/")[0]) > 253:
+                raise ValueError(f"{option} {pair!r}: expected KEY=VALUE with a Kubernetes "
+                                 "label key")
+            if not _LABEL_VALUE.match(value):
+                raise ValueError(f"{option} {pair!r}: a label value is at most 63 letters, "
+                                 "digits, '-', '_' or '.'")
+            labels[key] = value
+    return labels

@@ -228,12 +228,17 @@ class Exporter:
                 out.append("manifests")
         else:
             for source in self.sources:
-                why = [f"{i.where}: " + ("waiting for the first list" + (
-                    f", {i.down_reason}" if i.down_reason not in (None, "starting") else "")
-                    if not i.listed.is_set() else str(i.down_reason))
-                    for i in self.informers[source.name] if not i.listed.is_set() or not i.up]
+                why = watch_problems(self.informers[source.name])
                 if why:
                     out.append(f"{source.name} ({'; '.join(why)})")
+            if self.controller_settings is not None:
+                # the controller's watches (and its Lease) count: a replica that cannot
+                # see its objects cannot take over; a healthy follower is ready
+                why = watch_problems(self.controller.informers) + \
+                    self.controller.lease_problems() if self.controller is not None and \
+                    self.controller.informers else ["starting"]
+                if why:
+                    out.append(f"controller ({'; '.join(why)})")
         return out + [p.name for p in self.probers if not p.ready()]
 
     def ready(self) -> bool:
@@ -241,6 +246,9 @@ class Exporter:
 
     def up(self) -> dict[str, bool]:
         status = {s.name: all(i.up for i in self.informers[s.name]) for s in self.sources}
+        if self.controller is not None:
+            status["controller"] = bool(self.controller.informers) and \
+                all(i.up for i in self.controller.informers)
         status.update({p.name: p.up() for p in self.probers})
         return status
 
@@ -282,6 +290,14 @@ class Exporter:
             parts.append(tail)
             parts.append(self._process.render(False))
         return parts
+
+
+def watch_problems(informers: list[Informer]) -> list[str]:
+    """`where: why` for each watch that has not listed yet or is down now."""
+    return [f"{i.where}: " + ("waiting for the first list" + (
+        f", {i.down_reason}" if i.down_reason not in (None, "starting") else "")
+        if not i.listed.is_set() else str(i.down_reason))
+        for i in informers if not i.listed.is_set() or not i.up]
 
 
 def kubeconfig_paths(config: Config) -> list[str]:

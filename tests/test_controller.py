@@ -86,10 +86,23 @@ class ControllerProcess:
                             "--controller-rule-labels", "release=kube-prometheus-stack",
                             "--log-level", "debug", *extra], self.log)
 
-    @property
-    def identity(self) -> str:
+    def holds(self, lease: dict[str, Any]) -> bool:
+        """Whether `lease` names this process as its holder (`host_pid_random`)."""
         import socket
-        return f"{socket.gethostname()}_{self.proc.pid}"
+        holder = (lease.get("spec") or {}).get("holderIdentity") or ""
+        return holder.startswith(f"{socket.gethostname()}_{self.proc.pid}_")
+
+    def ready(self) -> tuple[int, str]:
+        """/readyz: status and body."""
+        import urllib.error
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz",
+                                        timeout=5) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+        except OSError as exc:
+            return 0, str(exc)
 
     def metrics(self) -> dict[str, float]:
         from prometheus_client.parser import text_string_to_metric_families
@@ -343,7 +356,7 @@ def test_two_replicas_one_writer_and_a_takeover(cluster: KubeCluster, tmp_path: 
         leader, = leaders
         follower = b if leader is a else a
         lease = cluster.api("GET", lease_path)
-        assert lease["spec"]["holderIdentity"] == leader.identity
+        assert leader.holds(lease), lease
         assert lease["spec"]["leaseDurationSeconds"] == 4
 
         obj = native_to_object(EXAMPLE, "ha", NS)
@@ -351,6 +364,8 @@ def test_two_replicas_one_writer_and_a_takeover(cluster: KubeCluster, tmp_path: 
         assert wait_for("Ready", lambda: ready(cluster, "ha", 1))["status"] == "True"
         assert leader.reconciles() >= 1
         assert follower.reconciles() == 0 and follower.leader() == 0
+        # a healthy follower serves the exporter: it is ready
+        assert follower.ready()[0] == 200, follower.ready()
         # the follower watches too: it knows the object, it just does not write
         assert follower.metrics()[
             "sloexporter_controller_resources{condition=Ready,status=True}"] == 1
@@ -362,7 +377,7 @@ def test_two_replicas_one_writer_and_a_takeover(cluster: KubeCluster, tmp_path: 
         # the lease expires 4 s after the last renewal; polling and a loaded machine add
         # a little, but never another lease duration
         assert took < 4 + 4, took
-        assert cluster.api("GET", lease_path)["spec"]["holderIdentity"] == follower.identity
+        assert follower.holds(cluster.api("GET", lease_path))
         cluster.api("PATCH", f"{SL_PATH}/ha", {"spec": {"labels": {"team": "sre"}}},
                     content_type="application/merge-patch+json")
         assert wait_for("the new leader writes", lambda: ready(cluster, "ha", 2))[
@@ -560,3 +575,307 @@ def test_sloth_and_pyrra_resources(cluster: KubeCluster, tmp_path: Path, crd_pat
             proc.stop()
             cluster.request("DELETE", f"{path}/{name}")
             cluster.delete_collection("monitoring.coreos.com/v1", "prometheusrules", NS)
+
+
+
+def generated_dashboards(spec: dict[str, Any], tmp_path: Path) -> dict[str, dict[str, Any]]:
+    """The dashboards `sloexporter generate` writes for `spec`, by file name."""
+    import json
+    offline_rule(spec, tmp_path)
+    return {p.stem: json.loads(p.read_text())
+            for p in (tmp_path / "out" / "dashboards").glob("*.json")}
+
+
+def _identity_free(dash: dict[str, Any]) -> dict[str, Any]:
+    """A dashboard without what names it (uid, title, links to its siblings)."""
+    import json
+    import re
+    text = re.sub(r'/d/sloexporter-[a-z-]+?(-[0-9a-f]{8})?(?=[?"])', "/d/X", json.dumps(dash))
+    return {k: v for k, v in json.loads(text).items() if k not in ("uid", "title")}
+
+
+def many_slos(spec: dict[str, Any], count: int) -> list[dict[str, Any]]:
+    """`count` copies of the spec's first SLO under other names: a spec far too large
+    for one PrometheusRule (about 13 KB of rules per SLO)."""
+    return [{**copy.deepcopy(spec["slos"][0]), "name": f"slo-{i}"} for i in range(count)]
+
+
+def test_dashboard_configmaps(cluster: KubeCluster, tmp_path: Path) -> None:
+    """--controller-dashboards, as the chart's ServiceAccount with exactly the Roles
+    `controller.dashboards: true` renders: one ConfigMap per object with the dashboards
+    `generate` writes, owned by the object, kept on an invalid or too large edit."""
+    import json
+    cm_path = f"/api/v1/namespaces/{NS}/configmaps/sloexporter-checkout-dashboards"
+    with chart_controller_rbac(cluster, tmp_path, dashboards=True) as docs:
+        assert any("configmaps" in r["resources"] for d in docs if d["kind"] == "Role"
+                   for r in d["rules"])
+        proc = ControllerProcess(cluster, tmp_path, "dash", user="exporter", extra=(
+            "--controller-dashboards", "--controller-dashboard-label", "grafana_dashboard=1",
+            "--controller-dashboard-label", "example.com/team=sre", "--no-leader-election"))
+        obj = native_to_object(EXAMPLE, "dash", NS)
+        spec = copy.deepcopy(obj["spec"])
+        try:
+            uid = cluster.api("POST", SL_PATH, obj)["metadata"]["uid"]
+            cond = wait_for("Ready", lambda: ready(cluster, "dash", 1))
+            assert cond["status"] == "True", cond
+            cm = cluster.api("GET", cm_path)
+            assert cm["metadata"]["labels"] == {"grafana_dashboard": "1",
+                                                "example.com/team": "sre"}
+            owner, = cm["metadata"]["ownerReferences"]
+            assert (owner["uid"], owner["controller"]) == (uid, True)
+            assert {m["manager"] for m in cm["metadata"]["managedFields"]} == {FIELD_MANAGER}
+            # generate's per-service dashboards, named after the object so that many
+            # objects' dashboards do not replace each other in Grafana or the sidecar
+            offline = generated_dashboards(spec, tmp_path / "gen")
+            files = {k.removeprefix(f"{NS}-checkout-").removesuffix(".json"): json.loads(v)
+                     for k, v in cm["data"].items()}
+            assert set(files) == {"slo-overview", "slo-detail", "golden-signals"}
+            for name, dash in files.items():
+                assert _identity_free(dash) == _identity_free(offline[name]), name
+                assert dash["uid"].startswith(offline[name]["uid"] + "-")
+                assert len(dash["uid"]) <= 40 and dash["title"].endswith(f"{NS}/checkout")
+            assert len({d["uid"] for d in files.values()}) == 3
+            detail = files["slo-detail"]["uid"]
+            assert f"/d/{detail}" in cm["data"][f"{NS}-checkout-slo-overview.json"]
+            status = cluster.api("GET", f"{SL_PATH}/dash")["status"]
+            assert status["generated"] == [
+                {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+                 "name": "sloexporter-checkout"},
+                {"apiVersion": "v1", "kind": "ConfigMap",
+                 "name": "sloexporter-checkout-dashboards"}]
+            assert "ConfigMap sloexporter-checkout-dashboards" in cond["message"]
+
+            # applied twice (an ArgoCD re-sync): nothing changes
+            version = cm["metadata"]["resourceVersion"]
+            manifest = tmp_path / "dash.yaml"
+            manifest.write_text(yaml.safe_dump({k: v for k, v in cluster.api(
+                "GET", f"{SL_PATH}/dash").items() if k in ("apiVersion", "kind", "spec")} | {
+                "metadata": {"name": "dash", "namespace": NS}}))
+            for _ in range(2):
+                cluster.kubectl("apply", "--server-side", "-f", str(manifest))
+            before = proc.reconciles()
+            wait_for("a resync", lambda: proc.reconciles() >= before + 1)
+            assert cluster.api("GET", f"{SL_PATH}/dash")["metadata"]["generation"] == 1
+            assert cluster.api("GET", cm_path)["metadata"]["resourceVersion"] == version
+
+            # an invalid edit: the last good ConfigMap and rule stay, and the message says so
+            bad = copy.deepcopy(spec["slos"])
+            bad[0]["objective"] = 120
+            cluster.api("PATCH", f"{SL_PATH}/dash", {"spec": {"slos": bad}},
+                        content_type="application/merge-patch+json")
+            cond = wait_for("Ready=False", lambda: ready(cluster, "dash", 2))
+            assert cond["reason"] == "InvalidSpec", cond
+            assert "the last good rule sloexporter-checkout and dashboards " \
+                   "sloexporter-checkout-dashboards are kept" in cond["message"], cond
+            assert cluster.api("GET", cm_path)["metadata"]["resourceVersion"] == version
+
+            # a valid spec too large for a PrometheusRule (etcd stores 1.5 MiB): a clear
+            # Ready=False, nothing replaced, and the controller keeps serving
+            rule_version = cluster.api("GET", f"{RULES_PATH}/sloexporter-checkout")[
+                "metadata"]["resourceVersion"]
+            cluster.api("PATCH", f"{SL_PATH}/dash", {"spec": {"slos": many_slos(spec, 300)}},
+                        content_type="application/merge-patch+json")
+            cond = wait_for("TooLarge", lambda: ready(cluster, "dash", 3))
+            assert (cond["status"], cond["reason"]) == ("False", "TooLarge"), cond
+            assert "PrometheusRule sloexporter-checkout would be" in cond["message"]
+            assert "split the SLOs over several objects" in cond["message"]
+            assert "are kept" in cond["message"]
+            assert cluster.api("GET", f"{RULES_PATH}/sloexporter-checkout")["metadata"][
+                "resourceVersion"] == rule_version
+            assert cluster.api("GET", cm_path)["metadata"]["resourceVersion"] == version
+            assert [g["kind"] for g in cluster.api("GET", f"{SL_PATH}/dash")["status"][
+                "generated"]] == ["PrometheusRule", "ConfigMap"]
+            assert proc.ready()[0] == 200
+
+            # fixed: both follow; deleted: the garbage collector takes both
+            cluster.api("PATCH", f"{SL_PATH}/dash", {"spec": {"slos": spec["slos"]}},
+                        content_type="application/merge-patch+json")
+            assert wait_for("Ready again", lambda: ready(cluster, "dash", 4))["status"] == \
+                "True"
+            assert "forbidden" not in proc.log.read_text().lower()
+            with garbage_collector(cluster):
+                cluster.api("DELETE", f"{SL_PATH}/dash")
+                wait_for("the ConfigMap garbage-collected", lambda: cluster.request(
+                    "GET", cm_path)[0] == 404, timeout=120)
+        finally:
+            proc.stop()
+            cluster.request("DELETE", f"{SL_PATH}/dash")
+            cluster.request("DELETE", cm_path)
+            cluster.delete_collection("monitoring.coreos.com/v1", "prometheusrules", NS)
+
+
+def test_dashboards_too_large_for_a_configmap() -> None:
+    # one distinct request metric set per SLO adds a golden-signals row each, so enough
+    # of them outgrow a ConfigMap (1 MiB): the ConfigMap is refused with a clear message
+    from sloexporter.controller import CONFIGMAP_LIMIT
+    obj = native_to_object(EXAMPLE, "big", NS)
+    obj["metadata"]["uid"] = "1"
+    latency = next(s for s in obj["spec"]["slos"] if "http" in s["sli"])
+
+    def with_slos(count: int) -> dict[str, Any]:
+        out = copy.deepcopy(obj)
+        out["spec"]["slos"] = [{**copy.deepcopy(latency), "name": f"l{i}", "sli": {"http": {
+            **latency["sli"]["http"], "selector": f'{{job="svc{i}"}}'}}} for i in range(count)]
+        return out
+
+    assert build(with_slos(50), {}, None).configmap is None  # not asked for: not built
+    sizes = []
+    for count in (20, 40):
+        small = build(with_slos(count), {}, {"grafana_dashboard": "1"})
+        assert small.configmap is not None and not small.too_large
+        sizes.append(sum(len(k) + len(v.encode()) for k, v in small.configmap["data"].items()))
+    per_slo = (sizes[1] - sizes[0]) / 20
+    big = build(with_slos(40 + int((CONFIGMAP_LIMIT - sizes[1]) / per_slo) + 10), {},
+                {"grafana_dashboard": "1"})
+    assert big.configmap is None and big.rule is not None and not big.errors
+    assert any(m.startswith("ConfigMap sloexporter-checkout-dashboards: the dashboards are")
+               and f"over the ConfigMap limit of {CONFIGMAP_LIMIT}" in m
+               for m in big.too_large), big.too_large
+
+
+def test_specs_nobody_feeds_on_purpose() -> None:
+    # what the apiserver would not store today (the CRD requires an object spec) but a
+    # relaxed CRD or a peer's object could bring: a clear error, never an exception
+    for spec in (None, [], "text", 3):
+        obj = {"metadata": {"name": "x", "namespace": NS}, "spec": spec}
+        assert build(obj, {}).errors == ["spec: must be an object"]
+    out = build({"metadata": {"name": "x", "namespace": NS}}, {}, {"a": "1"})
+    assert out.errors == ["spec: must be an object"] and out.configmap is None
+
+
+def test_sigterm_releases_the_lease_and_the_follower_takes_over_at_once(
+        cluster: KubeCluster, tmp_path: Path) -> None:
+    # a lease of 30 s: a takeover well inside it can only come from the release
+    lease_path = (f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NS}/leases/"
+                  "sloexporter-controller")
+    cluster.api("DELETE", lease_path, ok=(200, 404))
+    slow = ("--lease-duration", "30")
+    a = ControllerProcess(cluster, tmp_path, "ra", extra=slow)
+    b = ControllerProcess(cluster, tmp_path, "rb", extra=slow)
+    try:
+        wait_for("one leader", lambda: {a.leader(), b.leader()} == {0, 1})
+        leader, follower = (a, b) if a.leader() == 1 else (b, a)
+        assert leader.holds(cluster.api("GET", lease_path))
+        transitions = cluster.api("GET", lease_path)["spec"].get("leaseTransitions", 0)
+        os.kill(leader.proc.pid, signal.SIGTERM)
+        stopped = time.monotonic()
+        assert leader.proc.wait(10) == 0
+        # exactly one writer throughout: the old leader is gone before the lease is free
+        lease = cluster.api("GET", lease_path)
+        assert not leader.holds(lease), lease
+        wait_for("the follower takes over", lambda: follower.leader() == 1, timeout=15)
+        took = time.monotonic() - stopped
+        assert took < 10, took  # the lease would have run for 30 s
+        lease = cluster.api("GET", lease_path)
+        assert follower.holds(lease) and lease["spec"]["leaseDurationSeconds"] == 30
+        assert lease["spec"]["leaseTransitions"] == transitions + 1
+        assert "released lease" in leader.log.read_text()
+
+        # the new leader writes; a release by a process that does not hold the lease
+        # (SIGTERM to the follower of a new pair would be one) leaves it alone
+        cluster.api("POST", SL_PATH, native_to_object(EXAMPLE, "release", NS))
+        assert wait_for("Ready", lambda: ready(cluster, "release", 1))["status"] == "True"
+        c = ControllerProcess(cluster, tmp_path, "rc", extra=slow)
+        wait_for("the third replica follows", lambda: c.leader() == 0 and
+                 c.ready()[0] == 200)
+        os.kill(c.proc.pid, signal.SIGTERM)
+        assert c.proc.wait(10) == 0
+        lease = cluster.api("GET", lease_path)
+        assert follower.holds(lease) and lease["spec"]["leaseDurationSeconds"] == 30
+        assert "released lease" not in c.log.read_text()
+    finally:
+        for proc in (a, b):
+            proc.stop()
+            print(proc.log.read_text()[-2000:])
+        with contextlib.suppress(NameError):
+            c.stop()
+        cluster.request("DELETE", f"{SL_PATH}/release")
+        cluster.delete_collection("monitoring.coreos.com/v1", "prometheusrules", NS)
+
+
+def test_readyz_covers_the_controller(cluster: KubeCluster, tmp_path: Path) -> None:
+    # the chart's read-only user may not list ServiceLevels: the controller's watch
+    # cannot list, so the replica is not ready, and says why
+    proc = ControllerProcess(cluster, tmp_path, "unready", user="exporter",
+                             extra=("--no-leader-election",))
+    try:
+        status, body = wait_for("a reason", lambda: (r := proc.ready())[0] == 503 and
+                                "controller (" in r[1] and r)
+        assert "servicelevels" in body and "forbidden" in body, body
+        from prometheus_client.parser import text_string_to_metric_families
+        with urllib.request.urlopen(f"http://127.0.0.1:{proc.port}/metrics",
+                                    timeout=5) as resp:
+            text = resp.read().decode()
+        up = {s.labels["source"]: s.value for f in text_string_to_metric_families(text)
+              for s in f.samples if s.name == "sloexporter_source_up"}
+        assert up.get("controller") == 0, up
+    finally:
+        proc.stop()
+    # with its Role (exactly as the chart renders it) the same replica becomes ready
+    with chart_controller_rbac(cluster, tmp_path):
+        proc = ControllerProcess(cluster, tmp_path, "readied", user="exporter",
+                                 extra=("--no-leader-election",))
+        try:
+            wait_for("ready", lambda: proc.ready()[0] == 200)
+        finally:
+            proc.stop()
+
+
+def test_prometheusrule_crd_missing_then_installed(cluster: KubeCluster,
+                                                  tmp_path: Path) -> None:
+    """The CRD arrives after the objects (one ArgoCD sync of both): a clear Ready=False,
+    no crash, and the rule appears by the retry's backoff, long before the resync."""
+    shared = shared_dir()
+    assert shared is not None
+    crd_file = shared / "crds" / "prometheus-operator" / \
+        "monitoring.coreos.com_prometheusrules.yaml"
+    crd_path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/" \
+        "prometheusrules.monitoring.coreos.com"
+    cluster.api("DELETE", crd_path, ok=(200, 404))
+    try:
+        wait_for("the CRD gone", lambda: cluster.request("GET", crd_path)[0] == 404 and
+                 cluster.request("GET", RULES_PATH)[0] == 404)
+        proc = ControllerProcess(cluster, tmp_path, "nocrd", extra=(
+            "--no-leader-election", "--controller-resync", "600"))
+        try:
+            cluster.api("POST", SL_PATH, native_to_object(EXAMPLE, "early", NS))
+            cond = wait_for("ApplyFailed", lambda: ready(cluster, "early", 1))
+            assert (cond["status"], cond["reason"]) == ("False", "ApplyFailed"), cond
+            assert "does not serve monitoring.coreos.com/v1 prometheusrules" in \
+                cond["message"] and "CRD installed?" in cond["message"], cond
+            retries = proc.metrics()["sloexporter_controller_reconciles_total{result=failed}"]
+            wait_for("retried", lambda: proc.metrics()[
+                "sloexporter_controller_reconciles_total{result=failed}"] > retries)
+            cluster.kubectl("apply", "--server-side", "-f", str(crd_file))
+            cond = wait_for("Ready once the CRD is there", lambda: (
+                c := ready(cluster, "early", 1)) and c["status"] == "True" and c, timeout=90)
+            assert get(cluster, f"{RULES_PATH}/sloexporter-checkout") is not None
+            assert "Traceback" not in proc.log.read_text()
+        finally:
+            proc.stop()
+            cluster.request("DELETE", f"{SL_PATH}/early")
+    finally:
+        cluster.kubectl("apply", "--server-side", "-f", str(crd_file))
+        wait_for("PrometheusRules served", lambda: cluster.request(
+            "GET", "/apis/monitoring.coreos.com/v1/prometheusrules")[0] == 200)
+        cluster.delete_collection("monitoring.coreos.com/v1", "prometheusrules", NS)
+
+
+def test_objects_deleted_while_they_are_reconciled(cluster: KubeCluster,
+                                                   controller: ControllerProcess) -> None:
+    # created and deleted at once, many of them: whatever the controller applied for an
+    # object already gone is garbage-collected, and it forgets them all
+    names = [f"flash-{i}" for i in range(15)]
+    with garbage_collector(cluster):
+        for name in names:
+            obj = native_to_object(EXAMPLE, name, NS)
+            obj["spec"]["service"] = name
+            cluster.api("POST", SL_PATH, obj)
+            cluster.api("DELETE", f"{SL_PATH}/{name}")
+        wait_for("nothing left", lambda: not cluster.api("GET", RULES_PATH)["items"] and
+                 not cluster.api("GET", SL_PATH)["items"], timeout=120)
+        wait_for("forgotten", lambda: sum(v for k, v in controller.metrics().items()
+                                          if k.startswith("sloexporter_controller_resources"))
+                 == 0)
+    assert controller.ready()[0] == 200
+    assert "Traceback" not in controller.log.read_text()

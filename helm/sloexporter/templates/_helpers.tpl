@@ -129,5 +129,9 @@ builds the exporter from the rendered config and compares.
 {{- if .pyrra }}
 - --controller-pyrra
 {{- end }}
+{{- if .dashboards }}
+- --controller-dashboards
+- --controller-dashboard-label={{ $.Values.dashboards.label }}={{ $.Values.dashboards.labelValue }}
+{{- end }}
 {{- end }}{{ end }}
 {{- end -}}
