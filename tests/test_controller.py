@@ -362,7 +362,7 @@ def test_two_replicas_one_writer_and_a_takeover(cluster: KubeCluster, tmp_path: 
         obj = native_to_object(EXAMPLE, "ha", NS)
         cluster.api("POST", SL_PATH, obj)
         assert wait_for("Ready", lambda: ready(cluster, "ha", 1))["status"] == "True"
-        assert leader.reconciles() >= 1
+        wait_for("the leader counts it", lambda: leader.reconciles() >= 1)
         assert follower.reconciles() == 0 and follower.leader() == 0
         # a healthy follower serves the exporter: it is ready
         assert follower.ready()[0] == 200, follower.ready()
@@ -463,6 +463,11 @@ def test_chart_grants_writes_only_with_the_controller_and_only_in_its_namespaces
     assert grants - writes == default | {("Role", ns, "servicelevels", v)
                                          for ns in ("team-a", "team-b")
                                          for v in ("list", "watch")}
+    assert not {g for g in grants if g[2] == "configmaps"}
+    dashboards = _verbs(rendered_rbac("sloexporter", {"controller": {
+        **values["controller"], "dashboards": True}}))
+    assert dashboards - grants == {("Role", ns, "configmaps", v) for ns in ("team-a", "team-b")
+                                   for v in ("get", "create", "patch", "delete")}
     peers = _verbs(rendered_rbac("sloexporter", {"controller": {
         **values["controller"], "sloth": True, "pyrra": True}}))
     assert peers - grants == {("Role", ns, res, v) for ns in ("team-a", "team-b")
@@ -800,8 +805,8 @@ def test_readyz_covers_the_controller(cluster: KubeCluster, tmp_path: Path) -> N
                              extra=("--no-leader-election",))
     try:
         status, body = wait_for("a reason", lambda: (r := proc.ready())[0] == 503 and
-                                "controller (" in r[1] and r)
-        assert "servicelevels" in body and "forbidden" in body, body
+                                "forbidden" in r[1] and r)
+        assert "controller (servicelevels.sloexporter.dev in namespace slo-team" in body, body
         from prometheus_client.parser import text_string_to_metric_families
         with urllib.request.urlopen(f"http://127.0.0.1:{proc.port}/metrics",
                                     timeout=5) as resp:
@@ -879,3 +884,30 @@ def test_objects_deleted_while_they_are_reconciled(cluster: KubeCluster,
                  == 0)
     assert controller.ready()[0] == 200
     assert "Traceback" not in controller.log.read_text()
+
+
+def test_chart_args_are_the_controller_settings() -> None:
+    """The Deployment's args, as the chart renders them, parse into the settings asked
+    for: the dashboards with the sidecar label of `dashboards.label`."""
+    from sloexporter.cli import build_parser
+    from sloexporter.controller import settings_from_args
+    from tests.helm_util import helm_path, render, workload
+
+    helm = helm_path()
+    values = {"controller": {"enabled": True, "namespaces": ["team-a"], "dashboards": True,
+                             "ruleLabels": {"release": "kps"}},
+              "dashboards": {"label": "example.com/dashboard", "labelValue": "yes"}}
+    for vals, want in ((values, (True, {"example.com/dashboard": "yes"})),
+                       ({"controller": {**values["controller"], "dashboards": False}},
+                        (False, {"grafana_dashboard": "1"}))):
+        container = workload(render(helm, vals))["spec"]["template"]["spec"]["containers"][0]
+        args = [a for a in container["args"] if a != "serve"]
+        parsed = build_parser().parse_args(["serve", *args])
+        settings = settings_from_args(parsed)
+        assert (settings.dashboards, settings.dashboard_labels) == want, args
+        assert settings.namespaces == ("team-a",) and settings.rule_labels == {
+            "release": "kps"}
+    for bad in ("grafana dashboard=1", "a=b c", "=1"):
+        with pytest.raises(ValueError, match="--controller-dashboard-label"):
+            settings_from_args(build_parser().parse_args([
+                "serve", "--controller", "--controller-dashboard-label", bad]))
