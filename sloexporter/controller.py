@@ -387,15 +387,13 @@ class Controller:
             self.enqueue(key)
 
     def prune(self, resource: Resource, scope: str, seen: set[str]) -> None:
-        prefix = "" if resource == SERVICELEVELS else f"{resource.kind}:"
+        """After a re-list of `resource` in `scope` (a namespace, or "" for all): forget
+        the objects of that kind there that the list no longer has."""
+        def mine(obj: dict[str, Any]) -> bool:
+            return obj.get("kind") == resource.kind and (
+                not scope or obj["metadata"].get("namespace") == scope)
 
-        def mine(key: str) -> bool:
-            rest = key[len(prefix):] if key.startswith(prefix) else None
-            if rest is None or (not prefix and ":" in key.split("/", 1)[0]):
-                return False
-            return not scope or rest.startswith(scope + "/")
-
-        for key in [k for k in self.objects if k not in seen and mine(k)]:
+        for key in [k for k, o in self.objects.items() if k not in seen and mine(o)]:
             self._forget(key)
 
     def _forget(self, key: str) -> None:

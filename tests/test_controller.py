@@ -911,3 +911,22 @@ def test_chart_args_are_the_controller_settings() -> None:
         with pytest.raises(ValueError, match="--controller-dashboard-label"):
             settings_from_args(build_parser().parse_args([
                 "serve", "--controller", "--controller-dashboard-label", bad]))
+
+
+def test_a_relist_forgets_only_its_own_kind_and_scope() -> None:
+    # keys are only names: what a re-list prunes is told by each object's kind and
+    # namespace, so a Sloth object named like a ServiceLevels one is never dropped
+    from sloexporter.controller import PYRRA, SERVICELEVELS, SLOTH, Controller, ControllerSettings
+    ctl = Controller(None, ControllerSettings(leader_election=False))
+    for resource in (SERVICELEVELS, SLOTH, PYRRA):
+        for ns in ("a", "b", "a:b"):
+            ctl.apply(resource, "ADDED", {"metadata": {"name": "x", "namespace": ns,
+                                                       "generation": 1}})
+    assert len(ctl.objects) == 9
+    ctl.prune(SERVICELEVELS, "a", set())
+    ctl.prune(SLOTH, "", {"b/x"} | {ctl.key_of({"kind": SLOTH.kind, "metadata": {
+        "name": "x", "namespace": "b"}})})
+    left = sorted((o["kind"], o["metadata"]["namespace"]) for o in ctl.objects.values())
+    assert left == [("PrometheusServiceLevel", "b"), ("ServiceLevelObjective", "a"),
+                    ("ServiceLevelObjective", "a:b"), ("ServiceLevelObjective", "b"),
+                    ("ServiceLevels", "a:b"), ("ServiceLevels", "b")]
