@@ -312,6 +312,30 @@ async def test_a_frozen_apiserver_is_noticed_within_the_bound_and_recovers(
     assert len(ups) == 1, ups
 
 
+async def test_an_apiserver_frozen_before_the_first_list_is_not_ready_then_recovers(
+        kube_crds, running):
+    """The LIST itself hangs (the server accepts and never answers): the first list must
+    time out, back off and retry, with /readyz naming why, not wait forever."""
+    cluster, ns = kube_crds, fresh_ns(kube_crds)
+    cluster.create(app("a0", ns))
+    cfg = config(cluster, running, "argocd", scope={"namespaces": [ns]})
+    running.freeze()
+    try:
+        async with exporter_on(cfg) as exporter:
+            hung = {"unresponsive", "connection"}
+            await until(lambda: any(r in hung and n >= 2 for (_, r), n
+                                    in exporter.metrics.restarts.items()), "two timed-out lists")
+            assert exporter.up() == {"argocd": False}
+            waiting = exporter.not_ready()
+            assert len(waiting) == 1 and waiting[0].startswith("argocd (") and \
+                "waiting for the first list" in waiting[0], waiting
+            running.thaw()
+            await until(exact(cluster, exporter, "argocd", ns), "the list after the thaw")
+            await until(exporter.ready, "ready")
+    finally:
+        running.thaw()
+
+
 async def test_rbac_403_is_one_log_line_with_resource_verb_namespace_and_user(
         kube_crds, running, caplog):
     """exporter-ns may read team-a only; asked for another namespace it gets 403."""
