@@ -87,8 +87,17 @@ GO_TOOLCHAIN_SHA256=30c2b1bf7dcc88d3eb0a1364e47ddd9128edb3110a30e8a0ef61cd5856b3
 go_new_enough() {
   "$1" env GOVERSION 2>/dev/null | awk -F'[go.]' '{exit !($3 > 1 || ($3 == 1 && $4 >= 21))}'
 }
+# every Go tool already cached: no Go is needed (a new shell often lacks /usr/local/go/bin)
+go_tools_cached() {
+  local t
+  for t in sloth promtool3 prometheus3 kube-apiserver etcd kube-controller-manager \
+      victoria-metrics vmalert; do
+    [ -x "$TOOLS/$t" ] || return 1
+  done
+}
 system_go="$(command -v go || true)"
-if ! { [ -n "$system_go" ] && go_new_enough "$system_go"; } \
+if ! go_tools_cached \
+    && ! { [ -n "$system_go" ] && go_new_enough "$system_go"; } \
     && ! { [ -x .tools/go/bin/go ] && go_new_enough .tools/go/bin/go; }; then
   phase "Go $GO_TOOLCHAIN from the Go module proxy" "about 1 minute (a 70 MB download)"
   # the proxy is the one this machine's Go setup names: $GOPROXY, else an old Go's default
@@ -131,5 +140,9 @@ fi
 
 phase "Go tools: sloth, promtool/prometheus 3, kube-apiserver, etcd, victoria-metrics" \
   "about 20 minutes the first time, cached in .tools/bin after"
-bash scripts/build-go-tools.sh
+if go_tools_cached; then
+  echo "    all cached in .tools/bin: nothing to build" >&2
+else
+  bash scripts/build-go-tools.sh
+fi
 phase_done

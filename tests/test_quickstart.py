@@ -136,3 +136,29 @@ def test_your_first_slo_runs_as_written_after_the_quick_start(clone: Path):
     assert spec["slos"][0]["sli"]["http"]["selector"] == '{job="checkout"}'
     assert (clone / "generated" / "dashboards").is_dir()
     assert (clone / "generated" / "alertmanager" / "alertmanager.yaml").is_file()
+
+
+def test_the_test_command_prints_its_phases_and_needs_no_go_once_tools_are_cached(
+        clone: Path):
+    """`bash scripts/test.sh` as the README writes it (with a test file to keep it short),
+    in a shell where Go is not on PATH: a new shell after the Go hint's `export PATH`."""
+    for tool in ("sloth", "promtool3", "prometheus3", "kube-apiserver", "etcd",
+                 "kube-controller-manager", "victoria-metrics", "vmalert"):
+        require_tool(tool)
+    _, _, test = _blocks("## Quick start")
+    path = os.pathsep.join(p for p in _clean_path().split(os.pathsep)
+                           if not (Path(p) / "go").exists())
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GO", "SLOEXPORTER_"))}
+    env["PATH"] = path
+    result = subprocess.run(["bash", "-c", f"{test} tests/test_layout.py"], cwd=clone,
+                            env=env, capture_output=True, text=True, timeout=600)
+    printed = result.stdout + result.stderr
+    assert result.returncode == 0, printed
+    phases = re.findall(r"^==> (.+?) \((.+)\)$", printed, re.M)
+    names = [name for name, _ in phases]
+    for expected in ("installing the tools", "Debian packages", "virtualenv", "helm",
+                     "Go tools", "ruff check", "the test suite"):
+        assert any(n.startswith(expected) for n in names), (expected, names)
+    assert all(duration for _, duration in phases)  # each says how long it usually takes
+    assert "nothing to build" in printed and "no Go 1.21+" not in printed
+    assert re.search(r"3 passed", printed), printed
