@@ -87,6 +87,9 @@ def test_value_takes_a_number_or_a_duration_in_seconds(tmp_path, value, seconds)
     ("query: time()\n        op: '<'\n        value: 1", "reads no metric"),
     ("query: max(x\n        op: '<'\n        value: 1", "invalid PromQL"),
     ("query: x\n        op: '<'\n        value: .nan", "value"),
+    # Prometheus refuses to load a rule with `< bool 1e400`: validate must say so
+    ("query: x\n        op: '<'\n        value: 1e400", "out of range for PromQL"),
+    ("query: x\n        op: '>'\n        value: -2e308", "out of range for PromQL"),
     ("query: x\n        op: '<'", "value"),
     ("query: x\n        op: '<'\n        value: 1\n        forget_after: soon", "forget_after"),
 ])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -228,6 +229,9 @@ OP_ALIASES = {"lt": "<", "lte": "<=", "le": "<=", "gt": ">", "gte": ">=", "ge": 
               "==": "==", "!=": "!="}
 
 
+FLOAT64_MAX = Decimal(sys.float_info.max)
+
+
 class ThresholdSLI(Strict):
     """The share of time a gauge condition holds: `query op value`, per series.
 
@@ -260,6 +264,14 @@ class ThresholdSLI(Strict):
     def _seconds(cls, v: object) -> object:
         if isinstance(v, str) and re.fullmatch(r"\s*\d+[wdhms].*", v):
             return parse_duration(v.strip())
+        return v
+
+    @field_validator("value")
+    @classmethod
+    def _float64(cls, v: Decimal) -> Decimal:
+        # PromQL numbers are float64: Prometheus refuses to load `x < bool 1e400`
+        if abs(v) > FLOAT64_MAX:
+            raise ValueError(f"value {v} is out of range for PromQL (at most about 1.8e308)")
         return v
 
     @field_validator("query")
