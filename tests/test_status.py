@@ -108,12 +108,38 @@ async def test_api_numbers_equal_hand_computed_values(history, pinned):
     assert checkout["objective"] == 99.9 and checkout["period"] == "30d"
     assert checkout["labels"] == {"team": "payments"} and checkout["origin"] == "native"
     assert checkout["status"] in ("OK", "WARNING")
+    # time to exhaustion: the budget left, spent at the current 1h burn rate
+    burn_1h = jobs["checkout"].derived_window_ratio(t0, 3600) / 0.001
+    remaining = 1 - ratio / 0.001
+    assert remaining > 0 and burn_1h > 0
+    assert checkout["time_to_exhaustion_seconds"] == approx(remaining * 30 * DAY / burn_1h)
 
     search = slos[("search", "availability")]
     ratio = jobs["search"].ratio(t0 - 7 * DAY, t0)
     assert search["period"] == "7d"
     assert search["error_budget_remaining"] == approx(1 - ratio / 0.005)
     assert search["error_budget_remaining"] < 0 and search["status"] == "BREACHED"
+    assert search["time_to_exhaustion_seconds"] == 0
+
+
+async def test_list_page_sorts_by_budget_left_both_ways(pinned):
+    import re
+    from urllib.parse import quote
+    items = (await get_json(pinned, "/api/v1/slos"))["slos"]
+    known = sorted((i for i in items if i["error_budget_remaining"] is not None),
+                   key=lambda i: i["error_budget_remaining"])
+    hrefs = [f"/slo/{quote(i['service'], safe='')}/{quote(i['slo'], safe='')}" for i in known]
+    assert len(hrefs) >= 3
+
+    async def order(query: str) -> list[str]:
+        html = await (await pinned.get("/" + query)).text()
+        rows = re.findall(r'<tr data-slo="[^"]*"><td><a href="([^"]+)"', html)
+        return [h for h in rows if h in hrefs]
+
+    assert await order("") == hrefs  # the default: least budget left first
+    assert await order("?sort=budget") == hrefs
+    assert await order("?sort=-budget") == hrefs[::-1]
+    assert await order("?sort=nonsense") == hrefs  # an unknown sort falls back, no error
 
 
 async def test_foreign_slos_share_the_list(history, pinned):
@@ -127,6 +153,12 @@ async def test_foreign_slos_share_the_list(history, pinned):
     assert sloth["sli"] < 1 - jobs["api"].ratio(t0 - 30 * DAY, t0)
     assert sloth["burn_rates"]["1h"] == approx(jobs["api"].window_ratio(t0, 3600) / 0.001)
     assert "description" in " ".join(sloth["unknown"])
+    # a time-based SLI's absolute budget is in minutes of the period
+    minutes = 30 * DAY / 60
+    assert sloth["error_budget"]["unit"] == "minutes"
+    assert sloth["error_budget"]["allowed"] == approx(0.001 * minutes)
+    assert sloth["error_budget"]["consumed"] == approx(unweighted * minutes)
+    assert sloth["error_budget"]["remaining"] == approx((0.001 - unweighted) * minutes)
     pyrra = slos[("shop", "pyrra-errors")]
     assert pyrra["origin"] == "pyrra" and pyrra["objective"] == 99.0
     assert pyrra["period"] == "28d"

@@ -331,3 +331,75 @@ async def test_auth_ca_and_tenant_reach_prometheus_through_a_gateway(history, tm
             await untrusted.client.close()
     finally:
         await runner.cleanup()
+
+
+# --- The deploy-gate recipes of docs/status.md, as the tools they configure run them ------
+
+def recipe(heading: str) -> dict[str, Any]:
+    import yaml
+    text = DOC.read_text()
+    after = text[text.index(heading):]
+    match = re.search(r"```yaml\n(.*?)```", after, re.S)
+    assert match, heading
+    return yaml.safe_load(match.group(1))  # type: ignore[no-any-return]
+
+
+def _local(url: str, served: str) -> str:
+    """The recipe's in-cluster address, pointed at the test's serve."""
+    return re.sub(r"^http://[^/]+", served, url)
+
+
+async def _rollouts_measure(metric: dict[str, Any], url: str) -> tuple[str, Any]:
+    """What Argo Rollouts' web provider makes of one answer: a non-2xx status is an Error
+    measurement (no value); otherwise the jsonPath value is checked by successCondition."""
+    web_ = metric["provider"]["web"]
+    timeout = aiohttp.ClientTimeout(total=web_.get("timeoutSeconds", 10))
+    async with aiohttp.ClientSession(timeout=timeout) as s, s.get(url) as resp:
+        if not 200 <= resp.status < 300:
+            return "Error", resp.status
+        body = await resp.json(content_type=None)
+    assert web_["jsonPath"] == "{$.allowed}"
+    result = body["allowed"]
+    assert metric["successCondition"] == "result == true"
+    return ("Successful" if result is True else "Failed"), result
+
+
+async def test_rollouts_analysis_template_recipe_aborts_on_a_blocked_gate(history, served):
+    template = recipe("### Gate a rollout: Argo Rollouts AnalysisTemplate")
+    assert template["kind"] == "AnalysisTemplate"
+    (metric,) = template["spec"]["metrics"]
+    # the first Error ends the analysis (Argo's default is 4 errors in a row)
+    assert metric["consecutiveErrorLimit"] == 0 and metric["failureLimit"] == 0
+    url = metric["provider"]["web"]["url"]
+    assert "{{args.service}}" in url
+    _, body = await fetch(served + "/api/v1/slos")
+    services = sorted({i["service"] for i in body["slos"]})
+    phases = {}
+    for service in services:
+        phases[service] = await _rollouts_measure(
+            metric, _local(url.replace("{{args.service}}", service), served))
+    assert phases["search"] == ("Error", 423)
+    assert any(p == ("Successful", True) for p in phases.values()), phases
+
+
+def test_presync_hook_job_fails_on_a_blocked_gate_and_passes_otherwise(history, served):
+    job = recipe("### Gate a sync: Argo CD PreSync hook Job")
+    assert job["metadata"]["annotations"]["argocd.argoproj.io/hook"] == "PreSync"
+    assert job["spec"]["backoffLimit"] == 0
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["image"].startswith("curlimages/curl:")
+    curl = require_tool("curl")
+    args = [_local(a, served) for a in container["args"]]
+
+    def run(service: str) -> subprocess.CompletedProcess[str]:
+        argv = [re.sub(r"service=[^&]+", f"service={service}", a) for a in args]
+        return subprocess.run([curl, *argv], capture_output=True, text=True, timeout=30)
+
+    blocked = run("search")
+    assert blocked.returncode != 0 and '"allowed": false' in blocked.stdout
+    assert "search/availability" in blocked.stdout  # the reason, in the Job's log
+    import json
+    slos = json.loads(run("nobody").stdout or "{}")
+    assert slos.get("allowed") is False  # an unknown service never passes
+    allowed = [s for s in ("shop", "checkout", "api") if run(s).returncode == 0]
+    assert allowed, "no service passed the gate"
