@@ -105,13 +105,29 @@ def test_deleted_app_disappears_and_prune_removes_unlisted():
 
 def test_hostile_label_values_are_escaped_and_capped():
     app = copy.deepcopy(APP)
-    app["metadata"]["name"] = 'evil"} 1\nfake_metric 2 ' + "x" * 5000
+    app["metadata"]["name"] = 'evil"} 1\nfake_metric 2 '
+    app["spec"]["project"] = 'evil"} 1\nfake_metric 2 ' + "x" * 5000
     src = ArgoCDSource(metrics())
     feed(src, APPLICATIONS, app)
     out = text(src)
     parsed = samples(out)  # parses: no injected series
-    assert not any(name.startswith("fake_metric") for name, _ in parsed)
+    assert parsed and not any(name.startswith("fake_metric") for name, _ in parsed)
     assert max(len(line) for line in out.splitlines()) < 1500
+
+
+def test_names_longer_than_kubernetes_allows_are_skipped_not_cut_into_one_series():
+    """From --manifests, two 2,000-character names that differ only at the end would be
+    cut to one label value (two series with one label set): the API server never stores
+    a name over 253 characters, or a namespace over 63, so such objects are malformed."""
+    src = ArgoCDSource(metrics())
+    for i, (name, ns) in enumerate([("a" * 2000 + "1", "argocd"), ("a" * 2000 + "2", "argocd"),
+                                    ("ok", "n" * 64), ("b" * 253, "n" * 63)]):
+        app = copy.deepcopy(APP)
+        app["metadata"].update(name=name, namespace=ns, uid=f"u{i}")
+        feed(src, APPLICATIONS, app)
+    assert src.metrics.skipped == {("argocd", "malformed"): 3}
+    names_ = {dict(labels)["name"] for _, labels in samples(text(src))}
+    assert names_ == {"b" * 253}
 
 
 def test_odd_status_fields_never_crash_and_export_no_guess():

@@ -66,6 +66,11 @@ def object_key(obj: Obj) -> str:
     return f"{obj.get('kind', '')}/{m.get('namespace', '')}/{m.get('name', '')}"
 
 
+#: Kubernetes: object names are DNS subdomains (253), namespaces DNS labels (63)
+MAX_NAME = 253
+MAX_NAMESPACE = 63
+
+
 def _str_map(value: Any) -> bool:
     return isinstance(value, dict) and all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items())
@@ -84,6 +89,10 @@ def check_shape(obj: Obj) -> None:
     if not isinstance(name, str) or not name:
         raise BadInput("no_name")
     if namespace is not None and not isinstance(namespace, str):
+        raise BadInput("malformed")
+    # the API server's limits: longer names (from manifests) would be cut in the label
+    # value, and two objects could then share one series
+    if len(name) > MAX_NAME or (namespace and len(namespace) > MAX_NAMESPACE):
         raise BadInput("malformed")
     for key in ("labels", "annotations"):
         if m.get(key) is not None and not _str_map(m[key]):
