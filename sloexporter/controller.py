@@ -161,7 +161,9 @@ def build(obj: dict[str, Any], rule_labels: dict[str, str],
                          "over several objects")
     configmap = None
     if dashboard_labels is not None:
-        configmap = dashboard_configmap(service, rule["metadata"]["name"] + "-dashboards",
+        suffix = "-dashboards"
+        configmap = dashboard_configmap(service, rule["metadata"]["name"][:253 - len(suffix)]
+                                        .rstrip("-") + suffix,
                                         str(meta.get("namespace")), owner, dashboard_labels)
         size = sum(len(k) + len(v.encode()) for k, v in configmap["data"].items())
         if size > CONFIGMAP_LIMIT:

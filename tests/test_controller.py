@@ -21,6 +21,7 @@ import yaml
 from sloexporter.controller import FIELD_MANAGER, build
 from tests.kube_real import (
     NAMESPACE,
+    TEAM_NS,
     KubeCluster,
     _spawn,
     _stop,
@@ -822,6 +823,18 @@ def test_readyz_covers_the_controller(cluster: KubeCluster, tmp_path: Path) -> N
                                  extra=("--no-leader-election",))
         try:
             wait_for("ready", lambda: proc.ready()[0] == 200)
+        finally:
+            proc.stop()
+        # a Lease it may not touch (team-a: no Role there): its watches are fine, but it
+        # can neither lead nor follow, which /readyz says once a leader would have given up
+        proc = ControllerProcess(cluster, tmp_path, "nolease", user="exporter",
+                                 extra=("--lease-namespace", TEAM_NS))
+        try:
+            status, body = wait_for("the Lease reported", lambda: (
+                r := proc.ready())[0] == 503 and "lease" in r[1] and r)
+            assert f"controller (lease {TEAM_NS}/sloexporter-controller: HTTP 403" in body, \
+                body
+            assert proc.leader() == 0
         finally:
             proc.stop()
 
