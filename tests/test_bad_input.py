@@ -129,3 +129,24 @@ def test_a_configmap_volume_is_read_once_and_hidden_files_not_at_all(tmp_path: P
     assert bad == 0
     assert [(o["kind"], o.get("status")) for o in objects] == [
         ("Application", {"sync": {"status": "OutOfSync"}}), ("CronJob", None)]
+
+
+def test_two_manifest_objects_with_one_uid_keep_the_first_and_count_the_second(tmp_path: Path):
+    """A manifest copied from another and renamed keeps its `uid`. The API server never
+    gives two objects one UID; here the second replaced the first's series, silently."""
+    folder = tmp_path / "cluster"
+    folder.mkdir()
+    copy = {**GOOD_APP, "metadata": {**GOOD_APP["metadata"], "name": "copy"}}  # uid g1 too
+    again = dict(GOOD_APP)  # the same object a second time: harmless
+    (folder / "a.yaml").write_text(yaml.safe_dump_all([GOOD_APP, again, copy]))
+    server = Server("--manifests", str(folder))
+    try:
+        wait_for(lambda: get(server.url + "/readyz")[0] == 200, what="/readyz")
+        text = server.metrics()
+        info = [dict(labels)["name"] for (name, labels) in samples(text)
+                if name == names.ARGOCD_APP_INFO]
+        assert info == ["good"]
+        assert samples(text)[(names.SKIPPED_OBJECTS, frozenset(
+            {"source": "argocd", "reason": "duplicate_uid"}.items()))] == 1
+    finally:
+        server.stop()

@@ -28,7 +28,7 @@ from typing import Any
 from sloexporter import yamlsafe
 from sloexporter.aio import in_thread
 from sloexporter.model import parse_duration
-from sloexporter.sources.base import Source, object_key
+from sloexporter.sources.base import Source, identity, object_key
 from sloexporter.sources.informer import Resource, SelfMetrics
 
 log = logging.getLogger(__name__)
@@ -201,10 +201,22 @@ class ManifestFeed:
 
     async def _feed(self, source: Source, resource: Resource, objs: list[dict[str, Any]]) -> None:
         seen = set()
+        owners: dict[str, tuple[str, str, str]] = {}  # key (UID) -> the object that has it
         for i, obj in enumerate(objs):
             if i and i % APPLY_BATCH == 0:
                 await asyncio.sleep(0)
             self.metrics.event(source.name, resource.name, "ADDED")
+            # a hand-written manifest copied from another keeps its `uid`: the API server
+            # never gives two objects one UID, and the second would silently replace the
+            # first one's series; the same object listed twice (same name) is harmless
+            key, ident = source.key_of(obj), identity(resource, obj)
+            first = owners.setdefault(key, ident)
+            if first != ident:
+                self.metrics.skip(source.name, "duplicate_uid")
+                log.warning("skipped %s %s/%s from manifests: uid %s is already %s/%s's",
+                            resource.kind, ident[1][:100], ident[2][:100], key[:100],
+                            first[1][:100], first[2][:100])
+                continue
             try:
                 source.apply(resource, "ADDED", obj)
                 seen.add(source.key_of(obj))
