@@ -8,6 +8,7 @@ PrometheusRules `sloexporter generate --format prometheus-operator` writes for t
 specs (what a CI pipeline would do instead).
 
     PATH=$PWD/.tools/bin:$PATH .venv/bin/python bench/controller.py [--objects 1000]
+        [--dashboards]
 """
 
 from __future__ import annotations
@@ -69,6 +70,9 @@ def controller_metric(port: int, name: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--objects", type=int, default=1000)
+    parser.add_argument("--dashboards", action="store_true",
+                        help="also apply each object's dashboards ConfigMap "
+                             "(--controller-dashboards)")
     args = parser.parse_args()
     n = args.objects
     shared = shared_dir()
@@ -101,7 +105,8 @@ def main() -> None:
         proc = subprocess.Popen([sys.executable, "-m", "sloexporter.cli", "serve",
                                  "--controller", "--config", str(config), "--listen",
                                  f"127.0.0.1:{port}", "--controller-namespace", "bench",
-                                 "--no-leader-election", "--log-level", "warning"],
+                                 "--no-leader-election", "--log-level", "warning",
+                                 *(["--controller-dashboards"] if args.dashboards else [])],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             while controller_metric(port, 'sloexporter_controller_reconciles_total'
@@ -132,7 +137,8 @@ def main() -> None:
         base = time.monotonic() - started
         base_requests = requests_total(cluster) - before
         print(f"objects: {n} ServiceLevels x 3 SLOs, cores: {os.cpu_count()}")
-        print(f"controller cold:            {took:6.1f} s  {ctl_requests / n:5.1f} apiserver "
+        what = "controller cold, dashboards:" if args.dashboards else "controller cold:"
+        print(f"{what:<28} {took:6.1f} s  {ctl_requests / n:5.1f} apiserver "
               f"requests/object  peak RSS {rss / 1024:.0f} MiB")
         print(f"kubectl apply --server-side: {base:6.1f} s  {base_requests / n:5.1f} apiserver "
               f"requests/object (rules only: no status, no events)")

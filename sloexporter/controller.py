@@ -289,6 +289,14 @@ def _ref(item: dict[str, Any]) -> dict[str, str]:
             "name": item["metadata"]["name"]}
 
 
+def _merged(applied: list[dict[str, Any]], before: list[dict[str, Any]]
+            ) -> list[dict[str, Any]]:
+    """status.generated after a partial apply: what was applied now, then what was made
+    before under other names (still in place)."""
+    now = {(a["kind"], a["name"]) for a in applied}
+    return applied + [g for g in before if (g.get("kind"), g.get("name")) not in now]
+
+
 def _kept(generated: list[dict[str, Any]]) -> str:
     """What stays in place after a failed reconcile, for the message."""
     rules = [g["name"] for g in generated if g.get("kind") == "PrometheusRule" and g.get("name")]
@@ -541,19 +549,19 @@ class Controller:
                     # a refusal the next try would likely get too: say so on the object
                     # (retried with backoff: the CRD or the RBAC may come later)
                     message = f"{_describe(item)}: {exc.message}"
-                    if exc.status == 404:
+                    if exc.status == 404 and item["kind"] != "ConfigMap":
                         message = (f"{_describe(item)} cannot be applied: the API server does "
                                    f"not serve {item['apiVersion']} {_plural(item)} (is its "
                                    f"CRD installed?); retrying")
+                    generated[:] = _merged(applied, generated)  # what did apply is listed
                     return await report("failed", "False", "ApplyFailed",
                                         message + _kept(generated))
                 raise  # a 5xx or a throttle: retried
             applied.append(_ref(item))
         if outcome.too_large:
             # keep what was made before in place and listed; say why it is not updated
-            names = {r["name"] for r in applied}
-            generated = applied + [g for g in generated if g.get("name") not in names and
-                                   g.get("kind") in self._kinds()]
+            generated[:] = _merged(applied, [g for g in generated
+                                             if g.get("kind") in self._kinds()])
             return await report("invalid", "False", "TooLarge",
                                 "; ".join(outcome.too_large) + _kept(generated))
         await self._remove_stale(ns, meta.get("uid"), generated, applied)
