@@ -1,4 +1,5 @@
-"""Two asyncio helpers the server needs: blocking work off the loop, and supervised tasks."""
+"""asyncio helpers the server needs: blocking work off the loop, supervised tasks, and
+sharing the loop between background work and the requests it serves."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import contextlib
 import logging
 import random
 import threading
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
@@ -62,3 +64,71 @@ async def supervise(name: str, factory: Callable[[], Awaitable[None]],
                       type(exc).__name__, str(exc)[:300])
         failures += 1
         await asyncio.sleep(random.uniform(0, min(backoff_max, 0.5 * 2 ** min(failures, 10))))
+
+
+#: the longest stretch background work (applying watch events) holds the loop
+SLICE_SECONDS = 0.001
+#: the longest background work stands aside for requests in flight before it takes a
+#: slice anyway, so a flood of scrapes slows the watches down but never stops them
+DEFER_SECONDS = 0.025
+#: a request has priority for this long after it starts: a client that reads its
+#: response slowly must not slow the watches for the whole write timeout
+PRIORITY_SECONDS = 0.25
+
+
+class LoopShare:
+    """One event loop shared by background work and the requests it serves.
+
+    Background work (a backlog of watch events, a re-list) asks `due()` after each item
+    and, when it is, awaits `take_turn()`: no worker holds the loop for more than about
+    SLICE_SECONDS, so a request that arrives is read within a few slices, not after a
+    backlog. While a request is served (`serving()`; for PRIORITY_SECONDS at most, so a
+    client that reads slowly cannot slow the watches for long) a worker's turn waits
+    until it is done, or DEFER_SECONDS at most, then runs a full slice: the response is
+    rendered and written without slices of watch work between its steps, and a flood of
+    scrapes slows the watches down but never stops them.
+    """
+
+    def __init__(self) -> None:
+        self._mark = time.perf_counter()
+        self._serving = 0
+        self._until = 0.0  # requests in flight have priority until then
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def due(self) -> bool:
+        return time.perf_counter() - self._mark >= SLICE_SECONDS
+
+    async def take_turn(self) -> None:
+        wait = self._until - time.perf_counter() if self._serving else 0.0
+        if wait > 0:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                async with asyncio.timeout(min(wait, DEFER_SECONDS)):
+                    await waiter
+            except TimeoutError:
+                pass
+            finally:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+        else:
+            await asyncio.sleep(0)
+        self._mark = time.perf_counter()
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[None]:
+        self._serving += 1
+        self._until = time.perf_counter() + PRIORITY_SECONDS
+        try:
+            yield
+        finally:
+            self._serving -= 1
+            if not self._serving:
+                waiters, self._waiters = self._waiters, []
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
+
+
+#: the process's one event loop is shared through this
+LOOP_SHARE = LoopShare()

@@ -17,11 +17,18 @@ def escape_label_value(value: str) -> str:
     """Escape a label value for the text format; values over the cap are truncated."""
     if len(value) > MAX_LABEL_VALUE_LEN:
         value = value[: MAX_LABEL_VALUE_LEN - len(TRUNCATION_MARK)] + TRUNCATION_MARK
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    if "\\" in value or "\n" in value or '"' in value:  # rare: most values need nothing
+        return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    return value
+
+
+_EXACT = 10**15
 
 
 def format_value(value: float) -> str:
     """Format a sample value the way Prometheus parses it back exactly."""
+    if type(value) is int and -_EXACT < value < _EXACT:  # the common case, every event
+        return str(value)
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):
@@ -33,7 +40,7 @@ def format_value(value: float) -> str:
 
 def format_labels(labels: Mapping[str, str] | Iterable[tuple[str, str]]) -> str:
     items = labels.items() if isinstance(labels, Mapping) else labels
-    inner = ",".join(f'{k}="{escape_label_value(str(v))}"' for k, v in items)
+    inner = ",".join([f'{k}="{escape_label_value(str(v))}"' for k, v in items])
     return "{" + inner + "}" if inner else ""
 
 

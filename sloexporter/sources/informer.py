@@ -34,12 +34,10 @@ from typing import Any, Protocol
 import aiohttp
 
 from sloexporter import names
+from sloexporter.aio import LOOP_SHARE
 from sloexporter.exposition import family_header, sample_line
 
 log = logging.getLogger(__name__)
-
-#: watch events handled between two yields to the event loop (scrapes get their turn)
-YIELD_EVERY = 64
 
 
 @dataclass(frozen=True)
@@ -321,15 +319,13 @@ class Informer:
         prove = self.down_reason not in (None, "starting")
         while True:
             started = time.monotonic()
-            dispatched = 0
             try:
                 async for event in self._watch_stream(version, prove):
                     version = self._dispatch(event) or version
-                    dispatched += 1
-                    if dispatched % YIELD_EVERY == 0:
+                    if LOOP_SHARE.due():
                         # a backlog of buffered events never waits on the network, so
                         # without this a burst would hold off every scrape until drained
-                        await asyncio.sleep(0)
+                        await LOOP_SHARE.take_turn()
             except Expired:
                 if time.monotonic() - started >= self._settled:
                     self._watch_was_healthy = True
@@ -446,6 +442,9 @@ class Informer:
                 count += 1
                 if key is not None:
                     seen.add(key)
+                if LOOP_SHARE.due():  # a page of 500 large objects is tens of ms
+                    await LOOP_SHARE.take_turn()
+            del page, items  # the next page is fetched and parsed without this one held
             meta = meta or {}
             token = meta.get("continue") or ""
             if not isinstance(token, str):
