@@ -142,6 +142,32 @@ def error_budget(objective_percent: Decimal) -> Decimal:
     return (Decimal(100) - objective_percent) / Decimal(100)
 
 
+def burn_rate_of(error_ratio: float, budget: float) -> float:
+    """The burn rate of a measured error ratio: error ratio / error budget (the same
+    division `promql.burn_rate` writes into rules)."""
+    return error_ratio / budget
+
+
+def budget_remaining(error_ratio: float, budget: float) -> float:
+    """The share of the error budget left after `error_ratio` (negative once overspent):
+    1 - burn rate over the period, as `slo:error_budget_remaining:ratio` records it."""
+    return 1 - burn_rate_of(error_ratio, budget)
+
+
+def exhaustion_seconds(remaining: float | None, period: float,
+                       burn: float | None) -> float | None:
+    """Seconds until the budget is spent at burn rate `burn`; 0 once it is spent, None
+    while nothing burns. At burn rate b the whole budget lasts period / b, so the share
+    r left lasts r x period / b (`promql.budget_exhaustion_seconds` in PromQL)."""
+    if remaining is None:
+        return None
+    if remaining <= 0:
+        return 0.0
+    if burn is None or burn <= 0:
+        return None
+    return remaining * period / burn
+
+
 def detection_seconds(tier: Tier, objective_percent: Decimal, error_ratio: Decimal,
                       period: int) -> Decimal | None:
     """Time from the start of errors at `error_ratio` until `tier` trips, in theory.

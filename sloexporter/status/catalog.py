@@ -12,7 +12,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from sloexporter.model import SLO, Tier, decimal_str, format_duration, parse_duration, resolve_tiers
+from sloexporter.model import (
+    SLO,
+    WORKBOOK_TIERS,
+    Tier,
+    burn_factor,
+    decimal_str,
+    error_budget,
+    format_duration,
+    parse_duration,
+    resolve_tiers,
+)
 from sloexporter.status.client import Labels, Sample
 
 Key = tuple[str, str]
@@ -61,7 +71,7 @@ class SLODef:
 
     @property
     def budget(self) -> float:
-        return (100.0 - self.objective) / 100.0
+        return float(error_budget(Decimal(repr(self.objective))))
 
     @property
     def period_str(self) -> str:
@@ -138,9 +148,13 @@ def from_info(sample: Sample) -> SLODef | None:
                   unknown=["description", "custom alert tiers (default tiers assumed)"])
 
 
-#: Sloth's default alert windows for a 30-day period (its `google` windows)
-SLOTH_TIERS = (("page", "1h", "5m", 14.4), ("page", "6h", "30m", 6.0),
-               ("ticket", "1d", "2h", 3.0), ("ticket", "3d", "6h", 1.0))
+def sloth_tiers(period: int) -> list[TierInfo]:
+    """Sloth's default (`google`) windows are the workbook's, kept whatever the period;
+    the factors follow the workbook formula for the period."""
+    return [TierInfo(t.severity, format_duration(t.long_window),
+                     format_duration(t.short_window),
+                     float(burn_factor(t.budget_percent, period, t.long_window)))
+            for t in WORKBOOK_TIERS]
 
 
 def from_sloth(info: Sample, days: float | None) -> SLODef | None:
@@ -154,10 +168,8 @@ def from_sloth(info: Sample, days: float | None) -> SLODef | None:
                "alert thresholds (Sloth's default windows assumed)"]
     if not days:
         unknown.append("period (30d assumed: slo:time_period:days is missing)")
-    scale = period / (30 * 86400)
-    tiers = [TierInfo(sev, lw, sw, round(f * scale, 3)) for sev, lw, sw, f in SLOTH_TIERS]
     return SLODef(key[0], key[1], objective, period, "sloth", labels=_public(labels),
-                  weighted=False, unit="minutes", tiers=tiers,
+                  weighted=False, unit="minutes", tiers=sloth_tiers(period),
                   page_severities=frozenset({"page"}), ticket_severities=frozenset({"ticket"}),
                   unknown=unknown)
 

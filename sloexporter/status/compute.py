@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sloexporter import promql
+from sloexporter import model, promql
 from sloexporter.model import format_duration, parse_duration
 from sloexporter.status import calendar
 from sloexporter.status.calendar import Window
@@ -291,7 +291,7 @@ def window_view(slo: SLODef, m: Measured | None, window: Window) -> dict[str, An
             return view
     ratio = min(max(ratio, 0.0), 1.0)
     budget = slo.budget
-    remaining = 1 - ratio / budget
+    remaining = model.budget_remaining(ratio, budget)
     view["sli"] = 1 - ratio
     view["error_budget_remaining"] = remaining
     if slo.unit == "requests" and events is not None and bad is not None:
@@ -317,17 +317,6 @@ def status_of(view: dict[str, Any], alerts: dict[str, str], warning: float) -> s
     return "OK"
 
 
-def exhaustion_seconds(slo: SLODef, remaining: float | None, burn: float | None) -> float | None:
-    """Seconds until the budget is gone at the current burn rate; 0 when it is gone."""
-    if remaining is None:
-        return None
-    if remaining <= 0:
-        return 0.0
-    if burn is None or burn <= 0:
-        return None
-    return remaining * slo.period / burn
-
-
 def _burn_window(slo: SLODef, burn: dict[str, float], preferred: str) -> float | None:
     if preferred in burn:
         return burn[preferred]
@@ -347,7 +336,7 @@ def assemble_one(slo: SLODef, raw: Raw, cfg: StatusConfig) -> dict[str, Any]:
     rolling_name = f"rolling:{slo.period_str}"
     rolling = window_view(slo, raw.measured.get(rolling_name), raw.windows[rolling_name])
     ratios = raw.burn_ratios.get(slo.key, {})
-    burn = {w: finite(v / slo.budget) for w, v in
+    burn = {w: finite(model.burn_rate_of(v, slo.budget)) for w, v in
             sorted(ratios.items(), key=lambda kv: parse_duration(kv[0]))}
     alerts = {"page": "inactive", "ticket": "inactive"}
     alerts.update(raw.alerts.get(slo.key, {}))
@@ -362,8 +351,8 @@ def assemble_one(slo: SLODef, raw: Raw, cfg: StatusConfig) -> dict[str, Any]:
         "error_budget": rolling["error_budget"],
         "burn_rates": burn, "alerts": alerts, "status": status, "labels": slo.labels,
         "origin": slo.origin, "description": slo.description, "team": slo.team,
-        "time_to_exhaustion_seconds": exhaustion_seconds(
-            slo, rolling["error_budget_remaining"], current),
+        "time_to_exhaustion_seconds": model.exhaustion_seconds(
+            rolling["error_budget_remaining"], slo.period, current),
         "tiers": [{"severity": t.severity, "long_window": t.long_window,
                    "short_window": t.short_window, "threshold": t.factor,
                    "burn_rate_long": burn.get(t.long_window),

@@ -14,7 +14,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from sloexporter import promql
+from sloexporter import model, promql
 from sloexporter.model import SLO
 from sloexporter.status import compute
 from sloexporter.status.calendar import Window
@@ -100,7 +100,8 @@ async def build_report(client: PrometheusClient, specs: list[SLO], cfg: StatusCo
             else 1 - view["error_budget_remaining"],
             "error_budget": eb or None,
             "previous_sli": prev["sli"], "sli_change": change,
-            "peak_burn_rate": None if peak_ratio is None else peak_ratio / slo.budget,
+            "peak_burn_rate": None if peak_ratio is None
+            else model.burn_rate_of(peak_ratio, slo.budget),
             "alerts_fired": {sev: int(fired.get(slo.key, {}).get(sev, 0))
                              for sev in ("page", "ticket")},
             "alert_minutes": {sev: firing.get(slo.key, {}).get(sev, 0.0)
