@@ -13,12 +13,11 @@ import json
 import math
 import ssl
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from sloexporter.status.config import PrometheusAccess
+from sloexporter.status.config import PrometheusAccess, read_secret
 
 Labels = dict[str, str]
 
@@ -40,10 +39,7 @@ class Series:
 
 
 def _read(path: str, what: str) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise PrometheusError(f"cannot read the {what} file {path}: {exc.strerror}") from None
+    return read_secret(path, what, PrometheusError)
 
 
 def _float(text: Any) -> float:

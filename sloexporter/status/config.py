@@ -5,6 +5,7 @@ Every field has a default, so `serve --prometheus-url URL --slos DIR` needs no c
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -12,6 +13,15 @@ from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 CalendarKind = Literal["month", "week", "quarter"]
+
+
+def read_secret(path: str, what: str, error: type[Exception]) -> str:
+    """A credential file's content, stripped; read on every use so a rotated secret is
+    picked up. An unreadable file raises `error` naming the file, never its content."""
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise error(f"cannot read the {what} file {path}: {exc.strerror}") from None
 
 
 class Strict(BaseModel):

@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -25,7 +24,7 @@ from croniter import croniter
 from sloexporter.model import SLO
 from sloexporter.status import calendar, report
 from sloexporter.status.client import PrometheusClient, PrometheusError
-from sloexporter.status.config import SMTP, Delivery, Slack, StatusConfig
+from sloexporter.status.config import SMTP, Delivery, Slack, StatusConfig, read_secret
 
 log = logging.getLogger("sloexporter.status.delivery")
 RETRIES = 3
@@ -36,10 +35,7 @@ class DeliveryError(Exception):
 
 
 def _secret(path: str, what: str) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise DeliveryError(f"cannot read the {what} file {path}: {exc.strerror}") from None
+    return read_secret(path, what, DeliveryError)
 
 
 def email_message(rep: dict[str, Any], smtp: SMTP) -> EmailMessage:
