@@ -40,7 +40,7 @@ from sloexporter.sources.manifests import ManifestFeed
 from sloexporter.sources.prober import Prober
 from sloexporter.sources.store import Shard
 from sloexporter.sources.tls_probe import TLSProbeConfig, TLSProber
-from sloexporter.specs.errors import SpecErrors
+from sloexporter.specs.errors import SpecErrors, print_startup_error
 
 __all__ = ["LANDING", "SERVING", "Exporter", "build_app", "run_serve", "serve"]
 
@@ -549,13 +549,8 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config) if args.config else Config()
         host, port = parse_listen(args.listen or config.listen)
-    except SpecErrors as exc:
-        for err in exc.errors:
-            print(err, file=sys.stderr)
-        return 1
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except (SpecErrors, ValueError) as exc:
+        return print_startup_error(exc)
     if not 0 <= args.shard < max(args.total_shards, 1):
         print("error: --shard must be between 0 and --total-shards - 1", file=sys.stderr)
         return 2
@@ -578,13 +573,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
     try:
         status = status_from_args(config.status, args.prometheus_url, args.slos)
-    except SpecErrors as exc:
-        for err in exc.errors:
-            print(err, file=sys.stderr)
-        return 1
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except (SpecErrors, ValueError) as exc:
+        return print_startup_error(exc)
     try:
         asyncio.run(Server(args, config, host, port, status).run())
         log.debug("stop: event loop closed")

@@ -7,6 +7,7 @@ keep a map from each value's path to the line it was written on.
 from __future__ import annotations
 
 import difflib
+import sys
 import types
 import typing
 from collections.abc import Iterator
@@ -42,6 +43,17 @@ class SpecErrors(Exception):
     def __init__(self, errors: list[SpecError]) -> None:
         super().__init__("\n".join(str(e) for e in errors))
         self.errors = errors
+
+
+def print_startup_error(exc: SpecErrors | ValueError) -> int:
+    """Print why a command cannot start; the exit code: 1 for invalid specs or config
+    (every error, one per line), 2 for a usage error such as a bad URL or flag."""
+    if isinstance(exc, SpecErrors):
+        for err in exc.errors:
+            print(err, file=sys.stderr)
+        return 1
+    print(f"error: {exc}", file=sys.stderr)
+    return 2
 
 
 def format_path(path: Path) -> str:

@@ -37,16 +37,14 @@ def run_report(args: argparse.Namespace) -> int:
     from zoneinfo import ZoneInfo
 
     from sloexporter.config import Config, load_config
-    from sloexporter.specs.errors import SpecErrors
+    from sloexporter.specs.errors import SpecErrors, print_startup_error
     from sloexporter.status import calendar
     from sloexporter.status.config import check_timezone
 
     try:
         config = load_config(args.config) if args.config else Config()
     except SpecErrors as exc:
-        for err in exc.errors:
-            print(err, file=sys.stderr)
-        return EXIT_FAILED
+        return print_startup_error(exc)
     cfg = config.status
     try:
         tz_name = args.timezone or (cfg.calendar.timezone if cfg.calendar else "UTC")
@@ -71,13 +69,8 @@ def run_report(args: argparse.Namespace) -> int:
 
     try:
         svc = status_from_args(cfg, args.prometheus_url, args.slos)
-    except SpecErrors as exc:
-        for err in exc.errors:
-            print(err, file=sys.stderr)
-        return EXIT_FAILED
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except (SpecErrors, ValueError) as exc:
+        return print_startup_error(exc)
     if svc is None:
         print("error: give --prometheus-url (or status.prometheus.url in --config)",
               file=sys.stderr)
