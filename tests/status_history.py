@@ -32,7 +32,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import ThreadingHTTPServer
@@ -223,43 +223,37 @@ def platform_series(t0: int, start: int, end: int) -> Iterator[str]:
     """ArgoCD, backup, certificate and probe series of the last 8 days, within [start, end]."""
     start, end = max(start, t0 - 8 * DAY), min(end, t0)
     app = 'namespace="argocd",name="{}",project="default"'
-    yield "# TYPE sloexporter_argocd_app_synced gauge"
-    for t in range(start, end + 1, STEP):
-        yield f'sloexporter_argocd_app_synced{{{app.format("shop")}}} ' \
-              f'{0 if t >= t0 - 2 * HOUR else 1} {t}'
-    for t in range(start, end + 1, STEP):
-        yield f'sloexporter_argocd_app_synced{{{app.format("web")}}} 1 {t}'
-    yield "# TYPE sloexporter_argocd_app_healthy gauge"
-    for t in range(start, end + 1, STEP):
-        yield f'sloexporter_argocd_app_healthy{{{app.format("web")}}} ' \
-              f'{0 if t >= t0 - 3 * HOUR else 1} {t}'
-    yield "# TYPE sloexporter_argocd_app_info gauge"
-    for t in range(start, end + 1, STEP):
-        health = "Degraded" if t >= t0 - 3 * HOUR else "Healthy"
-        yield f'sloexporter_argocd_app_info{{{app.format("web")},health_status="{health}",' \
-              f'sync_status="Synced"}} 1 {t}'
     backup = 'kind="cronjob",namespace="db",name="nightly"'
-    yield "# TYPE sloexporter_backup_last_success_timestamp_seconds gauge"
-    for t in range(start, end + 1, STEP):
-        yield f"sloexporter_backup_last_success_timestamp_seconds{{{backup}}} {t0 - 2 * DAY} {t}"
-    yield "# TYPE sloexporter_backup_expected_interval_seconds gauge"
-    for t in range(start, end + 1, STEP):
-        yield f"sloexporter_backup_expected_interval_seconds{{{backup}}} {DAY} {t}"
     cert = 'source="certificate",namespace="web",name="site",subject_cn="shop.example",' \
            'issuer_cn="R11",serial="0a"'
-    yield "# TYPE sloexporter_certificate_not_after_timestamp_seconds gauge"
-    for t in range(start, end + 1, STEP):
-        yield f"sloexporter_certificate_not_after_timestamp_seconds{{{cert}}} {t0 + 5 * DAY} {t}"
-    yield "# TYPE sloexporter_tls_probe_failure_info gauge"
-    for t in range(start, end + 1, STEP):
-        yield f'sloexporter_tls_probe_failure_info{{target="db.example:5432",' \
-              f'reason="expired"}} 1 {t}'
     # a foreign SLO whose error series are missing, with HTML in its names
-    yield "# TYPE sloth_slo_info gauge"
     html = (f'sloth_service="{_om_escape(HTML_SERVICE)}",sloth_slo="{_om_escape(HTML_SLO)}",'
             'sloth_id="html",sloth_objective="99"')
-    for t in range(start, end + 1, STEP):
-        yield f"sloth_slo_info{{{html}}} 1 {t}"
+    degraded = lambda t: t >= t0 - 3 * HOUR  # noqa: E731
+    families: list[tuple[str, list[tuple[Callable[[int], str], Callable[[int], int]]]]] = [
+        ("sloexporter_argocd_app_synced", [
+            (lambda t: app.format("shop"), lambda t: 0 if t >= t0 - 2 * HOUR else 1),
+            (lambda t: app.format("web"), lambda t: 1)]),
+        ("sloexporter_argocd_app_healthy", [
+            (lambda t: app.format("web"), lambda t: 0 if degraded(t) else 1)]),
+        ("sloexporter_argocd_app_info", [
+            (lambda t: f'{app.format("web")},health_status='
+                       f'"{"Degraded" if degraded(t) else "Healthy"}",sync_status="Synced"',
+             lambda t: 1)]),
+        ("sloexporter_backup_last_success_timestamp_seconds",
+         [(lambda t: backup, lambda t: t0 - 2 * DAY)]),
+        ("sloexporter_backup_expected_interval_seconds", [(lambda t: backup, lambda t: DAY)]),
+        ("sloexporter_certificate_not_after_timestamp_seconds",
+         [(lambda t: cert, lambda t: t0 + 5 * DAY)]),
+        ("sloexporter_tls_probe_failure_info",
+         [(lambda t: 'target="db.example:5432",reason="expired"', lambda t: 1)]),
+        ("sloth_slo_info", [(lambda t: html, lambda t: 1)]),
+    ]
+    for name, series in families:
+        yield f"# TYPE {name} gauge"
+        for labels, value in series:
+            for t in range(start, end + 1, STEP):
+                yield f"{name}{{{labels(t)}}} {value(t)} {t}"
 
 
 def _om_escape(value: str) -> str:
