@@ -391,3 +391,11 @@ async def test_scheduled_delivery_by_email_and_slack(history, tmp_path, smtp_inb
     finally:
         await scheduler.stop()
         await client.close()
+
+
+async def test_team_filter_on_the_api_and_the_server_rendered_list(pinned):
+    body = await get_json(pinned, "/api/v1/slos?team=payments")
+    assert {f"{i['service']}/{i['slo']}" for i in body["slos"]} == {"checkout/availability"}
+    assert (await get_json(pinned, "/api/v1/slos?team=nobody"))["slos"] == []
+    page = await (await pinned.get("/?team=payments")).text()
+    assert "checkout / availability" in page and "search / availability" not in page
