@@ -740,7 +740,7 @@ PYRRA_WINDOW = "pyrra_window"
 PYRRA_ERRORS_RATE5M = "pyrra_errors:rate5m"
 PYRRA_REQUESTS_RATE5M = "pyrra_requests:rate5m"
 #: the 5m error ratio: ours for ratio SLIs, and Sloth's for every SLO
-ERROR_RATIO_5M = "slo:sli_error:ratio_rate5m"
+ERROR_RATIO_5M = error_ratio_name(300)
 _ERROR_RATIO_PREFIX = "slo:sli_error:ratio_rate"
 _PYRRA_BURNRATE = re.compile(r"^(?P<metric>.+):burnrate(?P<window>[0-9smhdw]+)$")
 _ALERT_KEYS = "service, slo, severity, sloth_service, sloth_slo, sloth_severity, namespace"
