@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import time
 from collections.abc import AsyncIterator
 
@@ -11,7 +13,12 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from sloexporter import names
-from sloexporter.sources.http_probe import HTTPProbeConfig, HTTPProber, service_probe_urls
+from sloexporter.sources.http_probe import (
+    HTTPProbeConfig,
+    HTTPProber,
+    ProbeAnnotationError,
+    service_probe_urls,
+)
 from sloexporter.sources.prober import Prober
 from tests.promtext import samples, series, value
 
@@ -205,29 +212,76 @@ def _service(annotations: dict, ports: list | None = None, name: str = "web",
       "sloexporter.dev/probe-scheme": "https"}, ["https://web.shop.svc:8443/"]),
     ({}, []),
     ({"sloexporter.dev/probe": "false"}, []),
-    ({"sloexporter.dev/probe": "true", "sloexporter.dev/probe-port": "nope"}, []),
-    ({"sloexporter.dev/probe": "true", "sloexporter.dev/probe-port": "70000"}, []),
-    ({"sloexporter.dev/probe": "true", "sloexporter.dev/probe-path": "/a b"}, []),
-    ({"sloexporter.dev/probe": "true", "sloexporter.dev/probe-path": "x\n"}, []),
-    ({"sloexporter.dev/probe": "true", "sloexporter.dev/probe-scheme": "gopher"}, []),
+    ({"sloexporter.dev/probe": " FALSE "}, []),
+    ({"sloexporter.dev/probe-path": "/healthz"}, []),  # no opt-in: the path alone is nothing
 ])
 def test_service_probe_urls_from_annotations(annotations, expected):
     assert service_probe_urls(_service(annotations)) == expected
+
+
+#: a Service that opted in (or said something other than true/false) but cannot be probed:
+#: an error saying why, never a silent nothing
+@pytest.mark.parametrize("annotations, why", [
+    ({"sloexporter.dev/probe": "yes"}, "must be \"true\" or \"false\""),
+    ({"sloexporter.dev/probe": "1"}, "must be \"true\" or \"false\""),
+    ({"sloexporter.dev/probe": ""}, "must be \"true\" or \"false\""),
+    ({"sloexporter.dev/probe": "true", "sloexporter.dev/probe-port": "nope"}, "no port 'nope'"),
+    ({"sloexporter.dev/probe": "true", "sloexporter.dev/probe-port": "70000"}, "no port"),
+    ({"sloexporter.dev/probe": "true", "sloexporter.dev/probe-path": "/a b"}, "absolute path"),
+    ({"sloexporter.dev/probe": "true", "sloexporter.dev/probe-path": "healthz"}, "absolute path"),
+    ({"sloexporter.dev/probe": "true", "sloexporter.dev/probe-path": "x\n"}, "absolute path"),
+    ({"sloexporter.dev/probe": "true", "sloexporter.dev/probe-path": "/" + "a" * 600},
+     "absolute path"),
+    ({"sloexporter.dev/probe": "true", "sloexporter.dev/probe-scheme": "gopher"},
+     "http or https"),
+])
+def test_an_opted_in_service_that_cannot_be_probed_says_why(annotations, why):
+    with pytest.raises(ProbeAnnotationError, match=re.escape(why)):
+        service_probe_urls(_service(annotations))
 
 
 @pytest.mark.parametrize("obj", [
     {},
     {"metadata": None},
     {"metadata": {"annotations": "x"}},
+])
+def test_service_probe_urls_ignore_objects_without_the_annotation(obj):
+    assert service_probe_urls(obj) == []
+
+
+@pytest.mark.parametrize("obj", [
     _service({"sloexporter.dev/probe": "true"}, ports=[]),
     _service({"sloexporter.dev/probe": "true"}, ports=[{"port": "80"}]),
     _service({"sloexporter.dev/probe": "true"}, name="Bad_Name"),
     _service({"sloexporter.dev/probe": "true"}, namespace="a.b"),
     _service({"sloexporter.dev/probe": "true"}, name="web\n"),
-    _service({"sloexporter.dev/probe": "true", "sloexporter.dev/probe-path": "/" + "a" * 600}),
 ])
-def test_service_probe_urls_ignore_odd_objects(obj):
-    assert service_probe_urls(obj) == []
+def test_an_opted_in_odd_service_is_an_error_not_a_bad_url(obj):
+    with pytest.raises(ProbeAnnotationError):
+        service_probe_urls(obj)
+
+
+def test_a_service_that_cannot_be_probed_is_counted_logged_once_and_its_old_url_dropped(
+        caplog):
+    from sloexporter.sources.discovery import SERVICES, DiscoverySource
+    from sloexporter.sources.informer import SelfMetrics
+
+    prober = HTTPProber(HTTPProbeConfig())
+    metrics = SelfMetrics()
+    source = DiscoverySource(metrics, http=prober)
+    good = _service({"sloexporter.dev/probe": "true"})
+    good["metadata"]["uid"] = "svc-1"
+    source.apply(SERVICES, "ADDED", good)
+    assert [t.label for t in prober.targets()] == ["http://web.shop.svc:8080/"]
+    typo = _service({"sloexporter.dev/probe": "true", "sloexporter.dev/probe-port": "htp"})
+    typo["metadata"]["uid"] = "svc-1"
+    caplog.set_level(logging.WARNING, "sloexporter")
+    for _ in range(3):  # the same bad object in three re-lists: counted thrice, logged once
+        source.apply(SERVICES, "MODIFIED", typo)
+    assert prober.targets() == []  # the URL it had is not probed on
+    assert metrics.skipped == {("discovery", "invalid_probe_annotation"): 3}
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "shop/web" in lines[0] and "no port 'htp'" in lines[0], lines
 
 
 def test_service_probe_urls_with_a_cluster_domain():

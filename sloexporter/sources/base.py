@@ -16,8 +16,8 @@ log = logging.getLogger(__name__)
 class BadInput(Exception):
     """An object we cannot read; it is skipped and counted, never fatal."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
 
 

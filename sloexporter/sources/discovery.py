@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from sloexporter.sources.base import BadInput, Source, field, meta
-from sloexporter.sources.http_probe import service_probe_urls
+from sloexporter.sources.http_probe import ProbeAnnotationError, service_probe_urls
 from sloexporter.sources.informer import Resource
 from sloexporter.sources.prober import Prober
 from sloexporter.sources.store import Obj
@@ -65,8 +65,12 @@ class DiscoverySource(Source):
             self._origins[key] = (self.tls, origin)
             self.tls.set_discovered_targets(origin, ingress_tls_hosts(obj))
         elif resource == SERVICES and self.http:
+            try:
+                urls = service_probe_urls(obj)
+            except ProbeAnnotationError as exc:
+                raise BadInput("invalid_probe_annotation", str(exc)) from None
             self._origins[key] = (self.http, origin)
-            self.http.set_discovered_targets(origin, service_probe_urls(obj))
+            self.http.set_discovered_targets(origin, urls)
 
     def remove(self, resource: Resource, key: str, obj: Obj | None) -> None:
         found = self._origins.pop(key, None)

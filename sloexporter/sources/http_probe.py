@@ -251,30 +251,52 @@ def render_series(series: dict[str, _Series]) -> bytes:
     return "".join(out).encode()
 
 
+class ProbeAnnotationError(ValueError):
+    """A Service opted in to probing whose annotations cannot make a URL: it is skipped
+    and counted (reason `invalid_probe_annotation`) and logged once, never dropped
+    silently."""
+
+
 def service_probe_urls(service_obj: dict, *, cluster_domain: str | None = None) -> list[str]:
     """The URLs to probe for a Service object (a dict as a watch delivers it).
 
     A Service opts in with the annotation `sloexporter.dev/probe: "true"`; the optional
     `probe-path` (default "/"), `probe-port` (number or port name; default the first
     port) and `probe-scheme` (http or https) annotations shape the URL, which addresses
-    the Service's cluster DNS name. Anything odd or hostile gives [] rather than a bad URL.
+    the Service's cluster DNS name. A Service that did not opt in gives []; one that did
+    (or whose probe annotation is neither true nor false, like "yes") but cannot be
+    probed raises ProbeAnnotationError saying why, rather than giving a bad URL or
+    nothing at all.
     """
     meta = service_obj.get("metadata") if isinstance(service_obj, dict) else None
     if not isinstance(meta, dict):
         return []
     annotations = meta.get("annotations")
-    if not isinstance(annotations, dict):
+    if not isinstance(annotations, dict) or names.PROBE_ANNOTATION not in annotations:
         return []
-    if str(annotations.get(names.PROBE_ANNOTATION, "")).strip().lower() != "true":
+    opted = str(annotations.get(names.PROBE_ANNOTATION, "")).strip().lower()
+    if opted == "false":
         return []
+    if opted != "true":
+        raise ProbeAnnotationError(f"{names.PROBE_ANNOTATION} must be \"true\" or \"false\", "
+                                   f"not {opted[:40]!r}")
     name, namespace = meta.get("name"), meta.get("namespace")
     if not all(isinstance(v, str) and _DNS_LABEL.fullmatch(v) for v in (name, namespace)):
-        return []
+        raise ProbeAnnotationError("name and namespace must be DNS labels to make a URL")
     scheme = str(annotations.get(names.PROBE_SCHEME_ANNOTATION, "http")).strip().lower()
     path = str(annotations.get(names.PROBE_PATH_ANNOTATION, "/")).strip()
-    port = _service_port(service_obj.get("spec"), annotations.get(names.PROBE_PORT_ANNOTATION))
-    if scheme not in ("http", "https") or not _PATH.fullmatch(path) or port is None:
-        return []
+    wanted = annotations.get(names.PROBE_PORT_ANNOTATION)
+    port = _service_port(service_obj.get("spec"), wanted)
+    if scheme not in ("http", "https"):
+        raise ProbeAnnotationError(f"{names.PROBE_SCHEME_ANNOTATION} must be http or https, "
+                                   f"not {scheme[:40]!r}")
+    if not _PATH.fullmatch(path):
+        raise ProbeAnnotationError(f"{names.PROBE_PATH_ANNOTATION} must be an absolute path "
+                                   "of printable characters, no spaces, 512 at most")
+    if port is None:
+        raise ProbeAnnotationError(
+            f"no port {str(wanted)[:40]!r} (by number or name) in the Service" if wanted
+            is not None else "the Service has no port to probe")
     host = f"{name}.{namespace}.svc" + (f".{cluster_domain}" if cluster_domain else "")
     return [f"{scheme}://{host}:{port}{path}"]
 
