@@ -108,6 +108,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         rule_labels = output.parse_rule_labels(args.rule_labels, args.format)
+        external, global_labels = _cluster_options(args, rule_labels)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -124,8 +125,18 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if errors:
         _print_errors(errors)
         return _exit_code(errors)
+    try:
+        from sloexporter.clusters import with_external_labels
+
+        with_external_labels(services, external)  # a clash with a spec: before any output
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     options = output.Options(fmt=args.format, with_tests=args.with_tests,
-                             rule_labels=rule_labels, alertmanager=settings)
+                             rule_labels=rule_labels, alertmanager=settings,
+                             external_labels=external,
+                             max_rules_per_group=args.max_rules_per_group,
+                             global_labels=global_labels)
     if to_stdout:
         sys.stdout.write(output.rules_stream(services, options))
         return EXIT_OK
@@ -149,6 +160,31 @@ def cmd_generate(args: argparse.Namespace) -> int:
         if line:
             print(f"warning: {line}", file=sys.stderr)
     return EXIT_OK
+
+
+def _cluster_options(args: argparse.Namespace, rule_labels: dict[str, str],
+                     ) -> tuple[dict[str, str], tuple[str, ...] | None]:
+    """--external-labels, and the cluster labels of --global; ValueError when bad."""
+    from sloexporter.clusters import check_label_name, parse_external_labels
+
+    external = parse_external_labels(args.external_labels)
+    both = sorted(set(external) & set(rule_labels))
+    if both:
+        raise ValueError(f"--external-labels and --rule-labels both set {both[0]!r}")
+    if args.max_rules_per_group is not None and args.max_rules_per_group < 1:
+        raise ValueError("--max-rules-per-group must be at least 1")
+    if args.global_labels and not args.global_rules:
+        raise ValueError("--global-labels needs --global")
+    if not args.global_rules:
+        return external, None
+    names = [n.strip() for item in args.global_labels for n in item.split(",") if n.strip()]
+    for name in names:
+        check_label_name(name, "--global-labels")
+        if name in ("service", "slo", "__name__"):
+            raise ValueError(f"--global-labels {name!r}: the SLO's own label, not a "
+                             "cluster's")
+    labels = tuple(dict.fromkeys(names)) or tuple(sorted(external)) or ("cluster",)
+    return external, labels
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -289,6 +325,23 @@ def _add_generate(sub: Any) -> None:
                                "prometheus-operator, on each PrometheusRule's metadata, e.g. "
                                "release=kube-prometheus-stack for its rule selector "
                                "(repeatable)")
+    generate.add_argument("--external-labels", action="append", default=[],
+                          metavar="K=V[,K=V]",
+                          help="constant labels on every generated series and alert, e.g. "
+                               "cluster=eu-1 when each cluster's Prometheus evaluates its "
+                               "own rules (repeatable; see docs/many-clusters.md)")
+    generate.add_argument("--global", dest="global_rules", action="store_true",
+                          help="also write OUTDIR/global/SERVICE.yaml: rules for a ruler "
+                               "over the store of every cluster (Thanos, Mimir, vmalert) "
+                               "that sum the clusters' recorded SLIs, with their own "
+                               "alerts; with -o -, only those rules")
+    generate.add_argument("--global-labels", action="append", default=[],
+                          metavar="LABEL[,LABEL]",
+                          help="the labels that tell clusters apart, for --global "
+                               "(default: the --external-labels names, else cluster)")
+    generate.add_argument("--max-rules-per-group", type=int, metavar="N",
+                          help="split rule groups to at most N rules each (Mimir's "
+                               "default limit is 20); default: no limit")
     generate.add_argument("--alertmanager-settings", metavar="FILE",
                           help="Slack, email, PagerDuty and routing settings for the "
                                "Alertmanager routes (see examples/alertmanager-settings.yaml)")

@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from sloexporter import rules
+from sloexporter.clusters import check_label_name, parse_pairs
 from sloexporter.render import header, k8s_name, service_source, to_yaml
 
 if TYPE_CHECKING:
@@ -41,7 +42,6 @@ _LOCK = ".sloexporter.lock"
 #: labels our rules set themselves; --rule-labels may not replace them
 RESERVED_LABELS = frozenset({"service", "slo", "severity", "long_window", "short_window",
                              "alertname"})
-_PROM_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _K8S_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
                       r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _K8S_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
@@ -61,31 +61,26 @@ class Options:
     rule_labels: Mapping[str, str] = field(default_factory=dict)
     #: the Alertmanager settings file's content; None: the embedded defaults
     alertmanager: Settings | None = None
+    #: constant labels on every series and alert (see sloexporter.clusters)
+    external_labels: Mapping[str, str] = field(default_factory=dict)
+    #: split rule groups to at most this many rules (a ruler's limit); None: never
+    max_rules_per_group: int | None = None
+    #: write the global rule set (OUTDIR/global/), summing over these cluster labels
+    global_labels: tuple[str, ...] | None = None
 
 
 # ---- rules ------------------------------------------------------------------------------
 
 def parse_rule_labels(items: list[str], fmt: str) -> dict[str, str]:
     """`k=v[,k=v]` options as labels; raises ValueError with the offending item."""
-    labels: dict[str, str] = {}
-    for item in items:
-        for pair in filter(None, (p.strip() for p in item.split(","))):
-            key, sep, value = pair.partition("=")
-            key = key.strip()
-            if not sep or not key:
-                raise ValueError(f"--rule-labels {pair!r}: expected KEY=VALUE")
-            if key in RESERVED_LABELS or key.startswith("__"):
-                raise ValueError(f"--rule-labels {key!r}: the rules set this label "
-                                 "themselves")
-            if not _PROM_LABEL.match(key):
-                raise ValueError(f"--rule-labels {key!r}: a label name is letters, digits "
-                                 "and '_', not starting with a digit")
-            if fmt == "prometheus-operator" and not _K8S_VALUE.match(value):
-                raise ValueError(f"--rule-labels {key}={value!r}: a Kubernetes label value "
-                                 "is at most 63 letters, digits, '-', '_' or '.'")
-            if key in labels and labels[key] != value:
-                raise ValueError(f"--rule-labels {key!r} is given twice")
-            labels[key] = value
+    labels = parse_pairs(items, "--rule-labels")
+    for key, value in labels.items():
+        if key in RESERVED_LABELS or key.startswith("__"):
+            raise ValueError(f"--rule-labels {key!r}: the rules set this label themselves")
+        check_label_name(key, "--rule-labels")
+        if fmt == "prometheus-operator" and not _K8S_VALUE.match(value):
+            raise ValueError(f"--rule-labels {key}={value!r}: a Kubernetes label value "
+                             "is at most 63 letters, digits, '-', '_' or '.'")
     return labels
 
 
@@ -101,15 +96,25 @@ def _labelled(groups: list[dict[str, Any]], extra: Mapping[str, str]) -> list[di
 
 
 def rule_document(service: Service, fmt: str = "prometheus",
-                  rule_labels: Mapping[str, str] | None = None) -> dict[str, Any]:
-    groups = _labelled(rules.service_groups(service), rule_labels or {})
+                  rule_labels: Mapping[str, str] | None = None,
+                  max_rules: int | None = None,
+                  global_labels: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """The service's rule file (or PrometheusRule); with `global_labels`, its global set."""
+    if global_labels is None:
+        groups = rules.service_groups(service)
+    else:
+        from sloexporter import global_rules
+
+        groups = global_rules.service_groups(service, global_labels)
+    groups = _labelled(rules.split_groups(groups, max_rules), rule_labels or {})
     if fmt == "prometheus":
         return {"groups": groups}
+    prefix = "sloexporter" if global_labels is None else "sloexporter-global"
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
         "metadata": {
-            "name": k8s_name(f"sloexporter-{service.name}"),
+            "name": k8s_name(f"{prefix}-{service.name}"),
             "labels": {**(rule_labels or {}),
                        "app.kubernetes.io/managed-by": "sloexporter",
                        "sloexporter.dev/service": k8s_name(service.name, 63)},
@@ -119,24 +124,39 @@ def rule_document(service: Service, fmt: str = "prometheus",
 
 
 def render_rules(service: Service, fmt: str = "prometheus",
-                 rule_labels: Mapping[str, str] | None = None) -> str:
-    return header([service_source(service)]) + to_yaml(rule_document(service, fmt, rule_labels))
+                 rule_labels: Mapping[str, str] | None = None, max_rules: int | None = None,
+                 global_labels: tuple[str, ...] | None = None) -> str:
+    return header([service_source(service)]) + to_yaml(
+        rule_document(service, fmt, rule_labels, max_rules, global_labels))
+
+
+def prepared(services: list[Service], options: Options) -> list[Service]:
+    """`services` with the run's external labels; ValueError when one clashes."""
+    from sloexporter.clusters import with_external_labels
+
+    return with_external_labels(services, options.external_labels)
 
 
 def rules_stream(services: list[Service], options: Options) -> str:
     """Every service's rules as one stream (`generate -o -`): one rule file with all the
-    groups, or one PrometheusRule per service separated by `---`."""
+    groups, or one PrometheusRule per service separated by `---`. With a global set
+    asked for, the stream is that set (it goes to another ruler)."""
+    services = prepared(services, options)
     if options.alertmanager is not None:
         from sloexporter import alertmanager
 
         services = alertmanager.dashboard_links(services, options.alertmanager.grafana_url)
     ordered = sorted(services, key=lambda s: s.name)
     head = header(service_source(s) for s in ordered)
+
+    def document(service: Service, fmt: str) -> dict[str, Any]:
+        return rule_document(service, fmt, options.rule_labels, options.max_rules_per_group,
+                             options.global_labels)
+
     if options.fmt == "prometheus":
-        groups = [g for s in ordered for g in rule_document(s, "prometheus",
-                                                            options.rule_labels)["groups"]]
+        groups = [g for s in ordered for g in document(s, "prometheus")["groups"]]
         return head + to_yaml({"groups": groups})
-    docs = [to_yaml(rule_document(s, options.fmt, options.rule_labels)) for s in ordered]
+    docs = [to_yaml(document(s, options.fmt)) for s in ordered]
     return head + "---\n".join(docs)
 
 
@@ -150,11 +170,20 @@ def artefacts(services: list[Service], options: Options,
     from sloexporter import alertmanager, dashboards  # Grafana's SDK loads only here
 
     settings = options.alertmanager or alertmanager.Settings()
-    services = alertmanager.dashboard_links(services, settings.grafana_url)
+    services = alertmanager.dashboard_links(prepared(services, options), settings.grafana_url)
     files: dict[str, str] = {}
+    limit = options.max_rules_per_group
     for service in sorted(services, key=lambda s: s.name):
         files[f"rules/{service.name}.yaml"] = render_rules(service, options.fmt,
-                                                            options.rule_labels)
+                                                            options.rule_labels, limit)
+        if options.global_labels is not None:
+            from sloexporter import global_rules
+
+            if skipped is not None:
+                skipped.extend(global_rules.left_out([service]))
+            if any(s.sli.ratio is None for s in service.slos):
+                files[f"global/{service.name}.yaml"] = render_rules(
+                    service, options.fmt, options.rule_labels, limit, options.global_labels)
         if options.with_tests:
             from sloexporter.testgen import render_tests
 
@@ -169,7 +198,7 @@ def artefacts(services: list[Service], options: Options,
                 continue  # no SLO of the service has a test
             if options.fmt != "prometheus":
                 files[f"tests/{rules_file}"] = render_rules(service, "prometheus",
-                                                            options.rule_labels)
+                                                            options.rule_labels, limit)
             files[f"tests/{service.name}.test.yaml"] = text
     files.update(dashboards.files(services))
     files.update(alertmanager.files(services, settings))

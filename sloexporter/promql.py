@@ -327,10 +327,15 @@ def window_error_ratio(slo: SLO, window: int) -> str:
     if sli.ratio is not None:
         return substitute_window(sli.ratio, window)
     errors, total = slo_selector(ERRORS_RATE5M, slo), slo_selector(TOTAL_RATE5M, slo)
-    if window == 300:
-        return f"{errors} / ({total} > 0) or {total} * 0"
     if window < 300:
         return _raw_ratio(slo, window)
+    return recorded_error_ratio(errors, total, window)
+
+
+def recorded_error_ratio(errors: str, total: str, window: int) -> str:
+    """errors / total over `window` from recorded 5m rate series (0 without traffic)."""
+    if window <= 300:
+        return f"{errors} / ({total} > 0) or {total} * 0"
     return (f"clamp_min({window_rate(errors, window)}, 0) / "
             f"(({window_rate(total, window)}) > 0) or {total} * 0")
 
@@ -390,6 +395,60 @@ def tier_condition(slo: SLO, tier: Tier) -> str:
         # low traffic: a handful of failures in a quiet hour is no page
         events = window_events(slo, tier.long_window)
         condition += f" and ignoring ({_ignoring(slo)}) ({events} >= {tier.min_events})"
+    return condition
+
+
+# --- The global view over many clusters (sloexporter.global_rules) ---------------------
+# Every cluster records its own 5m errors and totals with its external labels (cluster=...).
+# The global set sums those across clusters into series of other names, so neither set
+# ever reads what the other writes, and a cluster's traffic weighs in as it should.
+
+GLOBAL_ERRORS_RATE5M = "slo_global:sli_errors:rate5m"
+GLOBAL_TOTAL_RATE5M = "slo_global:sli_total:rate5m"
+GLOBAL_PERIOD_ERROR = "slo_global:period_error:ratio"
+
+
+def global_error_ratio_name(window: int) -> str:
+    """`slo_global:sli_error:ratio_rate1h` for the 1h window."""
+    return f"slo_global:sli_error:ratio_rate{format_duration(window)}"
+
+
+def global_sum(metric: str, slo: SLO, cluster_labels: Iterable[str]) -> str:
+    """`metric` of `slo` summed over every cluster: only series that carry each of
+    `cluster_labels` (what the clusters recorded), keeping the SLO's identity and groups."""
+    drop = set(cluster_labels)
+    keep = sorted(({k for k, _ in slo.identity} | set(grouping(slo))) - drop)
+    present = "".join(f',{label}!=""' for label in sorted(drop))
+    return f"sum by ({', '.join(keep)}) ({slo_selector(metric, slo)[:-1]}{present}}})"
+
+
+def global_window_error_ratio(slo: SLO, window: int) -> str:
+    """The error ratio over `window` across clusters, weighted by each one's traffic.
+    Windows below the 5m base read the 5m ratio: the raw series stay in the clusters."""
+    errors = slo_selector(GLOBAL_ERRORS_RATE5M, slo)
+    total = slo_selector(GLOBAL_TOTAL_RATE5M, slo)
+    return recorded_error_ratio(errors, total, max(window, 300))
+
+
+def global_period_error_ratio(slo: SLO) -> str:
+    errors = slo_selector(GLOBAL_ERRORS_RATE5M, slo)
+    total = slo_selector(GLOBAL_TOTAL_RATE5M, slo)
+    period = slo.period_str
+    return (f"sum_over_time({errors}[{period}]) / (sum_over_time({total}[{period}]) > 0) "
+            f"or {total} * 0")
+
+
+def global_tier_condition(slo: SLO, tier: Tier) -> str:
+    """A tier's alert condition on the global ratios; its value is the long burn rate."""
+    factor, budget = decimal_str(tier.factor), decimal_str(slo.budget)
+    long_burn, short_burn = (
+        f"{slo_selector(global_error_ratio_name(max(w, 300)), slo)} / {budget}"
+        for w in (tier.long_window, tier.short_window))
+    condition = f"({long_burn} > {factor}) and ({short_burn} > {factor})"
+    if tier.min_events is not None:
+        total = slo_selector(GLOBAL_TOTAL_RATE5M, slo)
+        events = f"({window_rate(total, tier.long_window)}) * {tier.long_window}"
+        condition += f" and ({events} >= {tier.min_events})"
     return condition
 
 

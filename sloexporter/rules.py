@@ -184,3 +184,22 @@ def _build_groups(slo: SLO) -> list[dict[str, Any]]:
 
 def service_groups(service: Service) -> list[dict[str, Any]]:
     return [g for slo in service.slos for g in slo_groups(slo)]
+
+
+def split_groups(groups: list[dict[str, Any]], limit: int | None) -> list[dict[str, Any]]:
+    """Groups of at most `limit` rules (a ruler's per-group limit, 20 on Mimir).
+
+    A group's rules keep their order across the parts: `NAME`, `NAME-2`, `NAME-3`, ...
+    (no generated name ends in a digit, so parts never clash with another group). A
+    ruler evaluates groups concurrently, so a rule that reads a record from an earlier
+    part may see it one evaluation late; within a part the order holds as before.
+    """
+    if limit is None:
+        return groups
+    out = []
+    for group in groups:
+        rules = group["rules"]
+        for i in range(0, max(len(rules), 1), limit):
+            name = group["name"] if i == 0 else f"{group['name']}-{i // limit + 1}"
+            out.append({**group, "name": name, "rules": rules[i:i + limit]})
+    return out
