@@ -102,6 +102,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from sloexporter.specs.errors import SpecErrors
 
     to_stdout = args.output == "-"
+    if to_stdout and args.ruler_files:
+        print("error: --ruler-files writes files; give an output folder, not -o -",
+              file=sys.stderr)
+        return EXIT_USAGE
     if to_stdout and args.with_tests:
         print("error: --with-tests writes files; give an output folder, not -o -",
               file=sys.stderr)
@@ -136,7 +140,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                              rule_labels=rule_labels, alertmanager=settings,
                              external_labels=external,
                              max_rules_per_group=args.max_rules_per_group,
-                             global_labels=global_labels)
+                             global_labels=global_labels, ruler_files=args.ruler_files)
     if to_stdout:
         sys.stdout.write(output.rules_stream(services, options))
         return EXIT_OK
@@ -342,6 +346,10 @@ def _add_generate(sub: Any) -> None:
     generate.add_argument("--max-rules-per-group", type=int, metavar="N",
                           help="split rule groups to at most N rules each (Mimir's "
                                "default limit is 20); default: no limit")
+    generate.add_argument("--ruler-files", action="store_true",
+                          help="also write each rule group to its own file, "
+                               "OUTDIR/ruler/SERVICE/GROUP.yaml (and ruler-global/ with "
+                               "--global): the body of a Mimir or Cortex ruler API call")
     generate.add_argument("--alertmanager-settings", metavar="FILE",
                           help="Slack, email, PagerDuty and routing settings for the "
                                "Alertmanager routes (see examples/alertmanager-settings.yaml)")

@@ -67,6 +67,9 @@ class Options:
     max_rules_per_group: int | None = None
     #: write the global rule set (OUTDIR/global/), summing over these cluster labels
     global_labels: tuple[str, ...] | None = None
+    #: also one file per rule group (OUTDIR/ruler/SERVICE/GROUP.yaml), the body of a
+    #: Mimir or Cortex ruler's "set rule group" call
+    ruler_files: bool = False
 
 
 # ---- rules ------------------------------------------------------------------------------
@@ -176,6 +179,8 @@ def artefacts(services: list[Service], options: Options,
     for service in sorted(services, key=lambda s: s.name):
         files[f"rules/{service.name}.yaml"] = render_rules(service, options.fmt,
                                                             options.rule_labels, limit)
+        if options.ruler_files:
+            files.update(_group_files(f"ruler/{service.name}", service, options, None))
         if options.global_labels is not None:
             from sloexporter import global_rules
 
@@ -184,6 +189,9 @@ def artefacts(services: list[Service], options: Options,
             if any(s.sli.ratio is None for s in service.slos):
                 files[f"global/{service.name}.yaml"] = render_rules(
                     service, options.fmt, options.rule_labels, limit, options.global_labels)
+                if options.ruler_files:
+                    files.update(_group_files(f"ruler-global/{service.name}", service,
+                                              options, options.global_labels))
         if options.with_tests:
             from sloexporter.testgen import render_tests
 
@@ -203,6 +211,16 @@ def artefacts(services: list[Service], options: Options,
     files.update(dashboards.files(services))
     files.update(alertmanager.files(services, settings))
     return files
+
+
+def _group_files(folder: str, service: Service, options: Options,
+                 global_labels: tuple[str, ...] | None) -> dict[str, str]:
+    """One file per rule group: what a ruler's API takes as one call's body."""
+    document = rule_document(service, "prometheus", options.rule_labels,
+                             options.max_rules_per_group, global_labels)
+    head = header([service_source(service)])
+    return {f"{folder}/{group['name']}.yaml": head + to_yaml(group)
+            for group in document["groups"]}
 
 
 # ---- writing: all or nothing ------------------------------------------------------------

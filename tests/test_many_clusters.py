@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 from pathlib import Path
@@ -17,9 +18,10 @@ from typing import Any
 
 import pytest
 import yaml
+from aiohttp import web
 
 from tests.conftest import run_cli
-from tests.tools import promtool_test_rules, require_tool
+from tests.tools import doc_section, promtool_test_rules, require_tool, run_sh, serving
 
 #: one SLO per SLI shape whose joins differ: errors/total, good/total, a histogram, a
 #: gauge condition (per-series records) and a low-traffic guard
@@ -57,7 +59,7 @@ slos:
       threshold: {query: 'max(pg_replication_lag_seconds{job="db"})', op: "<", value: 900}
 """
 
-EXTERNAL = {"cluster": "eu-1", "region": "eu west"}
+EXTERNAL = {"cluster": "eu-1", "region": "eu"}
 
 
 def _generate(tmp_path: Path, name: str, *args: str) -> Path:
@@ -100,20 +102,25 @@ def _probe_tests(test_file: Path, rules_file: Path, probes: list[str]) -> Path:
 
 
 def test_external_labels_keep_every_alert_and_series(tmp_path: Path) -> None:
+    slos = tmp_path / "slos"
+    slos.mkdir()
+    (slos / "shop.yaml").write_text(SPEC)
     plain = _generate(tmp_path, "plain", "--with-tests")
-    labelled = _generate(tmp_path, "labelled", "--with-tests", "--external-labels",
-                         "cluster=eu-1", "--external-labels", "region=eu west")
+    # the docs' commands: generate with the labels, then the generated promtool tests,
+    # which prove each alert still fires within its detection time
+    for script in _blocks("## External labels"):
+        run_sh(script, tmp_path, timeout=600)
+    labelled = tmp_path / "out" / "eu-1"
+    promtool_test_rules([labelled / "tests" / "shop.test.yaml"], ("promtool3",))
     # every series and alert carries the labels; the joins ignore them on both sides
     for rule in _rules(labelled / "rules" / "shop.yaml"):
         assert {k: rule["labels"].get(k) for k in EXTERNAL} == EXTERNAL, rule
         if "ignoring (" in rule["expr"]:
             assert "ignoring (cluster, region, service, slo, team)" in rule["expr"], rule
-    # the generated tests prove each alert still fires within its detection time
-    promtool_test_rules([labelled / "tests" / "shop.test.yaml"])
     # ... and the same series exist, each once, now with the labels
     probes = ['count({__name__=~"slo:.+"})',
-              'count({__name__=~"slo:.+",cluster="eu-1",region="eu west"})',
-              'count(ALERTS{cluster="eu-1",region="eu west"})', "count(ALERTS)"]
+              'count({__name__=~"slo:.+",cluster="eu-1",region="eu"})',
+              'count(ALERTS{cluster="eu-1",region="eu"})', "count(ALERTS)"]
     tool = require_tool("promtool3")
     before = _series_counts(tool, _probe_tests(plain / "tests" / "shop.test.yaml",
                                                plain / "rules" / "shop.yaml", probes))
@@ -212,3 +219,214 @@ slos:
     path = tmp_path / "db.test.yaml"
     path.write_text(yaml.safe_dump(test))
     promtool_test_rules([path])
+
+
+# ---- the global view ---------------------------------------------------------------------
+
+GLOBAL_SPEC = """\
+apiVersion: sloexporter.dev/v1
+kind: ServiceLevels
+service: shop
+labels: {team: payments}
+slos:
+  - name: availability
+    objective: 99.9
+    sli:
+      events:
+        errors: sum(rate(http_requests_total{job="shop",code=~"5.."}[{{window}}]))
+        total: sum(rate(http_requests_total{job="shop"}[{{window}}]))
+  - name: jobs
+    objective: 99
+    sli:
+      ratio:
+        query: sum(rate(jobs_failed_total[{{window}}])) / sum(rate(jobs_total[{{window}}]))
+"""
+
+
+def _recorded(cluster: str | None, metric: str, per_second: float,
+              slo: str = "availability") -> dict[str, str]:
+    """A cluster's recorded 5m rate, constant for two hours of 1m samples."""
+    where = f',cluster="{cluster}"' if cluster else ""
+    return {"series": f'slo:{metric}:rate5m{{service="shop",slo="{slo}",team="payments"'
+                      f'{where}}}', "values": f"{per_second}x120"}
+
+
+def _global_case(name: str, clusters: dict[str, tuple[float, float]], ratio: float,
+                 page: bool) -> dict[str, Any]:
+    """Clusters as {cluster: (total/s, errors/s)}; `ratio` is the hand-computed global
+    error ratio: the sum of errors over the sum of totals."""
+    series = [_recorded(c, m, v) for c, (total, errors) in clusters.items()
+              for m, v in (("sli_total", total), ("sli_errors", errors))]
+    # decoys the global set must not read: a Prometheus that stamped no cluster label,
+    # and another SLO's series
+    series += [_recorded(None, "sli_errors", 1000), _recorded(None, "sli_total", 1000),
+               _recorded("eu-1", "sli_errors", 50, slo="other"),
+               _recorded("eu-1", "sli_total", 50, slo="other")]
+    ident = 'service="shop",slo="availability",team="payments"'
+    labels = 'ALERTS{alertname="ErrorBudgetBurn",alertstate="firing",long_window="1h",' \
+             'service="shop",severity="page",short_window="5m",slo="availability",' \
+             'slo_scope="global",team="payments"}'
+    checks = [(f"slo_global:sli_error:ratio_{w}", f"slo_global:sli_error:ratio_{w}{{{ident}}}",
+               ratio) for w in ("rate5m", "rate1h", "rate6h")]
+    checks.append(("slo_global:sli_total:rate5m", f"slo_global:sli_total:rate5m{{{ident}}}",
+                   sum(t for t, _ in clusters.values())))
+    tests = [{"expr": expr, "eval_time": "90m", "exp_samples": [{"labels": labels_, "value": v}]}
+             for expr, labels_, v in checks]
+    tests.append({"expr": 'ALERTS{alertstate="firing",long_window="1h"}', "eval_time": "90m",
+                  "exp_samples": [{"labels": labels, "value": 1}] if page else []})
+    return {"name": name, "interval": "1m", "input_series": series,
+            "promql_expr_test": tests}
+
+
+def test_global_rules_weigh_clusters_by_traffic(tmp_path: Path) -> None:
+    (tmp_path / "slos").mkdir()
+    spec = tmp_path / "slos" / "shop.yaml"
+    spec.write_text(GLOBAL_SPEC)
+    [script] = _blocks("## The global view")  # generate --global, promtool check rules
+    result = run_sh(script, tmp_path)
+    assert "shop/jobs: a ratio SLI has no totals" in result.stderr
+    out, plain = tmp_path / "out" / "global", tmp_path / "plain"
+    assert run_cli("generate", "slos", "-o", str(plain), cwd=tmp_path).returncode == 0
+    # the per-cluster rules are the same with or without the global set
+    assert (out / "rules" / "shop.yaml").read_text() == \
+        (plain / "rules" / "shop.yaml").read_text()
+    rules = _rules(out / "global" / "shop.yaml")
+    assert {r.get("record") for r in rules if "record" in r} >= {
+        "slo_global:sli_errors:rate5m", "slo_global:sli_total:rate5m"}
+    # it reads only what clusters recorded, and writes names no cluster rule reads
+    for rule in rules:
+        assert "cluster" not in rule["labels"], rule
+        assert rule.get("record", "slo_global:").startswith("slo_global:"), rule
+        for name in re.findall(r"\bslo:[a-z_0-9:]+", rule["expr"]):
+            assert name in ("slo:sli_errors:rate5m", "slo:sli_total:rate5m"), rule
+            assert 'cluster!=""' in rule["expr"], rule
+    cases = [
+        # a small cluster in an outage next to a big healthy one: 2/100 errors, a 20x
+        # burn over the 99.9% objective, above the 14.4x page (an average of the two
+        # ratios, (0 + 1) / 2, would say 500x)
+        _global_case("outage in the small cluster", {"eu-1": (98, 0), "us-1": (2, 2)},
+                     0.02, page=True),
+        # a small cluster at 1% errors (10x its budget alone): 0.1/100 = 0.001 overall,
+        # a 1x burn, so the global set stays quiet
+        _global_case("budget-rate errors overall",
+                     {"eu-1": (90, 0.0), "us-1": (10, 0.1)}, 0.001, page=False),
+    ]
+    test = tmp_path / "global.test.yaml"
+    test.write_text(yaml.safe_dump({"rule_files": [str(out / "global" / "shop.yaml")],
+                                    "evaluation_interval": "1m", "tests": cases}))
+    promtool_test_rules([test])
+
+
+def test_global_labels_options(tmp_path: Path) -> None:
+    spec = tmp_path / "shop.yaml"
+    spec.write_text(GLOBAL_SPEC)
+    result = run_cli("generate", str(spec), "-o", "-", "--global", "--global-labels",
+                     "cluster,region")
+    assert result.returncode == 0, result.stderr
+    assert 'cluster!="",region!=""' in result.stdout
+    assert "slo:sli_error:ratio_rate" not in result.stdout  # only the global set
+    for args, message in ((["--global-labels", "cluster"], "needs --global"),
+                          (["--global", "--global-labels", "slo"], "the SLO's own label"),
+                          (["--global", "--global-labels", "a-b"], "a label name")):
+        bad = run_cli("generate", str(spec), "-o", "-", *args)
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+
+
+# ---- rule group limits, and the recipes of docs/many-clusters.md -----------------------
+
+def test_split_groups_keep_every_rule_in_order(tmp_path: Path) -> None:
+    """Split event SLIs still pass their generated tests. (A time-share SLI counts a
+    missing record as bad, so it can see one bad evaluation when a later part runs first
+    at load; docs/many-clusters.md says so.)"""
+    spec = tmp_path / "shop.yaml"
+    spec.write_text(SPEC.split("  - name: lag")[0])
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    assert run_cli("generate", str(spec), "-o", str(whole)).returncode == 0
+    assert run_cli("generate", str(spec), "-o", str(split), "--max-rules-per-group", "3",
+                   "--with-tests").returncode == 0
+    groups = yaml.safe_load((split / "rules" / "shop.yaml").read_text())["groups"]
+    names = [g["name"] for g in groups]
+    assert len(set(names)) == len(names) and all(len(g["rules"]) <= 3 for g in groups)
+    assert "sloexporter-shop-errors-sli-2" in names and "sloexporter-shop-errors-sli" in names
+    assert [r for g in groups for r in g["rules"]] == _rules(whole / "rules" / "shop.yaml")
+    # the generated tests still pass on the split rules (promtool evaluates the groups in
+    # file order; a ruler may see a record from an earlier part one evaluation late)
+    promtool_test_rules([split / "tests" / "shop.test.yaml"])
+    for bad in ("0", "-1", "x"):
+        result = run_cli("generate", str(tmp_path / "shop.yaml"), "-o", "-",
+                         "--max-rules-per-group", bad)
+        assert result.returncode == 2 and "--max-rules-per-group" in result.stderr
+
+
+class MimirRuler:
+    """A stand-in for Mimir's ruler config API: `POST /prometheus/config/v1/rules/{ns}`
+    with one rule group as YAML, per the Mimir HTTP API reference, answered 202."""
+
+    def __init__(self, tenant: str, limit: int = 20) -> None:
+        self.tenant, self.limit = tenant, limit
+        self.groups: dict[tuple[str, str], dict[str, Any]] = {}
+        self.posts = 0
+
+    async def set_group(self, request: web.Request) -> web.Response:
+        if request.headers.get("X-Scope-OrgID") != self.tenant:
+            return web.Response(status=401, text="no org id")
+        if request.content_type != "application/yaml":
+            return web.Response(status=400, text=f"content type {request.content_type}")
+        try:
+            group = yaml.safe_load(await request.text())
+        except yaml.YAMLError as exc:
+            return web.Response(status=400, text=str(exc))
+        if not isinstance(group, dict) or "groups" in group or not group.get("name") \
+                or not isinstance(group.get("rules"), list) or not group["rules"]:
+            return web.Response(status=400, text="the body is one rule group: name, rules")
+        if set(group) - {"name", "interval", "rules", "limit", "source_tenants"}:
+            return web.Response(status=400, text=f"unknown fields {sorted(group)}")
+        if len(group["rules"]) > self.limit:
+            return web.Response(status=400, text="per-tenant rules per rule group limit")
+        for rule in group["rules"]:
+            if ("record" in rule) == ("alert" in rule) or not rule.get("expr"):
+                return web.Response(status=400, text=f"bad rule {rule}")
+        self.groups[(request.match_info["namespace"], group["name"])] = group
+        self.posts += 1
+        return web.Response(status=202, text='{"status":"success"}')
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/prometheus/config/v1/rules/{namespace}", self.set_group)
+        return app
+
+
+def _blocks(heading: str) -> list[str]:
+    return re.findall(r"```sh\n(.*?)```", doc_section("many-clusters", heading), flags=re.S)
+
+
+@pytest.fixture
+def slos(tmp_path: Path) -> Path:
+    folder = tmp_path / "slos"
+    folder.mkdir()
+    (folder / "shop.yaml").write_text(SPEC)
+    return tmp_path
+
+
+async def test_docs_mimir_recipe_posts_every_group(slos: Path) -> None:
+    ruler = MimirRuler("eu-1-tenant")
+    [script] = _blocks("## Loading into a Mimir or Cortex ruler")
+    async with serving(ruler.app()) as address:
+        await asyncio.to_thread(run_sh, script, slos, TENANT="eu-1-tenant",
+                                MIMIR_URL=f"http://{address}")
+    rules = yaml.safe_load((slos / "out/mimir/rules/shop.yaml").read_text())["groups"]
+    assert ruler.posts == len(rules) == len(ruler.groups)
+    assert {(ns, g["name"]): g for (ns, _), g in ruler.groups.items()} == \
+        {("shop", g["name"]): g for g in rules}
+    assert all(r["labels"]["cluster"] == "eu-1" for g in rules for r in g["rules"])
+
+
+async def test_docs_mimir_recipe_fails_on_a_refused_group(slos: Path) -> None:
+    """curl -f: a ruler that refuses a group (here: a 5-rule limit) fails the recipe."""
+    ruler = MimirRuler("eu-1-tenant", limit=5)
+    [script] = _blocks("## Loading into a Mimir or Cortex ruler")
+    async with serving(ruler.app()) as address:
+        result = await asyncio.to_thread(run_sh, script, slos, check=False,
+                                         TENANT="eu-1-tenant",
+                                         MIMIR_URL=f"http://{address}")
+    assert result.returncode != 0
