@@ -511,3 +511,19 @@ async def test_403_429_and_5xx_are_separate_restart_reasons(seeded, api_client):
         await until(lambda: inf.up, "the list after four failures")
         mine = {reason: n for (res, reason), n in metrics.restarts.items() if res == APPS.name}
     assert mine == {"forbidden": 1, "throttled": 1, "unavailable": 2}
+
+
+async def test_a_continue_token_that_repeats_is_a_decode_failure_not_an_endless_list(
+        seeded, api_client):
+    """A broken server or proxy that hands back the same continue token pages forever:
+    the list would never end, and the source never get ready."""
+    loop = {"kind": "ApplicationList", "metadata": {"continue": "again", "resourceVersion": "5"},
+            "items": [app("a1")]}
+    seeded["list", km.resource(KEY), km.params("continue=again")][:3] << loop
+    seeded["list", km.resource(KEY)][:1] << loop
+    async with running(api_client) as (inf, rec, metrics):
+        await until(lambda: metrics.restarts.get((APPS.name, "decode"), 0) >= 1, "the loop")
+        await until(lambda: inf.up, "a clean list after the backoff")
+        assert set(rec.objects) == {"a1", "a2", "a3"}
+    looped = [r for r in requests(seeded, km.action.LIST) if r.get("continue") == "again"]
+    assert len(looped) == 1

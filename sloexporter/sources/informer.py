@@ -409,6 +409,7 @@ class Informer:
         """
         seen: set[str] = set()
         token = ""
+        tokens: set[str] = set()  # a server that hands back a token twice pages forever
         count = pages = 0
         while True:
             pages += 1
@@ -449,6 +450,9 @@ class Informer:
             token = meta.get("continue") or ""
             if not isinstance(token, str):
                 raise WatchFailed("decode", "list continue token is not a string")
+            if token in tokens:
+                raise WatchFailed("decode", "the list's continue token repeats (pages in a loop)")
+            tokens.add(token)
             if not token:
                 self.handler.prune(self.resource, self.scope, seen)
                 self.last_list = (pages, count)
