@@ -150,3 +150,24 @@ def test_two_manifest_objects_with_one_uid_keep_the_first_and_count_the_second(t
             {"source": "argocd", "reason": "duplicate_uid"}.items()))] == 1
     finally:
         server.stop()
+
+
+def test_entries_that_are_not_objects_are_counted_not_dropped_silently(tmp_path: Path):
+    """A document that is a string or a list, a List whose items are no list or hold a
+    number: each is one malformed entry, counted once per load and logged; an empty
+    document (a trailing ---) is nothing."""
+    folder = tmp_path / "cluster"
+    folder.mkdir()
+    (folder / "odd.yaml").write_text(
+        "just a string\n---\n- a\n- list\n---\n---\n"
+        + yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": "nope"}) + "---\n"
+        + yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": [GOOD_APP, 7, None]}))
+    server = Server("--manifests", str(folder))
+    try:
+        wait_for(lambda: get(server.url + "/readyz")[0] == 200, what="/readyz")
+        text = server.metrics()
+        assert 'name="good"' in text
+        assert samples(text)[(names.SKIPPED_OBJECTS, frozenset(
+            {"source": "manifests", "reason": "malformed"}.items()))] == 4
+    finally:
+        server.stop()

@@ -71,8 +71,9 @@ def resolve_times(value: Any, now: datetime) -> Any:
     return value
 
 
-def parse_file(path: Path, now: datetime) -> list[dict[str, Any]]:
-    """The objects of one file (List kinds unpacked); Rejected when it cannot be used."""
+def parse_file(path: Path, now: datetime) -> list[Any]:
+    """The entries of one file (List kinds unpacked): objects, and whatever stands where
+    an object should (see not_objects); Rejected when the file cannot be used."""
     try:
         # bounded read: a file that grows past the limit after a stat is still refused
         text = yamlsafe.read_text(path, limits=LIMITS)
@@ -85,14 +86,27 @@ def parse_file(path: Path, now: datetime) -> list[dict[str, Any]]:
         docs = [d.data for d in yamlsafe.load_all(text, str(path), limits=LIMITS, lines=False)]
     except yamlsafe.YAMLProblem as exc:
         raise Rejected(exc.kind, f"line {exc.line}: {exc.message}"[:200]) from None
-    objects: list[dict[str, Any]] = []
+    objects: list[Any] = []
     for doc in docs:
         items = doc.get("items") if isinstance(doc, dict) and \
             str(doc.get("kind", "")).endswith("List") else [doc]
         if not isinstance(items, list):
-            continue
-        objects += [resolve_times(o, now) for o in items if isinstance(o, dict)]
+            items = [items]  # a List whose items are no list: one malformed entry
+        # an empty document (a trailing ---) is nothing; a string or a list where an
+        # object should be is kept as it is, so the caller counts it as malformed
+        objects += [resolve_times(o, now) if isinstance(o, dict) else o
+                    for o in items if o is not None]
     return objects
+
+
+def not_objects(path: Path, objects: list[Any]) -> tuple[list[dict[str, Any]], int]:
+    """The mappings of a parsed file, and how many entries were something else."""
+    kept = [o for o in objects if isinstance(o, dict)]
+    odd = len(objects) - len(kept)
+    if odd:
+        log.warning("skipped %d entries of manifest %s that are not Kubernetes objects "
+                    "(a mapping with apiVersion and kind)", odd, path)
+    return kept, odd
 
 
 def manifest_files(folder: Path) -> list[Path]:
@@ -112,7 +126,7 @@ def read_objects(folder: Path, now: datetime | None = None) -> tuple[list[dict[s
     bad = 0
     for path in manifest_files(folder):
         try:
-            objects += parse_file(path, now)
+            objects += not_objects(path, parse_file(path, now))[0]
         except Rejected as exc:
             log.warning("skipped manifest %s (%s): %s", path, exc.reason, exc)
             bad += 1
@@ -176,7 +190,10 @@ class ManifestFeed:
                 files[path] = old  # unchanged: neither parsed nor reported again
                 continue
             try:
-                files[path] = (sig, await in_thread(parse_file, path, now))
+                kept, odd = not_objects(path, await in_thread(parse_file, path, now))
+                for _ in range(odd):
+                    self.metrics.skip(SOURCE, "malformed")
+                files[path] = (sig, kept)
             except Rejected as exc:
                 log.warning("skipped manifest %s (%s): %s", path, exc.reason, exc)
                 self.metrics.skip(SOURCE, exc.reason)
