@@ -321,6 +321,29 @@ def test_report_for_the_month_before(history, tmp_path):
     assert "<script>alert" not in html and "<script>alert" not in md
 
 
+def test_report_for_an_iso_week_and_a_quarter(history, tmp_path):
+    """--week and --quarter choose their calendar periods in --timezone."""
+    from zoneinfo import ZoneInfo
+
+    from sloexporter.status import calendar
+    tz = ZoneInfo(hist.TZ)
+    week = calendar.previous(calendar.containing("week", history.t0, tz), tz)
+    rep = run_report(history, tmp_path / "week", "--week", week.label)
+    assert rep["period"]["label"] == week.label and rep["period"]["start"] == week.start
+    assert rep["period"]["previous"] == calendar.previous(week, tz).label
+    row = next(r for r in rep["slos"] if (r["service"], r["slo"]) == ("checkout",
+                                                                       "availability"))
+    job = history.jobs["checkout"]
+    assert row["sli"] == approx(1 - job.ratio(int(week.start), int(week.end)))
+    quarter = calendar.containing("quarter", history.t0, tz)
+    rep = run_report(history, tmp_path / "quarter", "--quarter", quarter.label)
+    assert rep["period"]["label"] == quarter.label
+    assert (tmp_path / "quarter" / f"slo-report-{quarter.label}.html").is_file()
+    # the quarter is still running: it ends now, not at its calendar end
+    assert rep["period"]["end"] < quarter.end
+    assert {r["service"] for r in rep["services"]} >= {"checkout", "search"}
+
+
 def test_report_counts_alerts_fired_today(history, tmp_path):
     """Prometheus pages live for the ongoing incident; a report over today counts it."""
     deadline = time.monotonic() + 60
@@ -347,6 +370,11 @@ def test_report_usage_errors(history, tmp_path):
     assert run("--period", "2026-W01").returncode == 2
     assert run("--from", "2026-11-01").returncode == 2
     assert run("--period", "2999-01").returncode == 2
+    # before any rule existed and without --slos: nothing to report is an error, not an
+    # empty report
+    empty = run("--period", "2020-01", "-o", str(tmp_path / "empty"))
+    assert empty.returncode == 1 and "no SLO to report for 2020-01" in empty.stderr
+    assert not (tmp_path / "empty").exists()
     down = subprocess.run([sys.executable, "-m", "sloexporter.cli", "report",
                            "--prometheus-url", "http://127.0.0.1:1", "--period", "2026-01",
                            "-o", str(tmp_path)], capture_output=True, text=True, timeout=60,

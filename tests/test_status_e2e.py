@@ -158,6 +158,8 @@ def test_pages_in_chromium(history, served, page, tmp_path):
         shutil.copy(shot, committed)
     assert committed.exists(), "run with SLOEXPORTER_UPDATE_SCREENSHOTS=1 to create it"
     assert f"({shot.name})" in DOC.read_text()
+    if page == "list":  # the README shows the list page
+        assert f"(docs/{shot.name})" in (ROOT / "README.md").read_text()
 
 
 # --- Prometheus down, slow, or answering errors ----------------------------------------

@@ -222,3 +222,19 @@ async def test_empty_slo_set_lists_nothing_and_the_gate_says_why(stand_in):
     resp = await cfg_client.get("/api/v1/gate?service=shop")
     assert resp.status == 404 and "no SLO" in (await resp.json())["reason"]
     assert (await cfg_client.get("/")).status == 200
+
+
+async def test_start_logs_one_summary_line_without_credentials(stand_in, caplog):
+    import logging
+    _, make = stand_in
+    _, svc = await make()
+    port = svc.cfg.prometheus.url.rsplit(":", 1)[1].strip("/")
+    secret_url = f"http://slo:hunter2@127.0.0.1:{port}/prom?token=abc"
+    svc.cfg = svc.cfg.model_copy(update={"prometheus": svc.cfg.prometheus.model_copy(
+        update={"url": secret_url})})
+    with caplog.at_level(logging.INFO, logger="sloexporter.status"):
+        await svc.start()
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("status:")]
+    assert "1 SLOs from specs" in line and "Sloth, Pyrra" in line
+    assert f"http://127.0.0.1:{port}/prom every 30s" in line
+    assert "hunter2" not in line and "token" not in line and "slo:" not in line

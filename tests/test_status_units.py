@@ -113,6 +113,8 @@ def test_a_schedule_that_fires_twice_for_one_period_names_the_same_period():
     {"delivery": [{"schedule": "0 9 * * *"}]},
     {"prometheus": {"basic_auth_username_file": "/u"}},
     {"refresh_interval": 0},
+    {"refresh_interval": 300, "stale_after": 200},
+    {"refresh_interval": 60, "stale_after": 60},
 ])
 def test_bad_status_config_is_refused(status):
     with pytest.raises(ValidationError):
@@ -131,3 +133,11 @@ def test_chart_escapes_and_says_no_data():
     assert "no data" in svg and "<b>" not in svg and "&lt;b&gt;" in svg
     drawn = line_chart([[0, 0.5], [60, 0.7], [120, float("nan")]], "SLI")
     assert drawn.count("<polyline") == 1
+
+
+def test_a_slow_refresh_keeps_a_default_staleness_longer_than_it():
+    assert StatusConfig.model_validate({}).stale_after == 180
+    assert StatusConfig.model_validate({"refresh_interval": 30}).stale_after == 180
+    assert StatusConfig.model_validate({"refresh_interval": 600}).stale_after == 1800
+    assert StatusConfig.model_validate({"refresh_interval": 600,
+                                        "stale_after": 900}).stale_after == 900

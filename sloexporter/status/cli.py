@@ -99,6 +99,11 @@ async def _write(svc: object, window: object, previous: object, now: float,
         return EXIT_FAILED
     finally:
         await svc.client.close()
+    if not rep["slos"]:
+        print(f"error: no SLO to report for {rep['period']['label']}: give --slos, or check "
+              "that Prometheus held SLO rules (slo:info, sloth_slo_info, pyrra_objective) "
+              "in that period", file=sys.stderr)
+        return EXIT_FAILED
     try:
         written = report.write(rep, outdir)
     except OSError as exc:

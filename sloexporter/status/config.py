@@ -172,7 +172,8 @@ class StatusConfig(Strict):
     #: spec folders or files; --slos adds to them
     slos: list[str] = Field(default_factory=list)
     refresh_interval: float = Field(default=30, ge=1, le=3600)
-    #: the API answers 503 when its data is older than this (seconds)
+    #: the API answers 503 when its data is older than this (seconds); by default
+    #: 180, or three refresh intervals when that is longer
     stale_after: float = Field(default=180, ge=5)
     calendar: Calendar | None = None
     thresholds: Thresholds = Field(default_factory=Thresholds)
@@ -185,6 +186,24 @@ class StatusConfig(Strict):
     delivery: list[Delivery] = Field(default_factory=list)
     discover_sloth: bool = True
     discover_pyrra: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stale_default(cls, data: object) -> object:
+        """A slow refresh_interval without stale_after must not make every answer stale."""
+        if isinstance(data, dict) and "stale_after" not in data:
+            interval = data.get("refresh_interval")
+            if isinstance(interval, int | float) and not isinstance(interval, bool):
+                return {**data, "stale_after": max(180.0, 3.0 * interval)}
+        return data
+
+    @model_validator(mode="after")
+    def _stale_after_a_refresh(self) -> StatusConfig:
+        if self.stale_after <= self.refresh_interval:
+            raise ValueError(f"stale_after ({self.stale_after:g}s) must be longer than "
+                             f"refresh_interval ({self.refresh_interval:g}s), or every "
+                             "answer is stale before the next refresh")
+        return self
 
     @field_validator("delivery")
     @classmethod

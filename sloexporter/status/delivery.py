@@ -188,6 +188,10 @@ class Scheduler:
         except (PrometheusError, TimeoutError) as exc:
             log.warning("cannot build the %s report: %s", target.name, exc)
             return [f"report: {exc}"]
+        if not rep["slos"]:
+            log.warning("the %s report for %s has no SLO: nothing sent", target.name,
+                        window.label)
+            return [f"report: no SLO for {window.label}"]
         errors = await deliver(rep, target)
         if not errors:
             self._done.add(done)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 from sloexporter import names, promql
@@ -93,6 +94,13 @@ class StatusService:
 
     # --- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
+        origins = [o for o, on in (("Sloth", self.cfg.discover_sloth),
+                                   ("Pyrra", self.cfg.discover_pyrra)) if on]
+        log.info("status: %d SLOs from specs, plus those whose rules are in Prometheus "
+                 "(sloexporter%s); reading %s every %gs%s", len(self.specs),
+                 "".join(f", {o}" for o in origins), public_url(self.cfg.prometheus.url or ""),
+                 self.cfg.refresh_interval,
+                 f"; {len(self.cfg.delivery)} report deliveries" if self.cfg.delivery else "")
         self._task = asyncio.create_task(self._loop())
         if self.scheduler is not None:
             self.scheduler.start()
@@ -271,6 +279,15 @@ class StatusService:
             view["status"] = compute.status_of(view, {}, self.cfg.thresholds.warning_budget)
             out.append(view)
         return out
+
+
+def public_url(url: str) -> str:
+    """A URL fit for a log line: no user or password, no query (a token may ride there)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def clean(value: Any) -> Any:
