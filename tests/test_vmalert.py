@@ -123,7 +123,7 @@ def _import_text(series: dict[str, list[float]], start: int) -> str:
                    for name, values in series.items() for i, value in enumerate(values))
 
 
-def _layers(rules: Path, workdir: Path) -> list[Path]:
+def _layers(groups: list[dict[str, Any]], workdir: Path, tag: str = "") -> list[Path]:
     """The rule file cut by dependency depth: layer k holds, from every group, the rules
     that read a record of layer k-1 of their group (and none later), in order.
 
@@ -132,7 +132,6 @@ def _layers(rules: Path, workdir: Path) -> list[Path]:
     replayed after the previous one is flushed: per evaluation, every rule sees what the
     rules before it in its group recorded, as in a live group.
     """
-    groups = yaml.safe_load(rules.read_text())["groups"]
     layered: dict[int, list[dict[str, Any]]] = {}
     for group in groups:
         depth: dict[str, int] = {}
@@ -145,12 +144,12 @@ def _layers(rules: Path, workdir: Path) -> list[Path]:
                 depth[rule["record"]] = max(depth.get(rule["record"], 0), level)
             parts.setdefault(level, []).append(rule)
         for level, part in parts.items():
-            layered.setdefault(level, []).append({"name": group["name"], "rules": part})
+            layered.setdefault(level, []).append({**group, "rules": part})
     count = sum(len(g["rules"]) for part in layered.values() for g in part)
     assert count == sum(len(g["rules"]) for g in groups)
     paths = []
     for level in sorted(layered):
-        path = workdir / f"layer{level}.yaml"
+        path = workdir / f"layer{tag}{level}.yaml"
         path.write_text(yaml.safe_dump({"groups": layered[level]}, sort_keys=False))
         paths.append(path)
     return paths
@@ -169,6 +168,17 @@ def _replay(rules: Path, vm: str, start: int, workdir: Path) -> None:
          f"-httpListenAddr=127.0.0.1:{free_port()}", "-loggerLevel=ERROR"],
         capture_output=True, text=True, timeout=300, cwd=workdir)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _groups(rules: Path) -> list[dict[str, Any]]:
+    return list(yaml.safe_load(rules.read_text())["groups"])
+
+
+async def _replay_all(vm: VictoriaMetrics, layers: list[Path], start: int,
+                      workdir: Path) -> None:
+    for layer in layers:
+        await asyncio.to_thread(_replay, layer, vm.url, start, workdir)
+        await vm.call("GET", "/internal/force_flush")
 
 
 def _first_firing(exported: list[dict[str, Any]], start: int) -> dict[str, tuple[dict, int]]:
@@ -227,9 +237,7 @@ async def test_vmalert_fires_what_prometheus_fires(tmp_path: Path) -> None:
     try:
         await vm.call("POST", "/api/v1/import/prometheus", data=_import_text(series, start))
         await vm.call("GET", "/internal/force_flush")
-        for layer in _layers(rules, tmp_path):
-            await asyncio.to_thread(_replay, layer, vm.url, start, tmp_path)
-            await vm.call("GET", "/internal/force_flush")
+        await _replay_all(vm, _layers(_groups(rules), tmp_path), start, tmp_path)
         recorded = await vm.export('slo:sli_error:ratio_rate5m{slo="outage"}')
         assert recorded, "vmalert recorded nothing"
         fired = _first_firing(await vm.export('ALERTS{alertstate="firing"}'), start)
@@ -244,3 +252,81 @@ async def test_vmalert_fires_what_prometheus_fires(tmp_path: Path) -> None:
                for labels, first in fired.values()), fired
     await asyncio.to_thread(_promtool_check, rules, series, fired,
                             tmp_path / "compare.test.yaml")
+
+
+GLOBAL_SPEC = """\
+apiVersion: sloexporter.dev/v1
+kind: ServiceLevels
+service: vm-global
+slos:
+  - name: checkout
+    objective: 99.9
+    period: 1d
+    sli:
+      events:
+        errors: sum(rate(http_requests_total{job="checkout",code=~"5.."}[{{window}}]))
+        total: sum(rate(http_requests_total{job="checkout"}[{{window}}]))
+"""
+
+
+def _two_clusters() -> dict[str, list[float]]:
+    """eu-1 serves 98 requests/s, all good; us-1 serves 2/s and fails them all from
+    OUTAGE_FROM: globally 2 errors in 100 requests/s, a 20x burn of a 99.9% budget."""
+    series: dict[str, list[float]] = {}
+    counts = {("eu-1", "200"): 0.0, ("us-1", "200"): 0.0, ("us-1", "500"): 0.0}
+    for i in range(MINUTES * 60 // STEP + 1):
+        for (cluster, code), value in counts.items():
+            name = f'http_requests_total{{job="checkout",code="{code}",cluster="{cluster}"}}'
+            series.setdefault(name, []).append(value)
+        failing = i * STEP >= OUTAGE_FROM
+        counts["eu-1", "200"] += 98 * STEP
+        counts["us-1", "500" if failing else "200"] += 2 * STEP
+    return series
+
+
+async def test_vmalert_clusters_and_the_global_set(tmp_path: Path) -> None:
+    """Each cluster's rules (generated with --external-labels, evaluated by vmalert on
+    that cluster's series only: `extra_label`), then the global set over all of them:
+    one store, as with a global VictoriaMetrics, Thanos or Mimir."""
+    spec = tmp_path / "vm-global.yaml"
+    spec.write_text(GLOBAL_SPEC)
+    groups: list[dict[str, Any]] = []
+    for cluster in ("eu-1", "us-1"):
+        out = tmp_path / cluster
+        result = run_cli("generate", str(spec), "-o", str(out), "--external-labels",
+                         f"cluster={cluster}")
+        assert result.returncode == 0, result.stderr
+        groups += [{**g, "name": f"{g['name']}-{cluster}",
+                    "params": {"extra_label": [f"cluster={cluster}"]}}
+                   for g in _groups(out / "rules" / "vm-global.yaml")]
+    assert run_cli("generate", str(spec), "-o", str(tmp_path / "global"),
+                   "--global").returncode == 0
+    start = (int(time.time()) // 3600 - 2) * 3600
+    vm = VictoriaMetrics(tmp_path)
+    await vm.start()
+    try:
+        await vm.call("POST", "/api/v1/import/prometheus",
+                      data=_import_text(_two_clusters(), start))
+        await vm.call("GET", "/internal/force_flush")
+        await _replay_all(vm, _layers(groups, tmp_path, "c"), start, tmp_path)
+        await _replay_all(vm, _layers(_groups(tmp_path / "global/global/vm-global.yaml"),
+                                      tmp_path, "g"), start, tmp_path)
+        fired = _first_firing(await vm.export('ALERTS{alertstate="firing"}'), start)
+        totals = await vm.export('{__name__=~"slo_global:sli_total:rate5m|'
+                                 'slo_global:sli_error:ratio_rate5m"}')
+    finally:
+        assert vm.proc is not None
+        await terminate(vm.proc)
+    by_scope: dict[str, set[str]] = {}
+    for labels, first in fired.values():
+        assert first > OUTAGE_FROM, fired
+        scope = labels.get("cluster") or labels.get("slo_scope", "?")
+        by_scope.setdefault(scope, set()).add(labels["severity"])
+    # us-1 pages, eu-1 is quiet, and the global set pages without a cluster label
+    assert by_scope == {"us-1": {"page", "ticket"}, "global": {"page", "ticket"}}, fired
+    # the hand computation: at the end, 100 requests/s in all (not 200: nothing is
+    # counted twice), 2 of them errors
+    last = {row["metric"]["__name__"]: row["values"][-1] for row in totals}
+    assert [row["metric"].get("cluster") for row in totals] == [None, None]
+    assert last["slo_global:sli_total:rate5m"] == pytest.approx(100)
+    assert last["slo_global:sli_error:ratio_rate5m"] == pytest.approx(0.02)
