@@ -532,31 +532,34 @@ class Controller:
                                 "; ".join(outcome.errors) + _kept(generated))
         assert outcome.rule is not None
         wanted = [outcome.rule] + ([outcome.configmap] if outcome.configmap else [])
-        for item in wanted:
-            owner = await self._other_owner(item, meta.get("uid"))
-            if owner is not None:
-                # two objects for one service: the first keeps what it made, this one says why
-                return await report("failed", "False", "Conflict", f"{_describe(item)} "
-                                    f"belongs to {owner}; give this spec another service name")
         if not outcome.rule_fits:
             wanted = []  # the rule itself is too large: nothing is applied
-        applied = []
+        applied: list[dict[str, Any]] = []
+        # the rule first: when the dashboards cannot be written, the alerts still are
         for item in wanted:
             try:
+                owner = await self._other_owner(item, meta.get("uid"))
+                if owner is not None:
+                    # two objects for one service: the first keeps what it made, this one
+                    # says why
+                    generated[:] = _merged(applied, generated)
+                    return await report("failed", "False", "Conflict", f"{_describe(item)} "
+                                        f"belongs to {owner}; give this spec another "
+                                        "service name")
                 await self.client.apply(_path(item), item)
             except APIError as exc:
-                if exc.status in (401, 403, 404, 409, 413, 422):
-                    # a refusal the next try would likely get too: say so on the object
-                    # (retried with backoff: the CRD or the RBAC may come later)
-                    message = f"{_describe(item)}: {exc.message}"
-                    if exc.status == 404 and item["kind"] != "ConfigMap":
-                        message = (f"{_describe(item)} cannot be applied: the API server does "
-                                   f"not serve {item['apiVersion']} {_plural(item)} (is its "
-                                   f"CRD installed?); retrying")
-                    generated[:] = _merged(applied, generated)  # what did apply is listed
-                    return await report("failed", "False", "ApplyFailed",
-                                        message + _kept(generated))
-                raise  # a 5xx or a throttle: retried
+                if exc.status not in (401, 403, 404, 409, 413, 422):
+                    raise  # a 5xx or a throttle: retried
+                # a refusal the next try would likely get too: say so on the object
+                # (retried with backoff: the CRD or the RBAC may come later)
+                message = f"{_describe(item)}: {exc.message}"
+                if exc.status == 404 and item["kind"] != "ConfigMap":
+                    message = (f"{_describe(item)} cannot be applied: the API server does "
+                               f"not serve {item['apiVersion']} {_plural(item)} (is its "
+                               f"CRD installed?); retrying")
+                generated[:] = _merged(applied, generated)  # what did apply is listed
+                return await report("failed", "False", "ApplyFailed",
+                                    message + _kept(generated))
             applied.append(_ref(item))
         if outcome.too_large:
             # keep what was made before in place and listed; say why it is not updated

@@ -563,9 +563,9 @@ def test_sloth_and_pyrra_resources(cluster: KubeCluster, tmp_path: Path, crd_pat
     assert res.returncode == 0, res.stderr
     expected, = [yaml.safe_load(p.read_text()) for p in (tmp_path / "out" / "rules").iterdir()]
     # as the chart's ServiceAccount, with the Roles `controller.<prefix>: true` renders
-    with chart_controller_rbac(cluster, tmp_path, **{prefix: True}):
+    with chart_controller_rbac(cluster, tmp_path, **{prefix: True, "dashboards": True}):
         proc = ControllerProcess(cluster, tmp_path, prefix, user="exporter", extra=(
-            f"--controller-{prefix}", "--no-leader-election"))
+            f"--controller-{prefix}", "--no-leader-election", "--controller-dashboards"))
         name = obj["metadata"]["name"]
         rule_name = f"sloexporter-{prefix}-{name}"
         try:
@@ -573,6 +573,13 @@ def test_sloth_and_pyrra_resources(cluster: KubeCluster, tmp_path: Path, crd_pat
             rule = wait_for("the rule", lambda: get(cluster, f"{RULES_PATH}/{rule_name}"))
             assert rule["spec"] == expected["spec"]
             assert rule["metadata"]["ownerReferences"][0]["kind"] == obj["kind"]
+            # its dashboards too, named and owned like its rule
+            cm = wait_for("the dashboards", lambda: get(
+                cluster, f"/api/v1/namespaces/{NS}/configmaps/{rule_name}-dashboards"))
+            assert cm["metadata"]["ownerReferences"][0]["uid"] == rule["metadata"][
+                "ownerReferences"][0]["uid"]
+            assert cm["metadata"]["labels"] == {"grafana_dashboard": "1"}
+            assert any(k.endswith("-slo-detail.json") for k in cm["data"])
             wait_for("a Generated event", lambda: any(
                 e["reason"] == "Generated" and e["involvedObject"]["kind"] == obj["kind"]
                 for e in events(cluster, name)))
@@ -580,6 +587,8 @@ def test_sloth_and_pyrra_resources(cluster: KubeCluster, tmp_path: Path, crd_pat
         finally:
             proc.stop()
             cluster.request("DELETE", f"{path}/{name}")
+            cluster.request("DELETE", f"/api/v1/namespaces/{NS}/configmaps/{rule_name}"
+                                      "-dashboards")
             cluster.delete_collection("monitoring.coreos.com/v1", "prometheusrules", NS)
 
 
@@ -817,14 +826,28 @@ def test_readyz_covers_the_controller(cluster: KubeCluster, tmp_path: Path) -> N
         assert up.get("controller") == 0, up
     finally:
         proc.stop()
-    # with its Role (exactly as the chart renders it) the same replica becomes ready
+    # with its Role (exactly as the chart renders it) the same replica becomes ready; asked
+    # for dashboards the chart did not grant (controller.dashboards off), it applies the
+    # rule, says on the object that the ConfigMap is forbidden, and stays ready
     with chart_controller_rbac(cluster, tmp_path):
         proc = ControllerProcess(cluster, tmp_path, "readied", user="exporter",
-                                 extra=("--no-leader-election",))
+                                 extra=("--no-leader-election", "--controller-dashboards"))
         try:
             wait_for("ready", lambda: proc.ready()[0] == 200)
+            cluster.api("POST", SL_PATH, native_to_object(EXAMPLE, "nocm", NS))
+            cond = wait_for("ApplyFailed", lambda: ready(cluster, "nocm", 1))
+            assert (cond["status"], cond["reason"]) == ("False", "ApplyFailed"), cond
+            assert cond["message"].startswith(
+                f"ConfigMap {NS}/sloexporter-checkout-dashboards: configmaps "), cond
+            assert "forbidden" in cond["message"]
+            assert [g["name"] for g in cluster.api("GET", f"{SL_PATH}/nocm")["status"][
+                "generated"]] == ["sloexporter-checkout"]
+            assert get(cluster, f"{RULES_PATH}/sloexporter-checkout") is not None
+            assert proc.ready()[0] == 200
         finally:
             proc.stop()
+            cluster.request("DELETE", f"{SL_PATH}/nocm")
+            cluster.delete_collection("monitoring.coreos.com/v1", "prometheusrules", NS)
         # a Lease it may not touch (team-a: no Role there): its watches are fine, but it
         # can neither lead nor follow, which /readyz says once a leader would have given up
         proc = ControllerProcess(cluster, tmp_path, "nolease", user="exporter",
