@@ -50,6 +50,12 @@ slos:
       events:
         errors: sum(rate(http_requests_total{job="outage",code=~"5.."}[{{window}}]))
         total: sum(rate(http_requests_total{job="outage"}[{{window}}]))
+  - name: latency
+    objective: 99
+    period: 1d
+    sli:
+      latency: {metric: http_request_duration_seconds, selector: '{job="outage"}',
+                threshold: 0.5}
   - name: healthy
     objective: 99
     period: 1d
@@ -62,8 +68,9 @@ slos:
 
 def _counters() -> dict[str, list[float]]:
     """Series (PromQL selector) -> one value every STEP seconds: 10 requests/s each;
-    `outage` fails them all from OUTAGE_FROM, `healthy` fails 0.1% (a tenth of its
-    budget rate) throughout."""
+    `outage` fails them all from OUTAGE_FROM, and answers them slower than 0.5 s from
+    then (its histogram spells the bucket `0.50`, which the `le` regex must match);
+    `healthy` fails 0.1% (a tenth of its budget rate) throughout."""
     series: dict[str, list[float]] = {}
     ok = bad = hok = hbad = 0.0
     for i in range(MINUTES * 60 // STEP + 1):
@@ -71,7 +78,12 @@ def _counters() -> dict[str, list[float]]:
         for name, value in (('http_requests_total{job="outage",code="200"}', ok),
                             ('http_requests_total{job="outage",code="500"}', bad),
                             ('http_requests_total{job="healthy",code="200"}', hok),
-                            ('http_requests_total{job="healthy",code="500"}', hbad)):
+                            ('http_requests_total{job="healthy",code="500"}', hbad),
+                            ('http_request_duration_seconds_bucket{job="outage",le="0.50"}',
+                             ok),
+                            ('http_request_duration_seconds_bucket{job="outage",le="+Inf"}',
+                             ok + bad),
+                            ('http_request_duration_seconds_count{job="outage"}', ok + bad)):
             series.setdefault(name, []).append(round(value, 6))
         failing = t >= OUTAGE_FROM
         ok += 0 if failing else 10 * STEP
@@ -238,7 +250,7 @@ async def test_vmalert_fires_what_prometheus_fires(tmp_path: Path) -> None:
         await vm.call("POST", "/api/v1/import/prometheus", data=_import_text(series, start))
         await vm.call("GET", "/internal/force_flush")
         await _replay_all(vm, _layers(_groups(rules), tmp_path), start, tmp_path)
-        recorded = await vm.export('slo:sli_error:ratio_rate5m{slo="outage"}')
+        recorded = await vm.export('slo:sli_error:ratio_rate5m{slo="latency"}')
         assert recorded, "vmalert recorded nothing"
         fired = _first_firing(await vm.export('ALERTS{alertstate="firing"}'), start)
     finally:
@@ -246,9 +258,11 @@ async def test_vmalert_fires_what_prometheus_fires(tmp_path: Path) -> None:
         await terminate(vm.proc)
     # vmalert fired every burn-rate tier of the outage, after it began, and nothing for
     # the healthy service
-    windows = {labels["long_window"] for labels, _ in fired.values()}
-    assert windows == {"5m", "12m", "51m", "2h34m"}, fired
-    assert all(labels["slo"] == "outage" and first > OUTAGE_FROM
+    for slo in ("outage", "latency"):
+        windows = {labels["long_window"] for labels, _ in fired.values()
+                   if labels["slo"] == slo}
+        assert windows == {"5m", "12m", "51m", "2h34m"}, fired
+    assert all(labels["slo"] != "healthy" and first > OUTAGE_FROM
                for labels, first in fired.values()), fired
     await asyncio.to_thread(_promtool_check, rules, series, fired,
                             tmp_path / "compare.test.yaml")
