@@ -548,7 +548,13 @@ class Controller:
                                         "service name")
                 await self.client.apply(_path(item), item)
             except APIError as exc:
-                if exc.status not in (401, 403, 404, 409, 413, 422):
+                if exc.status == 413 or (exc.status == 500 and "too large" in exc.message):
+                    # near etcd's limit our estimate can be short: the server has the say
+                    generated[:] = _merged(applied, generated)
+                    return await report("invalid", "False", "TooLarge",
+                                        f"{_describe(item)}: {exc.message}: split the SLOs "
+                                        "over several objects" + _kept(generated))
+                if exc.status not in (401, 403, 404, 409, 422):
                     raise  # a 5xx or a throttle: retried
                 # a refusal the next try would likely get too: say so on the object
                 # (retried with backoff: the CRD or the RBAC may come later)
