@@ -335,10 +335,15 @@ async def connect(config: Config) -> Any:
             await kconfig.load_kube_config(config_file=found[0],
                                            context=config.cluster.context,
                                            client_configuration=cfg)
-    except kconfig.ConfigException as exc:
+    except StartError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a kubeconfig not YAML, empty, or misshapen
         what = "in-cluster config" if mode == "in-cluster" or (mode == "auto" and in_pod) \
             else f"kubeconfig {kubeconfig_paths(config)[0]}"
-        raise StartError(f"cannot use the {what}: {exc}. {advice}.") from None
+        detail = str(exc) if isinstance(exc, kconfig.ConfigException) else \
+            f"not a usable kubeconfig ({type(exc).__name__}: {exc})"
+        raise StartError(f"cannot use the {what}: {' '.join(detail.split())[:400]}. "
+                         f"{advice}.") from None
     return client.ApiClient(cfg)
 
 

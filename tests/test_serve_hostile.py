@@ -415,6 +415,27 @@ def test_no_cluster_says_so_and_points_to_manifests_before_listening(tmp_path):
     assert "Traceback" not in res.stderr
 
 
+@pytest.mark.parametrize("content", [
+    "not: [valid",  # not YAML
+    "",  # empty
+    "- a list\n",  # YAML, not a mapping
+    "apiVersion: v1\nkind: Config\ncurrent-context: nope\ncontexts: []\n",  # no such context
+])
+def test_an_unusable_kubeconfig_is_one_line_naming_it_before_listening(tmp_path, content):
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(content)
+    env = {**os.environ, "HOME": str(tmp_path), "KUBECONFIG": str(kubeconfig)}
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    res = subprocess.run([sys.executable, "-m", "sloexporter.cli", "serve", "--listen",
+                          f"127.0.0.1:{free_port()}"], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 1, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert f"cannot use the kubeconfig {kubeconfig}" in lines[0] and "--manifests" in lines[0]
+    assert "listening on" not in res.stderr and "Traceback" not in res.stderr
+
+
 def test_json_logs_are_one_object_per_line(spawn, tmp_path):
     server = spawn("--manifests", str(DEMO), "--log-format", "json")
     wait_for(server.ready, what="/readyz")
