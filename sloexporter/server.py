@@ -226,6 +226,8 @@ class Exporter:
         if self.feed is not None:
             if not self.feed.loaded.is_set():
                 out.append("manifests")
+            elif not self.feed.available:
+                out.append("manifests (folder gone)")
         else:
             for source in self.sources:
                 why = watch_problems(self.informers[source.name])
@@ -245,7 +247,9 @@ class Exporter:
         return not self.not_ready()
 
     def up(self) -> dict[str, bool]:
-        status = {s.name: all(i.up for i in self.informers[s.name]) for s in self.sources}
+        fed = self.feed is None or self.feed.available  # a manifests folder that is gone
+        status = {s.name: fed and all(i.up for i in self.informers[s.name])
+                  for s in self.sources}
         if self.controller is not None:
             status["controller"] = bool(self.controller.informers) and \
                 all(i.up for i in self.controller.informers)

@@ -484,3 +484,27 @@ def test_a_bad_object_added_after_start_does_not_stop_later_reloads(spawn, tmp_p
     wait_for(lambda: value(server.metrics(), names.ARGOCD_APP_SYNCED, namespace="argocd",
                            name="app2", project="p") == 1, what="the later change")
     assert value(server.metrics(), names.SOURCE_UP, source="argocd") == 1
+
+
+def test_a_manifests_folder_that_goes_away_keeps_the_last_state_with_source_up_0(
+        spawn, tmp_path):
+    """A folder that is gone (a dangling symlink while git-sync swaps it, an unmounted
+    volume) read as empty, and every object was pruned: series and counters lost."""
+    real = tmp_path / "cluster-v1"
+    real.mkdir()
+    (real / "a.yaml").write_text(yaml.safe_dump(app(1)))
+    link = tmp_path / "cluster"
+    link.symlink_to(real)
+    server = spawn("--manifests", str(link))
+    wait_for(server.ready, what="/readyz")
+    real.rename(tmp_path / "elsewhere")  # the symlink dangles
+    out = wait_for(lambda: (t := server.metrics()) and value(
+        t, names.SOURCE_UP, source="argocd") == 0 and t, what="source_up 0")
+    assert value(out, names.ARGOCD_APP_SYNCED, namespace="argocd", name="app1",
+                 project="p") == 1  # the last state is still served
+    status, _, body = get(server.url + "/readyz")
+    assert status == 503 and b"manifests (folder gone)" in body
+    (tmp_path / "elsewhere").rename(real)
+    wait_for(lambda: value(server.metrics(), names.SOURCE_UP, source="argocd") == 1,
+             what="back")
+    assert server.log.count("is gone") == 1 and server.log.count("is back") == 1

@@ -166,12 +166,26 @@ class ManifestFeed:
         self.interval = interval
         self.loaded = asyncio.Event()
         self.objects = 0
+        #: False while the folder is gone (a dangling symlink mid-swap, an unmounted
+        #: volume): the last state is kept and the sources say they are down
+        self.available = True
         self._state = _Folder()
 
     async def run(self) -> None:
         """Load now, then again whenever a file changes; never returns."""
         while True:
             try:
+                if not await in_thread(self.folder.is_dir):
+                    # an empty scan would prune every object: keep what we have instead
+                    if self.available:
+                        log.warning("manifests folder %s is gone; keeping the last state "
+                                    "until it returns", self.folder)
+                    self.available = False
+                    await asyncio.sleep(self.interval)
+                    continue
+                if not self.available:
+                    log.info("manifests folder %s is back", self.folder)
+                    self.available = True
                 signatures = await in_thread(scan, self.folder)
                 if {p: s for p, (s, _) in self._state.files.items()} != signatures \
                         or not self.loaded.is_set():
