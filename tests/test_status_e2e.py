@@ -405,3 +405,46 @@ def test_presync_hook_job_fails_on_a_blocked_gate_and_passes_otherwise(history, 
     assert slos.get("allowed") is False  # an unknown service never passes
     allowed = [s for s in ("shop", "checkout", "api") if run(s).returncode == 0]
     assert allowed, "no service passed the gate"
+
+
+def _doc_blocks(lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", DOC.read_text(), re.S)
+
+
+async def test_the_documented_curl_answers_what_the_example_shows(history, served):
+    """docs/status.md's curl of /api/v1/slos, against the served block: the example's
+    fields are the API's, and it holds every field the issue names."""
+    import json
+    import shlex
+    (curl_line,) = [b for b in _doc_blocks("sh") if b.startswith("curl ")]
+    url = _local(shlex.split(curl_line)[-1], served)
+    example = json.loads(next(b for b in _doc_blocks("json") if b.startswith('{"slos"')))
+    status, body = await fetch(url)
+    assert status == 200 and body["slos"], body
+    assert {i["service"] for i in body["slos"]} == {"checkout"}
+    documented, real = example["slos"][0], body["slos"][0]
+    # the served block sets no status.calendar, so its items have no `calendar`
+    assert "calendar" not in real and "`calendar`" in DOC.read_text()
+    assert set(documented) - {"calendar"} <= set(real), set(documented) - set(real)
+    assert set(example) == set(body)
+    for field in ("service", "slo", "objective", "period", "sli", "error_budget_remaining",
+                  "burn_rates", "alerts", "status", "labels"):
+        assert field in documented, field
+    assert set(documented["alerts"]) == set(real["alerts"]) == {"page", "ticket"}
+    assert set(documented["tiers"][0]) == set(real["tiers"][0])
+    assert set(documented["error_budget"]) <= set(real["error_budget"] or {}) | {"events"}
+
+
+def test_the_documented_report_command_runs(history, tmp_path):
+    (block,) = [b for b in _doc_blocks("sh") if b.startswith("sloexporter report")]
+    command = block.replace("http://localhost:9090", history.url)
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent),
+                                                 os.environ["PATH"]]))
+    result = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr
+    label = re.search(r"--period (\S+)", command)
+    assert label
+    for ext in ("html", "md", "json"):
+        assert (tmp_path / "reports" / f"slo-report-{label[1]}.{ext}").is_file()

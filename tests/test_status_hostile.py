@@ -238,3 +238,19 @@ async def test_start_logs_one_summary_line_without_credentials(stand_in, caplog)
     assert "1 SLOs from specs" in line and "Sloth, Pyrra" in line
     assert f"http://127.0.0.1:{port}/prom every 30s" in line
     assert "hunter2" not in line and "token" not in line and "slo:" not in line
+
+
+async def test_a_label_filter_given_twice_must_hold_both_times(stand_in):
+    _, make = stand_in
+    client, svc = await make()
+    await svc.refresh()
+
+    async def names(query: str) -> list[str]:
+        body = await (await client.get("/api/v1/slos?" + query)).json()
+        return [i["slo"] for i in body["slos"]]
+
+    assert await names("label=team=web") == ["orders"]
+    assert await names("label=team=web&label=team=web") == ["orders"]
+    assert await names("label=team=web&label=team=other") == []
+    assert await names("label=team=other&label=team=web") == []
+    assert (await client.get("/?label=team=web&label=team=other")).status == 200

@@ -32,12 +32,12 @@ class BadFilter(ValueError):
 
 def parse_filters(query: Any) -> dict[str, Any]:
     """service, team, status and label=k=v (repeatable) from the query string."""
-    labels: dict[str, str] = {}
+    labels: list[tuple[str, str]] = []  # every one must hold, even on the same name
     for raw in query.getall("label", []):
         name, sep, value = raw.partition("=")
         if not sep or not name:
             raise BadFilter(f"label filter {raw!r} must be name=value")
-        labels[name] = value
+        labels.append((name, value))
     status = query.get("status", "")
     statuses = {s.strip().upper() for s in status.split(",") if s.strip()}
     unknown = statuses - set(STATUSES)
@@ -55,7 +55,7 @@ def matches(item: dict[str, Any], f: dict[str, Any]) -> bool:
         return False
     if f["statuses"] and item["status"] not in f["statuses"]:
         return False
-    return all(item["labels"].get(k) == v for k, v in f["labels"].items())
+    return all(item["labels"].get(k) == v for k, v in f["labels"])
 
 
 def _bad_request(message: str) -> web.Response:
