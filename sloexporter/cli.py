@@ -142,7 +142,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
                              max_rules_per_group=args.max_rules_per_group,
                              global_labels=global_labels, ruler_files=args.ruler_files)
     if to_stdout:
-        sys.stdout.write(output.rules_stream(services, options))
+        try:
+            text = output.rules_stream(services, options)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_INVALID
+        sys.stdout.write(text)
         return EXIT_OK
     skipped: list[Any] = []
     files = output.artefacts(services, options, skipped)

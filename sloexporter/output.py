@@ -158,6 +158,13 @@ def rules_stream(services: list[Service], options: Options) -> str:
 
     if options.fmt == "prometheus":
         groups = [g for s in ordered for g in document(s, "prometheus")["groups"]]
+        seen: set[str] = set()
+        for group in groups:  # Prometheus refuses a file that repeats a group name
+            if group["name"] in seen:
+                raise ValueError(f"two services give the rule group name {group['name']!r} "
+                                 "(service and SLO names joined by '-'); rename one, or "
+                                 "write a file per service with -o OUTDIR")
+            seen.add(group["name"])
         return head + to_yaml({"groups": groups})
     docs = [to_yaml(document(s, options.fmt)) for s in ordered]
     return head + "---\n".join(docs)

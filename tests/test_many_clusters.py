@@ -430,3 +430,27 @@ async def test_docs_mimir_recipe_fails_on_a_refused_group(slos: Path) -> None:
                                          TENANT="eu-1-tenant",
                                          MIMIR_URL=f"http://{address}")
     assert result.returncode != 0
+
+
+def test_global_prometheus_operator_and_unique_group_names(tmp_path: Path) -> None:
+    spec = tmp_path / "shop.yaml"
+    spec.write_text(GLOBAL_SPEC)
+    result = run_cli("generate", str(spec), "-o", "-", "--global", "--format",
+                     "prometheus-operator", "--max-rules-per-group", "4")
+    assert result.returncode == 0, result.stderr
+    [doc] = [d for d in yaml.safe_load_all(result.stdout) if d]
+    assert doc["kind"] == "PrometheusRule"
+    assert doc["metadata"]["name"] == "sloexporter-global-shop"
+    names = [g["name"] for g in doc["spec"]["groups"]]
+    assert names[:2] == ["sloexporter-shop-availability-global",
+                         "sloexporter-shop-availability-global-2"]
+    assert len(set(names)) == len(names) and all(len(g["rules"]) <= 4
+                                                 for g in doc["spec"]["groups"])
+    # service a-b's SLO c and service a's SLO b-c would share group names in one file
+    for service, slo in (("a-b", "c"), ("a", "b-c")):
+        (tmp_path / f"{service}.yaml").write_text(
+            GLOBAL_SPEC.replace("service: shop", f"service: {service}")
+            .replace("name: availability", f"name: {slo}").split("  - name: jobs")[0])
+    clash = run_cli("generate", str(tmp_path / "a-b.yaml"), str(tmp_path / "a.yaml"),
+                    "-o", "-")
+    assert clash.returncode == 1 and "sloexporter-a-b-c-sli" in clash.stderr, clash.stderr
