@@ -527,3 +527,16 @@ async def test_a_continue_token_that_repeats_is_a_decode_failure_not_an_endless_
         assert set(rec.objects) == {"a1", "a2", "a3"}
     looped = [r for r in requests(seeded, km.action.LIST) if r.get("continue") == "again"]
     assert len(looped) == 1
+
+
+async def test_unknown_event_types_are_decode_failures_and_never_a_label(seeded, api_client):
+    """A hostile stream of made-up event types: each is a decode failure with backoff, and
+    none becomes a value of watch_events_total's `type` label (that would grow forever)."""
+    for i in range(3):
+        seeded["watch", km.resource(KEY)][i:i + 1] << (
+            {"type": f"MADE-UP-{i}-" + "x" * 2000, "object": app("a1")},)
+    async with running(api_client) as (inf, rec, metrics):
+        await until(lambda: metrics.restarts.get((APPS.name, "decode"), 0) >= 3, "decodes")
+        await until(lambda: inf.up, "recovery")
+    assert {kind for (_, kind) in metrics.events} <= {"ADDED", "MODIFIED", "DELETED",
+                                                      "BOOKMARK", "ERROR"}

@@ -92,6 +92,9 @@ MAX_LINE = 16 << 20
 #: resource not served (CRD not installed): look again after this
 NOT_SERVED_RETRY = 60.0
 
+#: the watch event types Kubernetes sends; the `type` label of watch_events_total
+EVENT_TYPES = frozenset({"ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"})
+
 REASONS = ("timeout", "expired", "closed", "forbidden", "throttled", "unavailable", "http",
            "connection", "unresponsive", "decode", "error")
 
@@ -349,6 +352,9 @@ class Informer:
         obj = event.get("object")
         if not isinstance(kind, str) or not isinstance(obj, dict):
             raise WatchFailed("decode", "watch event without a type or an object")
+        if kind not in EVENT_TYPES:
+            # not counted: a hostile stream would grow the `type` label without bound
+            raise WatchFailed("decode", f"unknown watch event type {kind[:40]!r}")
         self.metrics.event(self.source, self.resource.name, kind)
         if kind == "ERROR":
             code = obj.get("code")
@@ -359,11 +365,9 @@ class Informer:
                               f"HTTP {code} in the watch: {str(obj.get('message', ''))[:300]}")
         metadata = obj.get("metadata")
         version = metadata.get("resourceVersion") if isinstance(metadata, dict) else None
-        if kind in ("ADDED", "MODIFIED", "DELETED"):
+        if kind != "BOOKMARK":
             self._apply(kind, obj)
             self._watch_was_healthy = True
-        elif kind != "BOOKMARK":
-            raise WatchFailed("decode", f"unknown watch event type {kind[:40]!r}")
         return version if isinstance(version, str) and version else None
 
     def _apply(self, kind: str, obj: dict[str, Any]) -> str | None:
