@@ -61,6 +61,19 @@ def test_tls_secret_whole_chain_and_no_key_material():
     assert key_b64 not in out and key_body not in out and "PRIVATE" not in out
 
 
+def test_a_certificate_listed_twice_in_a_chain_is_one_series():
+    """fullchain.pem with chain.pem appended lists the intermediate twice: two identical
+    series, which Prometheus rejects as duplicates."""
+    ca = make_ca("Root")
+    inter = make_ca("Intermediate", issuer=ca)
+    leaf = make_leaf(inter, "shop.example.com", dns_names=("shop.example.com",))
+    src = CertificatesSource(metrics())
+    feed(src, SECRETS, tls_secret("shop", "shop-tls", leaf, inter, inter, leaf))
+    got = series(text(src), names.CERT_NOT_AFTER, source="secret")  # parses: no duplicate
+    assert sorted(s["subject_cn"] for s in got) == ["Intermediate", "shop.example.com"]
+    assert src.metrics.skipped == {}
+
+
 def test_secret_with_unparsable_pem_is_skipped_and_counted():
     m = metrics()
     src = CertificatesSource(m)

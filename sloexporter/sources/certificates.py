@@ -76,8 +76,15 @@ def secret_certificates(secret: Obj) -> dict[str, list[Sample]]:
     except (binascii.Error, ValueError, X509Error):
         raise BadInput("unparsable_pem") from None
     m = meta(secret)
-    rows: dict[str, list[Sample]] = {names.CERT_NOT_AFTER: [], names.CERT_NOT_BEFORE: []}
+    # a certificate listed twice (fullchain.pem with chain.pem appended) is one series;
+    # two that share subject, issuer and serial keep the one that expires first
+    unique: dict[tuple[str, str, str], Any] = {}
     for cert in chain:
+        ident = (cert.subject_cn, cert.issuer_cn, cert.serial)
+        if ident not in unique or cert.not_after < unique[ident].not_after:
+            unique[ident] = cert
+    rows: dict[str, list[Sample]] = {names.CERT_NOT_AFTER: [], names.CERT_NOT_BEFORE: []}
+    for cert in unique.values():
         labels = {"source": "secret", "namespace": str(m.get("namespace", "")),
                   "name": str(m.get("name", "")), "subject_cn": cert.subject_cn,
                   "issuer_cn": cert.issuer_cn, "serial": cert.serial}
