@@ -363,12 +363,14 @@ def _tree(services: list[Service], settings: Settings) -> Data:
         routes.append({"receiver": target.email, "matchers": [Matcher(label, "=", value)],
                        "routes": _severity_routes(target, page, ticket, timing)})
     routes.extend(_severity_routes(default, page, ticket, timing))
+    # with --external-labels, one cluster's page neither joins nor silences another's
+    per_slo = ["service", "slo", *sorted({n for s in services for n in s.external_labels})]
     return {
         "route": {
             "receiver": default.email,  # a renamed severity no child matches still arrives
             "matchers": scope,
             # one notification per SLO: its page tiers (1h and 6h) arrive together
-            "group_by": ["service", "slo"],
+            "group_by": per_slo,
             "group_wait": timing.group_wait,
             "group_interval": timing.group_interval,
             "repeat_interval": timing.ticket_repeat_interval,
@@ -378,7 +380,7 @@ def _tree(services: list[Service], settings: Settings) -> Data:
         # a firing page for an SLO silences the ticket of the same service and SLO
         "inhibit_rules": [{"source_matchers": [*scope, page],
                            "target_matchers": [*scope, ticket],
-                           "equal": ["service", "slo"]}],
+                           "equal": per_slo}],
     }
 
 

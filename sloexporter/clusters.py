@@ -96,5 +96,6 @@ def with_external_labels(services: list[Service],
     if not external:
         return services
     return [replace(s, slos=tuple(_stamped(slo, external) for slo in s.slos),
-                    labels=tuple(sorted({**dict(s.labels), **external}.items())))
+                    labels=tuple(sorted({**dict(s.labels), **external}.items())),
+                    external_labels=tuple(sorted(external)))
             for s in services]

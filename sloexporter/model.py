@@ -371,6 +371,9 @@ class Service:
     origin: str = ""
     #: the ArgoCD Applications that deploy the service; None means one named like it
     argocd_apps: tuple[str, ...] | None = None
+    #: the names of `generate --external-labels` (cluster=...), already in each SLO's
+    #: labels: Alertmanager keeps one cluster's alerts apart from another's by them
+    external_labels: tuple[str, ...] = ()
 
     @property
     def apps(self) -> tuple[str, ...]:

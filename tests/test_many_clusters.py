@@ -454,3 +454,39 @@ def test_global_prometheus_operator_and_unique_group_names(tmp_path: Path) -> No
     clash = run_cli("generate", str(tmp_path / "a-b.yaml"), str(tmp_path / "a.yaml"),
                     "-o", "-")
     assert clash.returncode == 1 and "sloexporter-a-b-c-sli" in clash.stderr, clash.stderr
+
+
+async def test_one_clusters_page_does_not_silence_anothers_ticket(tmp_path: Path) -> None:
+    """The generated Alertmanager config, with --external-labels, inhibits a ticket only
+    by a page of the same cluster (a central Alertmanager takes every cluster's alerts)."""
+    from tests.stack import Alertmanager
+
+    spec = tmp_path / "shop.yaml"
+    spec.write_text(GLOBAL_SPEC)
+    out = tmp_path / "out"
+    result = run_cli("generate", str(spec), "-o", str(out), "--external-labels",
+                     "cluster=eu-1")
+    assert result.returncode == 0, result.stderr
+
+    def alert(severity: str, cluster: str) -> dict[str, Any]:
+        return {"labels": {"alertname": "ErrorBudgetBurn", "service": "shop",
+                           "slo": "availability", "team": "payments",
+                           "severity": severity, "cluster": cluster}}
+
+    binary = require_tool("prometheus-alertmanager")
+    async with Alertmanager(binary, tmp_path).running(
+            out / "alertmanager" / "alertmanager.yaml") as am:
+        await am.post([alert("page", "eu-1"), alert("ticket", "us-1"),
+                       alert("ticket", "eu-1")])
+
+        async def states() -> dict[str, list[str]] | None:
+            held = await am.alerts(severity="ticket")
+            if len(held) < 2:
+                return None
+            got = {a["labels"]["cluster"]: a["status"]["inhibitedBy"] for a in held}
+            return got if got["eu-1"] else None  # inhibition shows once the page is in
+
+        from tests.e2e_app import wait_until
+
+        inhibited = await wait_until(states, "the eu-1 ticket inhibited", 20)
+    assert inhibited["us-1"] == [], inhibited
