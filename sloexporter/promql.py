@@ -185,6 +185,64 @@ def _output_labels(node: object) -> tuple[str, ...] | None:
     return None
 
 
+_NAME_LIKE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_WORD_LIKE = re.compile(r"[A-Za-z0-9_.-]+")
+_PLAIN_STRING = re.compile(r""""([^"\n]*)"|'([^'\n]*)'""")
+
+
+def _string_class(content: str) -> str:
+    if _NAME_LIKE.fullmatch(content):
+        return "a"
+    if _WORD_LIKE.fullmatch(content):
+        return "-"
+    return content
+
+
+def shape(expr: str) -> str | None:
+    """`expr` with the text of its plain string literals replaced by a representative
+    of its class, or None when the literals cannot be found by quotes alone.
+
+    Queries and the rules generated from them differ mostly in label values (`job="a"`
+    vs `job="b"`), which change neither whether promtool accepts them nor the AST's
+    structure, so parses are memoised by shape (`specs.promcheck`, `_query_labels`).
+    The classes keep all that a check can see in a string: a valid label (and metric)
+    name stays one (`a`); text of letters, digits, `_`, `.` and `-` (a literal regex
+    that matches no empty string, not a name) stays that (`-`); anything else, the empty
+    string included, is kept verbatim. Only text without
+    escapes, comments or backquotes is shaped, so every quote opens or closes a string
+    exactly as the PromQL lexer reads it; the shape keeps every bracket and operator,
+    so only the length differs for the size limits.
+    """
+    if "\\" in expr or "#" in expr or "`" in expr:
+        return None
+    double, single = '"' in expr, "'" in expr
+    if not (double or single):
+        return expr
+    if double != single:
+        parts = expr.split('"' if double else "'")
+        if not len(parts) % 2:
+            return None  # an unclosed string
+        for i in range(1, len(parts), 2):
+            if "\n" in parts[i]:
+                return None
+            parts[i] = _string_class(parts[i])
+        return ('"' if double else "'").join(parts)
+    out: list[str] = []
+    last = 0
+    for match in _PLAIN_STRING.finditer(expr):
+        between = expr[last:match.start()]
+        if '"' in between or "'" in between:
+            return None
+        quote_char = match.group()[0]
+        out += (between, quote_char, _string_class(match.group()[1:-1]), quote_char)
+        last = match.end()
+    rest = expr[last:]
+    if '"' in rest or "'" in rest:
+        return None
+    out.append(rest)
+    return "".join(out)
+
+
 @functools.lru_cache(maxsize=1 << 14)
 def query_grouping(query: str) -> tuple[str, ...]:
     """The labels an SLI query aggregates by: `sum by (route) (...)` -> (route,).
@@ -192,10 +250,7 @@ def query_grouping(query: str) -> tuple[str, ...]:
     A query that keeps per-series labels (a raw selector, `rate(x[5m])`) has none: it is
     summed, so errors and total always have one series per group to divide.
     """
-    try:
-        labels = _output_labels(promql_parser.parse(substitute_window(query, 300)))
-    except ValueError:
-        return ()
+    labels = _query_labels(query)
     return labels if labels is not None and labels != _SCALAR else ()
 
 
@@ -207,13 +262,26 @@ def grouping(slo: SLO) -> tuple[str, ...]:
 
 def clear_caches() -> None:
     _query_labels.cache_clear()
+    _text_labels.cache_clear()
 
 
 @functools.lru_cache(maxsize=1 << 14)
 def _query_labels(query: str) -> tuple[str, ...] | None:
-    """`_output_labels` of a user's query, parsed once however many rules embed it."""
+    """`_output_labels` of a user's query, parsed once however many rules embed it, and
+    once per `shape` unless a quoted label name in a `by` list could be one it renamed."""
+    text = substitute_window(query, 300)
+    shaped = shape(text)
+    if shaped is not None and shaped != text:
+        labels = _text_labels(shaped)
+        if labels is None or not {"a", "-"} & set(labels):
+            return labels
+    return _text_labels(text)
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _text_labels(text: str) -> tuple[str, ...] | None:
     try:
-        return _output_labels(promql_parser.parse(substitute_window(query, 300)))
+        return _output_labels(promql_parser.parse(text))
     except ValueError:
         return None
 

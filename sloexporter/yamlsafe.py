@@ -187,6 +187,102 @@ def _walk_lines(node: yaml.Node, lines: dict[Path, int]) -> None:
             stack.extend((item, path + (i,)) for i, item in enumerate(current.value))
 
 
+STR_TAG = "tag:yaml.org,2002:str"
+MAP_TAG = "tag:yaml.org,2002:map"
+SEQ_TAG = "tag:yaml.org,2002:seq"
+
+
+class _Irregular(Exception):
+    """The fast path met what only the general one handles: a key text used twice with
+    different tags (its line-map entries depend on walk order), or a merge key (`<<`:
+    building the data rewrites the node graph, and the line map is of the rewritten one)."""
+
+
+def _check_tree(node: yaml.Node, file: str, limits: Limits,
+                lines: dict[Path, int] | None) -> None:
+    """`_check` and `_walk_lines` in one pass, for a document without anchors (so
+    without aliases: every node is reached once). Same checks in the same order, so the
+    same first problem; raises _Irregular where the general path must decide."""
+    max_depth, max_number = limits.max_depth, limits.max_number_chars
+    # (node, depth, path); path None: under a non-scalar key, outside the line map
+    stack: list[tuple[yaml.Node, int, Path | None]] = [(node, 1, ())]
+    while stack:
+        current, depth, path = stack.pop()
+        line = current.start_mark.line + 1
+        if depth > max_depth:
+            raise YAMLProblem(file, line, f"nested deeper than {max_depth} levels",
+                              "too_deep")
+        if lines is not None and path is not None:
+            lines.setdefault(path, line)
+        if isinstance(current, yaml.ScalarNode):
+            if current.tag in (INT_TAG, FLOAT_TAG) and len(current.value) > max_number:
+                raise YAMLProblem(file, line, (
+                    f"a number of {len(current.value):,} characters; numbers may have at "
+                    f"most {max_number}"))
+            continue
+        children: list[tuple[yaml.Node, int, Path | None]] = []
+        if isinstance(current, yaml.MappingNode):
+            _check_duplicates(current, file)
+            keys: set[str] = set()
+            for key_node, value_node in current.value:
+                sub: Path | None = None
+                if isinstance(key_node, yaml.ScalarNode):
+                    if key_node.value in keys or key_node.tag == MERGE_TAG:
+                        raise _Irregular
+                    keys.add(key_node.value)
+                    if path is not None:
+                        sub = path + (key_node.value,)
+                        if lines is not None:
+                            lines[sub] = key_node.start_mark.line + 1
+                children += ((key_node, depth + 1, None), (value_node, depth + 1, sub))
+        elif isinstance(current, yaml.SequenceNode):
+            children = [(item, depth + 1, None if path is None else path + (i,))
+                        for i, item in enumerate(current.value)]
+        stack.extend(reversed(children))
+
+
+def _build(node: yaml.Node, loader: Any) -> Any:  # noqa: ANN401
+    """The data of an anchor-free document: plain strings, lists and maps built here,
+    every other node by the loader's own constructors."""
+    if isinstance(node, yaml.ScalarNode):
+        return node.value if node.tag == STR_TAG else loader.construct_object(node, True)
+    if isinstance(node, yaml.SequenceNode) and node.tag == SEQ_TAG:
+        return [_build(item, loader) for item in node.value]
+    if isinstance(node, yaml.MappingNode) and node.tag == MAP_TAG and all(
+            isinstance(k, yaml.ScalarNode) for k, _ in node.value):
+        return {_build(k, loader): _build(v, loader) for k, v in node.value}
+    return loader.construct_object(node, True)
+
+
+def _reset(loader: Any) -> None:  # noqa: ANN401
+    loader.constructed_objects, loader.recursive_objects = {}, {}
+    loader.state_generators, loader.deep_construct = [], False
+
+
+def _document(loader: Any, node: yaml.Node, file: str, limits: Limits,  # noqa: ANN401
+              lines: bool, anchors: bool) -> Loaded:
+    line_map: dict[Path, int] = {}
+    if not anchors:
+        try:
+            _check_tree(node, file, limits, line_map if lines else None)
+        except _Irregular:
+            line_map.clear()
+        else:
+            try:
+                data = _build(node, loader)
+            except Exception:  # noqa: BLE001  (the general path reports it, first as it sees it)
+                _reset(loader)
+            else:
+                _reset(loader)
+                return Loaded(data, line_map, _line(node))
+    _check(node, file, limits)
+    data = loader.construct_document(node)
+    line_map.clear()
+    if lines:
+        _walk_lines(node, line_map)
+    return Loaded(data, line_map, _line(node))
+
+
 _TAB = re.compile(r"\t")
 
 
@@ -237,17 +333,14 @@ def load_all(text: str, file: str, *, limits: Limits = LIMITS, lines: bool = Tru
                           "too_large")
     loader = (_ExactLoader if exact_numbers else _Loader)(text)
     out: list[Loaded] = []
+    # no `&` in the text: no anchors, so no aliases, and every node is reached once
+    anchors = "&" in text
     try:
         while loader.check_node():
             node = loader.get_node()
             if node is None:
                 continue
-            _check(node, file, limits)
-            data = loader.construct_document(node)
-            line_map: dict[Path, int] = {}
-            if lines:
-                _walk_lines(node, line_map)
-            out.append(Loaded(data, line_map, _line(node)))
+            out.append(_document(loader, node, file, limits, lines, anchors))
     except yaml.YAMLError as exc:
         raise _problem_of(exc, text, file) from None
     except RecursionError:

@@ -13,6 +13,8 @@ import re
 
 import promql_parser
 
+from sloexporter.promql import shape
+
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 
@@ -179,6 +181,8 @@ def too_big(expr: str, scale: int = 1) -> str | None:
     allows for a generated rule holding a user's query several times."""
     if len(expr) > MAX_LENGTH * scale:
         return f"a query of {len(expr):,} characters; at most {MAX_LENGTH * scale:,}"
+    if _surely_small(expr, scale):
+        return None
     depth = operators = 0
     braces = 0
     for match in _TOKEN.finditer(expr):
@@ -197,6 +201,20 @@ def too_big(expr: str, scale: int = 1) -> str | None:
                 return (f"more than {MAX_OPERATORS} binary operators in one query; split it "
                         "into recording rules")
     return None
+
+
+def _surely_small(expr: str, scale: int) -> bool:
+    """True when plain counts already show `expr` within the nesting and operator limits:
+    each bracket token is one of the characters counted, and each operator token holds
+    a counted character or is a counted word, so the counts are upper bounds and the
+    common case skips the tokenizer."""
+    brackets = expr.count("(") + expr.count("[") + expr.count("{")
+    if brackets > MAX_NESTING + 8 * (scale - 1):
+        return False
+    lower = expr.lower()
+    operators = sum(expr.count(c) for c in "+-*/%^=!<>") + \
+        sum(lower.count(word) for word in ("and", "or", "unless", "atan2"))
+    return operators <= MAX_OPERATORS * scale
 
 
 def parse(expr: str, scale: int = 1, walk: bool = True) -> tuple[object | None, str | None]:
@@ -236,7 +254,18 @@ def check_generated(expr: str) -> str | None:
     Validity does not depend on which valid duration a range holds, so the rules of one
     SLO's windows (the same query at 5m, 30m, 1h, ...) share one parse.
     """
-    return _check(_WINDOW.sub("5m", expr))
+    return _generated(_WINDOW.sub("5m", expr))
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _generated(expr: str) -> str | None:
+    """Nor does it depend on which label values of one class its strings hold: rules of
+    one `shape` share a parse. A problem is reported from the rule's own parse."""
+    shaped = shape(expr)
+    if shaped is not None and shaped != expr and len(expr) <= MAX_LENGTH * 4 and \
+            _check(shaped) is None:
+        return None
+    return _check(expr)
 
 
 def check(expr: str) -> str | None:
@@ -269,7 +298,22 @@ def value_type(tree: object) -> str:
 
 def check_query(query: str) -> str | None:
     """A user's query as the generator embeds it: in parentheses, as an instant vector
-    on one side of `/`, `or` and `-`. None if fine, else why not, in the user's terms."""
+    on one side of `/`, `or` and `-`. None if fine, else why not, in the user's terms.
+
+    Queries of one `shape` share the verdict; a problem is always reported from the
+    query itself."""
+    shaped = shape(query)
+    if shaped is not None and len(query) <= MAX_LENGTH and _shape_ok(shaped):
+        return None
+    return _check_query(query)
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _shape_ok(shaped: str) -> bool:
+    return _check_query(shaped) is None
+
+
+def _check_query(query: str) -> str | None:
     tree, problem = parse(query)
     if problem is not None:
         return f"invalid PromQL: {problem}"
@@ -293,3 +337,5 @@ def check_query(query: str) -> str | None:
 
 def clear_cache() -> None:
     _check.cache_clear()
+    _generated.cache_clear()
+    _shape_ok.cache_clear()
