@@ -204,7 +204,7 @@ def shape(expr: str) -> str | None:
 
     Queries and the rules generated from them differ mostly in label values (`job="a"`
     vs `job="b"`), which change neither whether promtool accepts them nor the AST's
-    structure, so parses are memoised by shape (`specs.promcheck`, `_query_labels`).
+    structure, so parses are memoised by shape (`specs.promcheck`, `query_labels`).
     The classes keep all that a check can see in a string: a valid label (and metric)
     name stays one (`a`); text of letters, digits, `_`, `.` and `-` (a literal regex
     that matches no empty string, not a name) stays that (`-`); anything else, the empty
@@ -250,7 +250,7 @@ def query_grouping(query: str) -> tuple[str, ...]:
     A query that keeps per-series labels (a raw selector, `rate(x[5m])`) has none: it is
     summed, so errors and total always have one series per group to divide.
     """
-    labels = _query_labels(query)
+    labels = query_labels(query)
     return labels if labels is not None and labels != _SCALAR else ()
 
 
@@ -261,14 +261,15 @@ def grouping(slo: SLO) -> tuple[str, ...]:
 
 
 def clear_caches() -> None:
-    _query_labels.cache_clear()
+    query_labels.cache_clear()
     _text_labels.cache_clear()
 
 
 @functools.lru_cache(maxsize=1 << 14)
-def _query_labels(query: str) -> tuple[str, ...] | None:
-    """`_output_labels` of a user's query, parsed once however many rules embed it, and
-    once per `shape` unless a quoted label name in a `by` list could be one it renamed."""
+def query_labels(query: str) -> tuple[str, ...] | None:
+    """`_output_labels` of a user's query (the labels it keeps; None: per input series),
+    parsed once however many rules embed it, and once per `shape` unless a quoted label
+    name in a `by` list could be one the shape renamed."""
     text = substitute_window(query, 300)
     shaped = shape(text)
     if shaped is not None and shaped != text:
@@ -288,7 +289,7 @@ def _text_labels(text: str) -> tuple[str, ...] | None:
 
 def aggregate_to(query: str, group: tuple[str, ...]) -> str:
     """`query` summed to `group`, or as is when it already has exactly those labels."""
-    if _query_labels(query) == group:
+    if query_labels(query) == group:
         return query
     return f"sum by ({', '.join(group)}) ({query})" if group else f"sum({query})"
 

@@ -10,6 +10,7 @@ import contextlib
 import re
 from collections.abc import Iterator
 from contextvars import ContextVar
+from dataclasses import replace
 from decimal import Decimal
 
 import promql_parser
@@ -65,6 +66,7 @@ def clear_caches() -> None:
     repeatedly and must not time a warm cache)."""
     gotemplate.check.cache_clear()
     promcheck.clear_cache()
+    _CLEAN_SHAPES.clear()
     promql.clear_caches()
 
 
@@ -332,7 +334,7 @@ def build_service(doc: Document, spec: ServiceLevels, prefix: Path = ()) -> Serv
                       f"{doc.file}:{doc.line_of(prefix)}", apps)
     errors = [doc.error(prefix + ("slos", i), message)
               for i, slo in enumerate(service.slos) if _CHECKS.get()
-              for message in check_generated(slo)]
+              for message in _generated_problems(slo)]
     if errors:
         raise SpecErrors(errors)
     return service
@@ -371,6 +373,51 @@ def _canonical(text: str, slo: SLO, template: bool) -> str:
                 else part.replace(name, placeholder)
         parts[i] = part
     return "".join(parts)
+
+
+_ALERT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _shape_of(slo: SLO) -> SLO | None:
+    """`slo` with what cannot change whether promtool accepts its rules made the same
+    for every SLO, or None when that cannot be shown: its names (as `_canonical` argues),
+    its description and origin (no rule holds them), an alert name that is a plain word
+    (only the `alert:` field holds it, and promtool does not check it) and its queries'
+    `promql.shape` (kept only when the shape aggregates the same way, so the generator
+    builds the same structure around it)."""
+    sli = slo.sli
+    queries: dict[str, str] = {}
+    for name in ("errors", "total", "ratio", "good"):
+        query = getattr(sli, name)
+        if query is None:
+            continue
+        shaped = promql.shape(query)
+        if shaped is None or promql.query_labels(shaped) != promql.query_labels(query):
+            return None
+        queries[name] = shaped
+    alerting = slo.alerting
+    if _ALERT_NAME.fullmatch(alerting.name):
+        alerting = replace(alerting, name="Alert")
+    return replace(slo, service="svc", name="slo", description="", origin="",
+                   sli=replace(sli, **queries), alerting=alerting)
+
+
+_CLEAN_SHAPES: set[SLO] = set()
+
+
+def _generated_problems(slo: SLO) -> list[str]:
+    """`check_generated`, once per `_shape_of`: the rules of SLOs of one shape are all
+    accepted or all refused; a refused one is checked itself, for its own messages."""
+    shaped = _shape_of(slo)
+    try:
+        if shaped is not None and shaped in _CLEAN_SHAPES:
+            return []
+    except TypeError:  # a field that cannot be hashed: no memo
+        shaped = None
+    if shaped is not None and not check_generated(shaped):
+        _CLEAN_SHAPES.add(shaped)
+        return []
+    return check_generated(slo)
 
 
 def check_generated(slo: SLO) -> list[str]:
