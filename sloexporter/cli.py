@@ -8,9 +8,11 @@ kubernetes_asyncio), and `serve`'s options are added only when `serve` is the co
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +22,22 @@ if TYPE_CHECKING:
     from sloexporter.specs.errors import SpecError
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+
+
+@contextlib.contextmanager
+def _batch() -> Iterator[None]:
+    """No cyclic garbage collection while a batch command runs (then as before).
+
+    `validate` and `generate` build one large heap (specs, models, rule groups) that
+    lives until they exit and holds next to no garbage cycles; the collector would walk
+    it again and again for nothing (at 5,000 SLOs, over a tenth of the run)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _print_errors(errors: list[SpecError]) -> None:
@@ -86,7 +104,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from sloexporter.specs import load_paths
 
-    services, errors = load_paths(args.paths)
+    with _batch():
+        services, errors = load_paths(args.paths)
     _print_errors(errors)
     if errors:
         return _exit_code(errors)
@@ -97,6 +116,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     """load -> model -> artefacts -> write (see sloexporter.output)."""
+    with _batch():
+        return _generate(args)
+
+
+def _generate(args: argparse.Namespace) -> int:
     from sloexporter import output
     from sloexporter.specs import load_paths
     from sloexporter.specs.errors import SpecErrors

@@ -115,6 +115,7 @@ def _scale_window(seconds: int, period: int) -> int:
     return max(MIN_WINDOW, scaled // 60 * 60)
 
 
+@functools.lru_cache(maxsize=1 << 10)  # a few periods and tier sets serve every SLO
 def resolve_tiers(period: int, custom: tuple[TierSpec, ...] | None = None) -> tuple[Tier, ...]:
     """Tiers for `period`.
 

@@ -61,7 +61,13 @@ def selector(metric: str, labels: Mapping[str, str] | Iterable[tuple[str, str]])
 
 def slo_selector(metric: str, slo: SLO) -> str:
     """A selector for one of the SLO's recorded series: service and slo identify it."""
-    return selector(metric, (("service", slo.service), ("slo", slo.name)))
+    return f"{metric}{{{_slo_matchers(slo.service, slo.name)}}}"
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _slo_matchers(service: str, name: str) -> str:
+    # each SLO's rules select its series some 30 times
+    return matchers((("service", service), ("slo", name)))
 
 
 def merge_selector(base: str, extra: str) -> str:
@@ -198,6 +204,7 @@ def _string_class(content: str) -> str:
     return content
 
 
+@functools.lru_cache(maxsize=1 << 14)
 def shape(expr: str) -> str | None:
     """`expr` with the text of its plain string literals replaced by a representative
     of its class, or None when the literals cannot be found by quotes alone.
@@ -615,16 +622,22 @@ def tier_slots(slos: Iterable[SLO]) -> list[TierSlot]:
     SLOs with other periods have other windows and factors in the same slot, so a
     dashboard column or panel per slot fits every SLO.
     """
-    slots = {slot for slo in slos for slot, _ in slo_tiers(slo)}
+    slots = {slot for slo in slos for slot in _slots(slo.tiers)}
     return sorted(slots, key=lambda s: (s[0] != "page", s))
 
 
 def slo_tiers(slo: SLO) -> list[tuple[TierSlot, Tier]]:
+    return list(_slots(slo.tiers).items())
+
+
+@functools.lru_cache(maxsize=1 << 10)
+def _slots(tiers: tuple[Tier, ...]) -> dict[TierSlot, Tier]:
+    # a few tier layouts serve every SLO; callers only read the result
     counts: dict[str, int] = {}
-    out = []
-    for tier in slo.tiers:
+    out = {}
+    for tier in tiers:
         counts[tier.severity] = counts.get(tier.severity, 0) + 1
-        out.append(((tier.severity, counts[tier.severity]), tier))
+        out[(tier.severity, counts[tier.severity])] = tier
     return out
 
 
@@ -634,7 +647,7 @@ def _per_tier(slos: list[SLO], slot: TierSlot, key: Callable[[Tier], object],
     joined with `or`: each SLO gets the value for its own tier."""
     groups: dict[object, list[SLO]] = {}
     for slo in slos:
-        tier = dict(slo_tiers(slo)).get(slot)
+        tier = _slots(slo.tiers).get(slot)
         if tier is not None:
             groups.setdefault(key(tier), []).append(slo)
     terms = [term(k, m) for k, members in sorted(groups.items(), key=lambda kv: str(kv[0]))

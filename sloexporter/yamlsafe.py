@@ -10,6 +10,7 @@ print `FILE:LINE: message`.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -72,6 +73,12 @@ class _Loader(_BASE_LOADER):  # type: ignore[misc,valid-type]
 
     exact_numbers = False
 
+    def resolve(self, kind: type, value: Any, implicit: Any) -> Any:  # noqa: ANN401
+        # a plain scalar's tag depends on its text alone (no path resolvers here)
+        if kind is yaml.ScalarNode:
+            return _scalar_tag(value, implicit)
+        return super().resolve(kind, value, implicit)
+
     def construct_yaml_float(self, node: yaml.ScalarNode) -> Any:  # noqa: ANN401
         if not self.exact_numbers:
             return super().construct_yaml_float(node)
@@ -82,6 +89,12 @@ class _Loader(_BASE_LOADER):  # type: ignore[misc,valid-type]
 
 
 _Loader.add_constructor(FLOAT_TAG, _Loader.construct_yaml_float)
+_RESOLVER = _BASE_LOADER.resolve
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _scalar_tag(value: str, implicit: tuple[bool, bool]) -> str:
+    return _RESOLVER(_Loader, yaml.ScalarNode, value, implicit)
 
 
 class _ExactLoader(_Loader):
@@ -220,10 +233,11 @@ def _check_tree(node: yaml.Node, file: str, limits: Limits,
                     f"a number of {len(current.value):,} characters; numbers may have at "
                     f"most {max_number}"))
             continue
-        children: list[tuple[yaml.Node, int, Path | None]] = []
+        depth += 1
         if isinstance(current, yaml.MappingNode):
             _check_duplicates(current, file)
             keys: set[str] = set()
+            children: list[tuple[yaml.Node, int, Path | None]] = []
             for key_node, value_node in current.value:
                 sub: Path | None = None
                 if isinstance(key_node, yaml.ScalarNode):
@@ -234,11 +248,12 @@ def _check_tree(node: yaml.Node, file: str, limits: Limits,
                         sub = path + (key_node.value,)
                         if lines is not None:
                             lines[sub] = key_node.start_mark.line + 1
-                children += ((key_node, depth + 1, None), (value_node, depth + 1, sub))
+                children += ((key_node, depth, None), (value_node, depth, sub))
+            stack += reversed(children)
         elif isinstance(current, yaml.SequenceNode):
-            children = [(item, depth + 1, None if path is None else path + (i,))
-                        for i, item in enumerate(current.value)]
-        stack.extend(reversed(children))
+            items = current.value
+            stack += ((items[i], depth, None if path is None else path + (i,))
+                      for i in range(len(items) - 1, -1, -1))
 
 
 def _build(node: yaml.Node, loader: Any) -> Any:  # noqa: ANN401

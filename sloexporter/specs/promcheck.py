@@ -211,9 +211,8 @@ def _surely_small(expr: str, scale: int) -> bool:
     brackets = expr.count("(") + expr.count("[") + expr.count("{")
     if brackets > MAX_NESTING + 8 * (scale - 1):
         return False
-    lower = expr.lower()
-    operators = sum(expr.count(c) for c in "+-*/%^=!<>") + \
-        sum(lower.count(word) for word in ("and", "or", "unless", "atan2"))
+    operators = sum(map(expr.count, "+-*/%^=!<>")) + \
+        sum(map(expr.lower().count, ("and", "or", "unless", "atan2")))
     return operators <= MAX_OPERATORS * scale
 
 
