@@ -52,7 +52,13 @@ def _str_scalar(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def _emit_map(data: dict[Any, Any], first: str, indent: str, out: list[str]) -> None:
+#: the lines of a nested mapping already emitted in this document, by (id, indent): one
+#: SLO's recording rules share one labels mapping
+_Memo = dict[tuple[int, str], list[str]]
+
+
+def _emit_map(data: dict[Any, Any], first: str, indent: str, out: list[str],
+              memo: _Memo) -> None:
     """The items of `data` at `indent`; the first line starts with `first` instead, which
     is how a mapping sits inside a sequence (`- key: value`)."""
     lead = first
@@ -63,23 +69,31 @@ def _emit_map(data: dict[Any, Any], first: str, indent: str, out: list[str]) -> 
             out.append(f"{lead}{name}: {_str_scalar(value)}\n")
         elif kind is dict and value:
             out.append(f"{lead}{name}:\n")
-            _emit_map(value, indent + "  ", indent + "  ", out)
+            nested = indent + "  "
+            done = memo.get((id(value), nested))
+            if done is None:
+                start = len(out)
+                _emit_map(value, nested, nested, out, memo)
+                memo[(id(value), nested)] = out[start:]
+            else:
+                out += done
         elif kind is list and value:
             out.append(f"{lead}{name}:\n")
-            _emit_seq(value, indent, indent, out)
+            _emit_seq(value, indent, indent, out, memo)
         else:
             out.append(f"{lead}{name}: {_scalar(value)}\n")
         lead = indent
 
 
-def _emit_seq(data: list[Any], first: str, indent: str, out: list[str]) -> None:
+def _emit_seq(data: list[Any], first: str, indent: str, out: list[str],
+              memo: _Memo) -> None:
     lead = first
     for item in data:
         kind = type(item)
         if kind is dict and item:
-            _emit_map(item, lead + "- ", indent + "  ", out)
+            _emit_map(item, lead + "- ", indent + "  ", out, memo)
         elif kind is list and item:
-            _emit_seq(item, lead + "- ", indent + "  ", out)
+            _emit_seq(item, lead + "- ", indent + "  ", out, memo)
         else:
             out.append(f"{lead}- {_scalar(item)}\n")
         lead = indent
@@ -93,10 +107,12 @@ def to_yaml(data: Any) -> str:
     that PyYAML reads every output back to the same data.
     """
     out: list[str] = []
+    # `data` is neither changed nor freed while it is emitted, so ids are stable keys
+    memo: _Memo = {}
     if type(data) is dict:
-        _emit_map(data, "", "", out)
+        _emit_map(data, "", "", out, memo)
     else:
-        _emit_seq(data, "", "", out)
+        _emit_seq(data, "", "", out, memo)
     return "".join(out)
 
 
