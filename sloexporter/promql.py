@@ -622,23 +622,25 @@ def tier_slots(slos: Iterable[SLO]) -> list[TierSlot]:
     SLOs with other periods have other windows and factors in the same slot, so a
     dashboard column or panel per slot fits every SLO.
     """
-    slots = {slot for slo in slos for slot in _slots(slo.tiers)}
+    slots = {slot for slo in slos for slot in _slots(slo)}
     return sorted(slots, key=lambda s: (s[0] != "page", s))
 
 
 def slo_tiers(slo: SLO) -> list[tuple[TierSlot, Tier]]:
-    return list(_slots(slo.tiers).items())
+    return list(_slots(slo).items())
 
 
-@functools.lru_cache(maxsize=1 << 10)
-def _slots(tiers: tuple[Tier, ...]) -> dict[TierSlot, Tier]:
-    # a few tier layouts serve every SLO; callers only read the result
-    counts: dict[str, int] = {}
-    out = {}
-    for tier in tiers:
-        counts[tier.severity] = counts.get(tier.severity, 0) + 1
-        out[(tier.severity, counts[tier.severity])] = tier
-    return out
+def _slots(slo: SLO) -> dict[TierSlot, Tier]:
+    """The SLO's tiers by slot, built once per SLO (cached like `SLO.tiers`; a dashboard
+    looks each SLO up once per slot); callers only read it."""
+    cached = slo.__dict__.get("_tier_slots")
+    if cached is None:
+        counts: dict[str, int] = {}
+        cached = slo.__dict__["_tier_slots"] = {}
+        for tier in slo.tiers:
+            counts[tier.severity] = counts.get(tier.severity, 0) + 1
+            cached[(tier.severity, counts[tier.severity])] = tier
+    return cached
 
 
 def _per_tier(slos: list[SLO], slot: TierSlot, key: Callable[[Tier], object],
@@ -647,7 +649,7 @@ def _per_tier(slos: list[SLO], slot: TierSlot, key: Callable[[Tier], object],
     joined with `or`: each SLO gets the value for its own tier."""
     groups: dict[object, list[SLO]] = {}
     for slo in slos:
-        tier = _slots(slo.tiers).get(slot)
+        tier = _slots(slo).get(slot)
         if tier is not None:
             groups.setdefault(key(tier), []).append(slo)
     terms = [term(k, m) for k, members in sorted(groups.items(), key=lambda kv: str(kv[0]))
