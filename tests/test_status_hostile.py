@@ -152,11 +152,15 @@ async def test_refresh_loop_survives_a_bad_answer_and_recovers(stand_in):
     assert item["error_budget_remaining"] == pytest.approx(0.5)
 
 
-async def test_duplicate_series_are_counted_once(stand_in):
-    """A fan-out layer answering one series twice must not double the events."""
+@pytest.mark.parametrize("twin", [{}, {"prometheus_replica": "prometheus-k8s-1"},
+                                  {"replica": "b"}])
+async def test_duplicate_series_are_counted_once(stand_in, twin):
+    """A fan-out layer answering one series twice (or once per HA replica) must not
+    double the events."""
     fake, make = stand_in
-    fake.bodies = {promql.ERRORS_RATE5M: vector((KEY, "2"), (KEY, "2")),
-                   promql.TOTAL_RATE5M: vector((KEY, "100"), (dict(KEY), "100"))}
+    first = {**KEY, **dict.fromkeys(twin, "a")}
+    fake.bodies = {promql.ERRORS_RATE5M: vector((first, "2"), ({**KEY, **twin}, "2")),
+                   promql.TOTAL_RATE5M: vector((first, "100"), ({**KEY, **twin}, "100"))}
     client, svc = await make()
     await svc.refresh()
     assert svc.error is None, svc.error

@@ -49,6 +49,10 @@ def _float(text: Any) -> float:
         return math.nan
 
 
+#: labels that tell HA replicas of one series apart (Prometheus Operator, Thanos, Mimir)
+REPLICA_LABELS = frozenset({"prometheus_replica", "replica", "__replica__", "rule_replica",
+                            "thanos_ruler_replica"})
+
 #: a larger answer is refused, not buffered: 1,000 SLOs answer a few MB per query
 MAX_BODY = 64 * 1024 * 1024
 
@@ -73,8 +77,8 @@ def _results(data: Any, kind: str) -> list[dict[str, Any]]:
     """The `result` list of a `resultType: kind` answer, without malformed items.
 
     Prometheus never answers two series with the same labels, but a fan-out query layer
-    (Thanos without deduplication, a proxy in front of replicas) can: the first one is
-    kept, so a rate is never counted twice.
+    (Thanos without deduplication, a proxy in front of HA replicas) can, or answers each
+    once per replica label: the first one is kept, so a rate is never counted twice.
     """
     if not isinstance(data, dict) or data.get("resultType") != kind:
         got = data.get("resultType") if isinstance(data, dict) else type(data).__name__
@@ -89,7 +93,7 @@ def _results(data: Any, kind: str) -> list[dict[str, Any]]:
         labels = _labels(item.get("metric", {}) if isinstance(item, dict) else None)
         if labels is None:
             continue
-        ident = tuple(sorted(labels.items()))
+        ident = tuple(sorted((k, v) for k, v in labels.items() if k not in REPLICA_LABELS))
         if ident in seen:
             continue
         seen.add(ident)
