@@ -203,6 +203,19 @@ async def test_detail_has_graphs_and_calendar_history(history, pinned):
     await get_json(pinned, "/api/v1/slos/checkout/nothing", 404)
 
 
+@pytest.mark.parametrize("key", [("shop", "pyrra-errors"), ("api", "requests-availability")])
+async def test_detail_graphs_of_foreign_slos_end_at_the_listed_numbers(pinned, key):
+    """Pyrra's and Sloth's SLOs get the same detail as native ones: the graphs' last point
+    is the list's SLI and budget, read through each tool's own series."""
+    item = await get_json(pinned, f"/api/v1/slos/{key[0]}/{key[1]}")
+    graphs = item["graphs"]
+    for name in ("error_budget_remaining", "sli", "error_rate"):
+        assert len(graphs[name]) >= 10, (key, name)
+    assert graphs["sli"][-1][1] == approx(item["sli"])
+    assert graphs["error_budget_remaining"][-1][1] == approx(item["error_budget_remaining"])
+    assert all(0 <= v <= 1 for _, v in graphs["error_rate"])
+
+
 async def test_gate(pinned):
     blocked = await get_json(pinned, "/api/v1/gate?service=search", 423)
     assert blocked["allowed"] is False and "search/availability" in blocked["reason"]
