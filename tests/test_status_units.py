@@ -114,6 +114,13 @@ def test_a_schedule_that_fires_twice_for_one_period_names_the_same_period():
     {"prometheus": {"basic_auth_username_file": "/u"}},
     {"refresh_interval": 0},
     {"refresh_interval": 300, "stale_after": 200},
+    *({"delivery": [{"schedule": "0 9 1 * *", "email": {
+        "host": "smtp.example", "from": sender, "to": to}}]}
+      for sender, to in (("slo@example.com", ["sre@example.com\nBcc: x@evil.example"]),
+                         ("slo@example.com\r\nBcc: x@evil.example", ["sre@example.com"]),
+                         ("slo@example.com", ["not-an-address"]),
+                         ("slo@example.com", ["a@example.com, b@example.com"]),
+                         ("slo@example.com", []))),
     {"refresh_interval": 60, "stale_after": 60},
 ])
 def test_bad_status_config_is_refused(status):

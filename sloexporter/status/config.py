@@ -128,6 +128,17 @@ class SMTP(Strict):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
+    @field_validator("sender", "to")
+    @classmethod
+    def _addresses(cls, v: str | list[str]) -> str | list[str]:
+        """One plain address each: a line break would let a value add mail headers."""
+        for address in [v] if isinstance(v, str) else v:
+            local, at, domain = address.rpartition("@")
+            if not (at and local and domain) or any(c.isspace() or ord(c) < 32 or c in ",;<>"
+                                                    for c in address):
+                raise ValueError(f"{address!r} is not an email address like sre@example.com")
+        return v
+
 
 class Slack(Strict):
     #: the webhook URL is a secret: give it in a file
