@@ -403,6 +403,7 @@ def _shape_of(slo: SLO) -> SLO | None:
 
 
 _CLEAN_SHAPES: set[SLO] = set()
+_MAX_SHAPES = 1 << 12
 
 
 def _generated_problems(slo: SLO) -> list[str]:
@@ -415,6 +416,8 @@ def _generated_problems(slo: SLO) -> list[str]:
     except TypeError:  # a field that cannot be hashed: no memo
         shaped = None
     if shaped is not None and not check_generated(shaped):
+        if len(_CLEAN_SHAPES) >= _MAX_SHAPES:  # bounded in a long-lived controller
+            _CLEAN_SHAPES.clear()
         _CLEAN_SHAPES.add(shaped)
         return []
     return check_generated(slo)
