@@ -116,3 +116,37 @@ def test_queries_agree_with_both_promtools(tools, tmp_path):
     refused_wrongly = [q for i, q in enumerate(QUERIES)
                        if promcheck.check(q) is not None and i not in refused]
     assert set(refused_wrongly) == STRICTER
+
+
+#: label values of every class `promql.shape` tells apart, where a check could see them
+SHAPED = [
+    'up{job="0abc"}', 'up{job=~"a.b"}', 'up{job=~"a-b"}', 'up{job=""}', 'up{job!="x"}',
+    'up{job!~"x"}', 'up{job=~"x", a=""}', '{__name__="up"}', '{__name__="a.b"}',
+    '{__name__=~"a-b"}', 'count_values("a", up)', 'count_values("0a", up)',
+    'count_values("a.b", up)', 'label_replace(up, "dst", "$1", "src", "(.*)")',
+    'label_replace(up, "0dst", "x", "src", "a")', 'label_join(up, "d", "-", "a", "b")',
+    'sum by ("job") (up)', 'sum by ("a.b") (up)', "up{job='x'} or on () up{a=\"b\"}",
+    'histogram_quantile(0.9, sum by (le) (rate(x_bucket{le="0.5"}[5m])))',
+    'sum(rate(http_requests_total{job="svc0",route="r0",code=~"5.."}[5m]))',
+]
+
+
+def test_a_query_and_its_shape_get_one_verdict(tools, tmp_path):
+    """`validate` memoises its PromQL checks by `promql.shape` (a string's text replaced
+    by a representative of its class): both promtools must refuse a query exactly when
+    they refuse its shape, on the hard corpus and on label values of every class."""
+    from sloexporter.promql import shape
+
+    pairs = [(q, s) for q in QUERIES + SHAPED if (s := shape(q)) is not None and s != q]
+    groups = [{"name": f"g{i}", "rules": [{"record": "r", "expr": text}]}
+              for i, text in enumerate(text for pair in pairs for text in pair)]
+    refused = set().union(*(refused_groups(t, tmp_path / "s.yaml", groups) for t in tools))
+    differ = [pair for i, pair in enumerate(pairs)
+              if (2 * i in refused) != (2 * i + 1 in refused)]
+    assert not differ
+    assert len(pairs) > 20
+    assert any(2 * i in refused for i in range(len(pairs)))  # both kinds are in there
+    checked = [q for q, s in pairs
+               if (promcheck.check_query(q) is None) != (promcheck.check(s) is None)
+               and promcheck.value_type(promcheck.parse(q)[0]) == "vector"]
+    assert not checked
