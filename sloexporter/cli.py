@@ -36,6 +36,10 @@ def _batch() -> Iterator[None]:
     try:
         yield
     finally:
+        # what the run allocated goes to the oldest generation in O(1) (freeze, then
+        # unfreeze): re-enabled, the collector would otherwise walk it all at once
+        gc.freeze()
+        gc.unfreeze()
         if was_enabled:
             gc.enable()
 
