@@ -324,6 +324,8 @@ class SLO:
     tests: bool = True
     #: opt-in low-traffic guard for every tier: see `Tier.min_events`
     min_events: int | None = None
+    #: `group_by`: one SLO per combination of these labels' values, at evaluation time
+    group_by: tuple[str, ...] = ()
 
     @property
     def budget(self) -> Decimal:

@@ -262,9 +262,36 @@ def query_grouping(query: str) -> tuple[str, ...]:
 
 
 def grouping(slo: SLO) -> tuple[str, ...]:
-    """The labels that split the SLO into one series per group (Pyrra's `grouping`)."""
+    """The labels that split the SLO into one series per group: its `group_by`, else
+    the labels its total query aggregates by (Pyrra's `grouping`, Sloth's `sum by`)."""
+    if slo.group_by:
+        return slo.group_by
     sli = slo.sli
     return query_grouping(sli.total) if sli.total is not None else ()
+
+
+def query_keeps(query: str, labels: tuple[str, ...]) -> str | None:
+    """Why `query` cannot be aggregated to `labels` (it aggregates some away, or is a
+    number), or None. A query whose labels the AST does not fix (`rate(x[5m])`) keeps
+    each input series' labels, so it can."""
+    kept = query_labels(query)
+    if kept is None:
+        return None
+    if kept == _SCALAR:
+        return "it is a number, with no labels to group by"
+    lost = [label for label in labels if label not in kept]
+    if lost:
+        by = ", ".join(dict.fromkeys((*kept, *labels)))
+        has = f"only {', '.join(kept)}" if kept else "no labels"
+        return (f"it aggregates {', '.join(map(repr, lost))} away (its result has {has}); "
+                f"aggregate it `by ({by})`")
+    return None
+
+
+def query_has_exactly(query: str, labels: tuple[str, ...]) -> bool:
+    """Whether every series of `query` has exactly `labels`, as the AST proves."""
+    kept = query_labels(query)
+    return kept is not None and kept != _SCALAR and set(kept) == set(labels)
 
 
 def clear_caches() -> None:
@@ -296,7 +323,7 @@ def _text_labels(text: str) -> tuple[str, ...] | None:
 
 def aggregate_to(query: str, group: tuple[str, ...]) -> str:
     """`query` summed to `group`, or as is when it already has exactly those labels."""
-    if query_labels(query) == group:
+    if query_labels(query) == group or group and query_has_exactly(query, group):
         return query
     return f"sum by ({', '.join(group)}) ({query})" if group else f"sum({query})"
 
@@ -443,6 +470,19 @@ def period_error_ratio(slo: SLO) -> str:
     errors, total = slo_selector(ERRORS_RATE5M, slo), slo_selector(TOTAL_RATE5M, slo)
     return (f"sum_over_time({errors}[{period}]) / (sum_over_time({total}[{period}]) > 0) "
             f"or {total} * 0")
+
+
+def per_group(slo: SLO, value: str) -> str:
+    """`value` once per group of a grouped SLO: carried on the group's period error ratio,
+    which exists for every group seen in the period, so a metadata series (objective,
+    budget, info) has the group labels and joins one-to-one with the recorded series."""
+    return f"{slo_selector(PERIOD_ERROR, slo)} * 0 + {value}"
+
+
+def group_matchers(slo: SLO) -> str:
+    """`,cluster=%q,route=%q`: the group labels of an alert's series, for a Go template
+    `printf` with `$labels.cluster $labels.route` (`%q` quotes a value as PromQL does)."""
+    return "".join(f",{label}=%q" for label in slo.group_by)
 
 
 def budget_exhaustion_seconds(slo: SLO) -> str:

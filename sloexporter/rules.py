@@ -44,10 +44,15 @@ def alert_rule(slo: SLO, tier: Tier) -> Rule:
     factor = decimal_str(tier.factor)
     budget_query = promql.slo_selector(promql.BUDGET_REMAINING, slo).replace('"', '\\"')
     # rendered by Prometheus at evaluation: Alertmanager messages only see annotations
-    budget_remaining = (f"{{{{ with query \"{budget_query}\" }}}}"
+    query = f"query \"{budget_query}\""
+    if slo.group_by:  # this group's budget, not the first group's
+        grouped = budget_query[:-1] + promql.group_matchers(slo) + "}"
+        values = " ".join(f"$labels.{label}" for label in slo.group_by)
+        query = f"printf \"{grouped}\" {values} | query"
+    budget_remaining = (f"{{{{ with {query} }}}}"
                         "{{ . | first | value | humanizePercentage }}{{ else }}unknown{{ end }}")
     annotations = {
-        "summary": (f"{slo.service}/{slo.name}: error budget burning "
+        "summary": (f"{slo.service}/{slo.name}{_group_text(slo)}: error budget burning "
                     f"{{{{ $value | printf \"%.1f\" }}}}x too fast over {tier.long}"),
         "description": (
             f"The {decimal_str(slo.objective)}% {slo.name} SLO of {slo.service} is burning "
@@ -61,6 +66,13 @@ def alert_rule(slo: SLO, tier: Tier) -> Rule:
     }
     return _alert(slo, alerting.name, promql.tier_condition(slo, tier), settings.for_,
                   labels, annotations, settings)
+
+
+def _group_text(slo: SLO) -> str:
+    """` (cluster={{ $labels.cluster }})`: which group of a grouped SLO an alert is for."""
+    if not slo.group_by:
+        return ""
+    return " (" + ", ".join(f"{label}={{{{ $labels.{label} }}}}" for label in slo.group_by) + ")"
 
 
 def _labels(slo: SLO, severity: str, settings: AlertSettings,
@@ -105,7 +117,7 @@ def signal_missing_alert(slo: SLO) -> Rule:
     settings = AlertSettings()
     selector = promql.slo_selector(promql.SIGNAL_MISSING, slo)
     annotations = {
-        "summary": f"{slo.service}/{slo.name}: the SLI cannot be measured",
+        "summary": f"{slo.service}/{slo.name}{_group_text(slo)}: the SLI cannot be measured",
         "description": (
             f"{slo.service}/{slo.name} has traffic but its "
             f"{'good' if slo.sli.good is not None else 'error'} events have no series "
@@ -126,7 +138,8 @@ def signal_missing_alert(slo: SLO) -> Rule:
 def budget_exhausted_alert(slo: SLO, settings: AlertSettings) -> Rule:
     remaining = promql.slo_selector(promql.BUDGET_REMAINING, slo)
     annotations = {
-        "summary": f"{slo.service}/{slo.name}: the {slo.period_str} error budget is spent",
+        "summary": (f"{slo.service}/{slo.name}{_group_text(slo)}: the {slo.period_str} error "
+                    "budget is spent"),
         "description": (
             f"The {decimal_str(slo.objective)}% {slo.name} SLO of {slo.service} has spent "
             f"its error budget over the last {slo.period_str}: "
@@ -141,6 +154,8 @@ def meta_rules(slo: SLO) -> list[Rule]:
     budget = decimal_str(slo.budget)
     info = dict(ident, objective=decimal_str(slo.objective), period=slo.period_str,
                 sli_kind=slo.sli.kind)
+    if slo.group_by:
+        return _grouped_meta_rules(slo, ident, info) + _exhaustion_rules(slo, ident)
     rules = [
         _record(promql.OBJECTIVE, f"vector({decimal_str(slo.objective / 100)})", ident),
         _record(promql.ERROR_BUDGET, f"vector({budget})", ident),
@@ -151,12 +166,32 @@ def meta_rules(slo: SLO) -> list[Rule]:
                 f"1 - {promql.slo_selector(promql.PERIOD_BURN, slo)}", ident),
         _record(promql.INFO, "vector(1)", info),
     ]
+    return rules + _exhaustion_rules(slo, ident)
+
+
+def _grouped_meta_rules(slo: SLO, ident: dict[str, str], info: dict[str, str]) -> list[Rule]:
+    """The metadata of a grouped SLO, one series per group: the period error ratio
+    first, then each constant carried on it (rules of a group run in order)."""
+    budget = decimal_str(slo.budget)
+    return [
+        _record(promql.PERIOD_ERROR, promql.period_error_ratio(slo), ident),
+        _record(promql.OBJECTIVE, promql.per_group(slo, decimal_str(slo.objective / 100)),
+                ident),
+        _record(promql.ERROR_BUDGET, promql.per_group(slo, budget), ident),
+        _record(promql.PERIOD_BURN,
+                f"{promql.slo_selector(promql.PERIOD_ERROR, slo)} / {budget}", ident),
+        _record(promql.BUDGET_REMAINING,
+                f"1 - {promql.slo_selector(promql.PERIOD_BURN, slo)}", ident),
+        _record(promql.INFO, promql.per_group(slo, "1"), info),
+    ]
+
+
+def _exhaustion_rules(slo: SLO, ident: dict[str, str]) -> list[Rule]:
     exhausted = slo.alerting.budget_exhausted
-    if exhausted is not None:
-        rules.append(_record(promql.BUDGET_EXHAUSTION, promql.budget_exhaustion_seconds(slo),
-                             ident))
-        rules.append(budget_exhausted_alert(slo, exhausted))
-    return rules
+    if exhausted is None:
+        return []
+    return [_record(promql.BUDGET_EXHAUSTION, promql.budget_exhaustion_seconds(slo), ident),
+            budget_exhausted_alert(slo, exhausted)]
 
 
 def group_name(slo: SLO, part: str) -> str:

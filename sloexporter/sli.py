@@ -22,6 +22,7 @@ from sloexporter.promql import (
     CONDITION_GOOD,
     STATE_BAD,
     STATE_TOTAL,
+    aggregate,
     le_matcher,
     merge_selector,
     quote,
@@ -73,8 +74,9 @@ def probe_traffic(sel: str) -> Traffic:
                    f"5..|{names.PROBE_ERROR_CODE}", names.PROBE_DURATION)
 
 
-def rate_sum(metric: str, sel: str, extra: str = "") -> str:
-    return f"sum(rate({metric}{merge_selector(sel, extra)}[{W}]))"
+def rate_sum(metric: str, sel: str, extra: str = "", by: str = "") -> str:
+    """`sum(rate(metric{sel}[window]))`, or `sum by (...)` for a grouped SLO."""
+    return aggregate("sum", by, f"rate({metric}{merge_selector(sel, extra)}[{W}])")
 
 
 def _counter_synth(metric: str, sel: str, label: str, good: str,
@@ -84,26 +86,26 @@ def _counter_synth(metric: str, sel: str, label: str, good: str,
 
 
 def _status_sli(kind: str, metric: str, sel: str, label: str, errors_regex: str,
-                bad_value: str) -> SLI:
-    return SLI(kind, errors=rate_sum(metric, sel, f"{label}=~{errors_regex}"),
-               total=rate_sum(metric, sel),
+                bad_value: str, by: str = "") -> SLI:
+    return SLI(kind, errors=rate_sum(metric, sel, f"{label}=~{errors_regex}", by),
+               total=rate_sum(metric, sel, by=by),
                synth=_counter_synth(metric, sel, label, "200", bad_value))
 
 
 def _latency_sli(kind: str, base: str, sel: str, threshold: Decimal,
-                 native: bool = False) -> SLI:
+                 native: bool = False, by: str = "") -> SLI:
     """Requests at or below `threshold` are good.
 
     A classic histogram reads its `le` bucket (any spelling of the number) and `_count`;
     a native histogram (`native: true`) reads `histogram_fraction` of the one series.
     """
     if native:
-        rates = f"sum(rate({base}{merge_selector(sel, '')}[{W}]))"
+        rates = rate_sum(base, sel, by=by)
         total = f"histogram_count({rates})"
         good = f"histogram_fraction(0, {format(threshold.normalize(), 'f')}, {rates}) * {total}"
         return SLI(kind, errors=f"{total} - {good}", total=total, good=good, synth=())
-    good = rate_sum(f"{base}_bucket", sel, le_matcher(threshold))
-    total = rate_sum(f"{base}_count", sel)
+    good = rate_sum(f"{base}_bucket", sel, le_matcher(threshold), by)
+    total = rate_sum(f"{base}_count", sel, by=by)
     le = format(threshold.normalize(), "f")
     return SLI(kind, errors=f"{total} - {good}", total=total, good=good,
                synth=(SynthSeries(f"{base}_bucket", "good", sel, (("le", le),)),
@@ -111,32 +113,36 @@ def _latency_sli(kind: str, base: str, sel: str, threshold: Decimal,
 
 
 def _state_sli(kind: str, bad: str, total: str, ident: tuple[tuple[str, str], ...],
-               synth: tuple[SynthSeries, ...] | None) -> SLI:
+               synth: tuple[SynthSeries, ...] | None, by: str = "") -> SLI:
     """A time-share SLI: the share of (object x time) that is bad.
 
     The per-instant bad count and object count are recorded, and each window sums them,
     so `share of time` needs no subquery.
     """
-    errors = f"sum(sum_over_time({selector(STATE_BAD, ident)}[{W}]))"
-    totals = f"sum(sum_over_time({selector(STATE_TOTAL, ident)}[{W}]))"
+    errors = aggregate("sum", by, f"sum_over_time({selector(STATE_BAD, ident)}[{W}])")
+    totals = aggregate("sum", by, f"sum_over_time({selector(STATE_TOTAL, ident)}[{W}])")
     return SLI(kind, errors=errors, total=totals, records=((STATE_BAD, bad), (STATE_TOTAL, total)),
                synth=synth)
 
 
-def _traffic_sli(kind: str, traffic: Traffic, signal: str, threshold: Decimal | None) -> SLI:
+def _traffic_sli(kind: str, traffic: Traffic, signal: str, threshold: Decimal | None,
+                 by: str = "") -> SLI:
     if signal == "latency":
         assert threshold is not None and traffic.duration is not None
-        return _latency_sli(kind, traffic.duration, traffic.selector, threshold)
+        return _latency_sli(kind, traffic.duration, traffic.selector, threshold, by=by)
     bad = names.PROBE_ERROR_CODE if traffic.convention == "probe" else "500"
     return _status_sli(kind, traffic.requests, traffic.selector, traffic.status_label,
-                       quote(traffic.errors_regex), bad)
+                       quote(traffic.errors_regex), bad, by)
 
 
 def compile_sli(spec: SLISpec, service: str, slo: str,
-                labels: tuple[tuple[str, str], ...] = ()) -> SLI:
+                labels: tuple[tuple[str, str], ...] = (), group: tuple[str, ...] = ()) -> SLI:
     """Turn the one SLI kind set in `spec` into queries; `labels` are the SLO's own
-    labels (beyond service and slo) that its recorded series carry."""
+    labels (beyond service and slo) that its recorded series carry, and `group` its
+    group_by labels, which the presets' queries aggregate by. The queries a user wrote
+    are checked to keep them (`specs.build`) and aggregated by the rules."""
     ident = (("service", service), ("slo", slo))
+    by = ", ".join(group)
     kind = spec.kind
     body = getattr(spec, kind)
     if isinstance(body, EventsSLI):
@@ -148,39 +154,41 @@ def compile_sli(spec: SLISpec, service: str, slo: str,
         return SLI(kind, ratio=body.query)
     if isinstance(body, LatencySLI):
         return _latency_sli(kind, body.metric, body.selector, body.threshold,
-                            body.native)
+                            body.native, by)
     if isinstance(body, HTTPSLI | ProbeSLI):
         traffic = http_traffic(body) if isinstance(body, HTTPSLI) else probe_traffic(body.selector)
-        return replace(_traffic_sli(kind, traffic, body.signal, body.threshold), traffic=traffic)
+        return replace(_traffic_sli(kind, traffic, body.signal, body.threshold, by),
+                       traffic=traffic)
     if isinstance(body, ArgoCDSLI):
-        return _argocd(body, ident)
+        return _argocd(body, ident, by)
     if isinstance(body, BackupSLI):
-        return _backup(body, ident)
+        return _backup(body, ident, by)
     if isinstance(body, CertificateSLI):
-        return _certificate(body, ident)
+        return _certificate(body, ident, by)
     if isinstance(body, ThresholdSLI):
-        return threshold_sli(body, ident, labels)
+        return threshold_sli(body, ident, labels, by)
     raise AssertionError(f"unhandled SLI kind {kind}")
 
 
-def _argocd(body: ArgoCDSLI, ident: tuple[tuple[str, str], ...]) -> SLI:
+def _argocd(body: ArgoCDSLI, ident: tuple[tuple[str, str], ...], by: str = "") -> SLI:
     sel = body.selector
     if body.signal == "sync_success":
         failed = quote("|".join(names.ARGOCD_SYNC_FAILED_PHASES))
         return SLI("argocd", errors=rate_sum(names.ARGOCD_APP_SYNC_OPERATIONS, sel,
-                                             f"phase=~{failed}"),
-                   total=rate_sum(names.ARGOCD_APP_SYNC_OPERATIONS, sel),
+                                             f"phase=~{failed}", by),
+                   total=rate_sum(names.ARGOCD_APP_SYNC_OPERATIONS, sel, by=by),
                    synth=_counter_synth(names.ARGOCD_APP_SYNC_OPERATIONS, sel, "phase",
                                         "Succeeded", "Failed"))
     ready = f"{names.ARGOCD_APP_SYNCED}{sel} * {names.ARGOCD_APP_HEALTHY}{sel}"
     app = (("namespace", "argocd"), ("name", "demo"), ("project", "default"))
-    return _state_sli("argocd", f"sum(1 - ({ready}))", f"count({ready})", ident, (
+    return _state_sli("argocd", aggregate("sum", by, f"1 - ({ready})"),
+                      aggregate("count", by, ready), ident, (
         SynthSeries(names.ARGOCD_APP_SYNCED, "gauge", sel, app, a=Decimal(1), c=Decimal(-1)),
         SynthSeries(names.ARGOCD_APP_HEALTHY, "gauge", sel, app, a=Decimal(1)),
-    ))
+    ), by)
 
 
-def _backup(body: BackupSLI, ident: tuple[tuple[str, str], ...]) -> SLI:
+def _backup(body: BackupSLI, ident: tuple[tuple[str, str], ...], by: str = "") -> SLI:
     sel, grace = body.selector, parse_duration(body.grace)
     last = f"{names.BACKUP_LAST_SUCCESS}{sel}"
     expected = f"{names.BACKUP_EXPECTED_INTERVAL}{sel}"
@@ -189,27 +197,28 @@ def _backup(body: BackupSLI, ident: tuple[tuple[str, str], ...]) -> SLI:
     late = f"clamp((time() - {last}) - ({expected} + {grace}), 0, 1)"
     obj = (("kind", "cronjob"), ("namespace", "db"), ("name", "backup"))
     interval = Decimal(86400)
-    return _state_sli("backup", f"sum({late} or ({expected} * 0 + 1))", f"count({expected})",
-                      ident, (
+    return _state_sli("backup", aggregate("sum", by, f"{late} or ({expected} * 0 + 1)"),
+                      aggregate("count", by, expected), ident, (
                           SynthSeries(names.BACKUP_LAST_SUCCESS, "gauge", sel, obj,
                                       a=-(interval + grace), b=Decimal(1), c=Decimal(-1)),
                           SynthSeries(names.BACKUP_EXPECTED_INTERVAL, "gauge", sel, obj,
                                       a=interval),
-                      ))
+                      ), by)
 
 
-def _certificate(body: CertificateSLI, ident: tuple[tuple[str, str], ...]) -> SLI:
+def _certificate(body: CertificateSLI, ident: tuple[tuple[str, str], ...], by: str = "") -> SLI:
     sel = body.selector
     need = body.min_days_left * 86400
     not_after = f"{names.CERT_NOT_AFTER}{sel}"
     cert = (("source", "certificate"), ("namespace", "web"), ("name", "site"),
             ("subject_cn", "example.org"), ("issuer_cn", "R11"), ("serial", "01"))
     # "every certificate has more than N days left": bad while the worst one has fewer
-    return _state_sli("certificate", f"max(clamp({need} - ({not_after} - time()), 0, 1))",
-                      f"max({not_after} * 0 + 1)", ident, (
+    return _state_sli("certificate",
+                      aggregate("max", by, f"clamp({need} - ({not_after} - time()), 0, 1)"),
+                      aggregate("max", by, f"{not_after} * 0 + 1"), ident, (
                           SynthSeries(names.CERT_NOT_AFTER, "gauge", sel, cert,
                                       a=Decimal(need), b=Decimal(1), c=Decimal(-1)),
-                      ))
+                      ), by)
 
 
 def _keep_own_labels(expr: str, labels: tuple[tuple[str, str], ...]) -> str:
@@ -221,7 +230,7 @@ def _keep_own_labels(expr: str, labels: tuple[tuple[str, str], ...]) -> str:
 
 
 def threshold_sli(body: ThresholdSLI, ident: tuple[tuple[str, str], ...],
-                  labels: tuple[tuple[str, str], ...] = ()) -> SLI:
+                  labels: tuple[tuple[str, str], ...] = (), by: str = "") -> SLI:
     """The share of (series x evaluations) in which `query op value` fails.
 
     Each evaluation records 1/0 per series of the query (`slo:sli_condition_good:bool`),
@@ -232,11 +241,15 @@ def threshold_sli(body: ThresholdSLI, ident: tuple[tuple[str, str], ...],
     good = f"({body.query}) {body.op} bool {decimal_str(body.value)}"
     holds = selector(CONDITION_GOOD, ident)
     recent = f"last_over_time({holds}[{body.forget_after}])"
-    sli = _state_sli("threshold", f"sum(1 - ({holds} or {recent} * 0)) or vector(1)",
-                     f"count({recent}) or vector(1)", ident, None)
+    # grouped: `or on ()` adds the one bad object only while no group has any series
+    none = " or on () vector(1)" if by else " or vector(1)"
+    sli = _state_sli("threshold", aggregate("sum", by, f"1 - ({holds} or {recent} * 0)") + none,
+                     aggregate("count", by, recent) + none, ident, None, by)
     record = (CONDITION_GOOD, _keep_own_labels(good, (*ident, *labels)))
     # SLI health: 1 while a series seen within forget_after, or every series, is missing
-    missing = f"clamp_max(count({recent} unless {holds}), 1) or count({holds}) * 0 or vector(1)"
+    vanished = aggregate("count", by, f"{recent} unless {holds}")
+    present = aggregate("count", by, recent if by else holds)
+    missing = f"clamp_max({vanished}, 1) or {present} * 0{none}"
     return replace(sli, records=(record, *sli.records),
                    condition=Condition(body.query, body.op, body.value), missing=missing)
 

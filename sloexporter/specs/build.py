@@ -214,6 +214,46 @@ def _check_slo(doc: Document, path: Path, slo: SLOSpec) -> list[SpecError]:
     return errors
 
 
+def _group_of(service_group: list[str] | None, slo: SLOSpec) -> tuple[str, ...]:
+    """An SLO's group_by: its own, else its service's."""
+    return tuple(slo.group_by if slo.group_by is not None else service_group or ())
+
+
+def _check_grouping(doc: Document, prefix: Path, i: int, slo: SLOSpec,
+                    service_group: list[str] | None, service_labels: dict[str, str],
+                    ) -> list[SpecError]:
+    """What keeps a grouped SLO from having one series per group: a group label the spec
+    also sets as a constant label, or an SLI query that does not keep the group labels
+    (a ratio cannot be re-aggregated, so it must have exactly them)."""
+    group = _group_of(service_group, slo)
+    if not group:
+        return []
+    path = prefix + ("slos", i)
+    where = path + ("group_by",) if slo.group_by is not None else prefix + ("group_by",)
+    errors = [doc.error(where, f"group_by label {label!r} is also a constant label of the "
+                               "SLO; every group would get the same value")
+              for label in group if label in {**service_labels, **slo.labels}]
+    kind = slo.sli.kind
+    body = getattr(slo.sli, kind)
+    by = ", ".join(group)
+    if isinstance(body, RatioSLI):
+        if not promql.query_has_exactly(body.query, group):
+            errors.append(doc.error(path + ("sli", kind, "query"), (
+                f"a grouped ratio query must have exactly the group_by labels ({by}) on "
+                "every series: a ratio cannot be summed per group afterwards; write it as "
+                f"sum by ({by}) (...) / sum by ({by}) (...), or use an events SLI")))
+        return errors
+    fields = QUERY_FIELDS.get(type(body), ()) + (("query",) if isinstance(body, ThresholdSLI)
+                                                else ())
+    for name in fields:
+        query = getattr(body, name)
+        problem = None if query is None else promql.query_keeps(query, group)
+        if problem is not None:
+            errors.append(doc.error(path + ("sli", kind, name),
+                                    f"cannot group by {by}: {problem}"))
+    return errors
+
+
 def _check_tiers_can_fire(doc: Document, path: Path, slo: SLOSpec) -> list[SpecError]:
     """A tier whose threshold needs more than 100% errors would stay silent through a
     total outage: refuse it, naming the lowest objective at which it could fire."""
@@ -293,9 +333,25 @@ def semantic_errors(doc: Document, spec: ServiceLevels | None, raw: object,
                 f"duplicate SLO name {name!r}, first used at slos[{seen[name]}] "
                 f"(line {doc.line_of(prefix + ('slos', seen[name], 'name'))})")))
         seen.setdefault(name, i)
+    service_group, service_labels = _service_grouping(spec, raw)
     for i, slo in slos:
         errors += _check_slo(doc, prefix + ("slos", i), slo)
+        errors += _check_grouping(doc, prefix, i, slo, service_group, service_labels)
     return errors + partial
+
+
+def _service_grouping(spec: ServiceLevels | None, raw: object,
+                      ) -> tuple[list[str] | None, dict[str, str]]:
+    """The service's group_by and labels, from the spec or, when its schema failed, from
+    the raw document where they are well-formed."""
+    if spec is not None:
+        return spec.group_by, dict(spec.labels)
+    raw = raw if isinstance(raw, dict) else {}
+    group = raw.get("group_by")
+    labels = raw.get("labels")
+    return (group if isinstance(group, list) and all(isinstance(g, str) for g in group)
+            else None,
+            labels if isinstance(labels, dict) else {})
 
 
 def check_native(doc: Document, data: object, prefix: Path = (),
@@ -319,15 +375,18 @@ def build_service(doc: Document, spec: ServiceLevels, prefix: Path = ()) -> Serv
     slos = []
     for i, slo in enumerate(spec.slos):
         labels = {**service_labels, **slo.labels}
+        group = _group_of(spec.group_by, slo)
         slos.append(SLO(
             service=spec.service, name=slo.name, objective=slo.objective,
             period=parse_duration(slo.period),
-            sli=compile_sli(slo.sli, spec.service, slo.name, tuple(sorted(labels.items()))),
+            sli=compile_sli(slo.sli, spec.service, slo.name, tuple(sorted(labels.items())),
+                            group),
             description=slo.description, labels=tuple(sorted(labels.items())),
             alerting=_alerting(slo.alerting),
             origin=f"{doc.file}:{doc.line_of(prefix + ('slos', i))}",
             tests=slo.tests,
             min_events=slo.min_events,
+            group_by=group,
         ))
     apps = tuple(spec.argocd_apps) if spec.argocd_apps is not None else None
     service = Service(spec.service, tuple(slos), tuple(sorted(service_labels.items())),

@@ -35,6 +35,35 @@ def _check_labels(labels: dict[str, str], reserved: set[str] = RESERVED_LABELS) 
     return labels
 
 
+#: labels a group cannot be split by: our own series' and alerts' labels, the histogram
+#: bucket label, and the `window` label the dashboards add
+GROUP_RESERVED = RESERVED_LABELS | {"le", "quantile", "objective", "period", "sli_kind",
+                                    "window", "alertstate"}
+
+
+def _check_group_by(labels: list[str]) -> list[str]:
+    if not labels:
+        raise ValueError("group_by needs at least one label; leave it out for one SLO "
+                         "over every series")
+    seen: set[str] = set()
+    for name in labels:
+        if not LABEL_NAME.match(name) or name.startswith("__"):
+            raise ValueError(f"invalid label name {name!r} in group_by: use letters, digits "
+                             "and '_', not starting with a digit or '__'")
+        if name in GROUP_RESERVED:
+            raise ValueError(f"group_by cannot use {name!r}: sloexporter sets that label "
+                             "on its own series and alerts")
+        if name in seen:
+            raise ValueError(f"label {name!r} is listed twice in group_by")
+        seen.add(name)
+    return labels
+
+
+#: `group_by`: one SLO per combination of these labels' values (Pyrra's `grouping`)
+GroupBy = Annotated[list[str] | None, AfterValidator(
+    lambda v: None if v is None else _check_group_by(v))]
+
+
 def _check_name(value: str, what: str) -> str:
     if not SLO_NAME.match(value):
         raise ValueError(f"{what} must be 1-63 characters of letters, digits, '_', '.' or '-', "
@@ -364,6 +393,8 @@ class SLOSpec(Strict):
     tests: bool = True
     #: opt-in low-traffic guard: a tier fires only when its long window saw this many events
     min_events: MinEvents = None
+    #: one SLO per combination of these labels' values; overrides the service's group_by
+    group_by: GroupBy = None
 
     @field_validator("objective")
     @classmethod
@@ -392,6 +423,8 @@ class ServiceLevels(Strict):
     #: the ArgoCD Applications that deploy the service (default: one named like it); their
     #: syncs are drawn on the SLO detail dashboard. An empty list turns that off.
     argocd_apps: Annotated[list[str] | None, AfterValidator(_check_apps)] = None
+    #: the default group_by of every SLO of the service
+    group_by: GroupBy = None
     slos: list[SLOSpec] = Field(min_length=1)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
