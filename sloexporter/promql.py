@@ -569,9 +569,10 @@ def global_tier_condition(slo: SLO, tier: Tier) -> str:
 
 
 def alerts_selector(slo: SLO, severity: str | None = None,
-                    state: str | None = "firing") -> str:
-    """The SLO's ALERTS series; state None matches pending and firing."""
-    labels = [("service", slo.service), ("slo", slo.name)]
+                    state: str | None = "firing", group: Mapping[str, str] | None = None,
+                    ) -> str:
+    """The SLO's ALERTS series (of one group); state None matches pending and firing."""
+    labels = [("service", slo.service), ("slo", slo.name), *(group or {}).items()]
     if severity:
         labels.append(("severity", severity))
     if state:

@@ -722,24 +722,49 @@ def _values(s: SynthSeries, segments: list[Segment], interval: int) -> str:
     return " ".join(parts)
 
 
-def input_series(slo: SLO, segments: list[Segment], interval: int) -> list[dict[str, str]]:
+def input_series(slo: SLO, segments: list[Segment], interval: int,
+                 group: dict[str, str] | None = None) -> list[dict[str, str]]:
+    """The series of one scenario; `group` stamps a grouped SLO's group labels on each."""
     series = synth(slo)
     for seg in segments:
         problem = _steady_ratio_problem(series, seg.ratio)
         if problem:
             raise SynthesisError(problem)
-    return [{"series": promql.selector(s.metric, sorted(labels.items())),
+    return [{"series": promql.selector(s.metric, sorted({**labels, **(group or {})}.items())),
              "values": _values(s, segments, interval)} for s, labels in _expanded(series)]
+
+
+def group_values(slo: SLO) -> tuple[dict[str, str], dict[str, str]]:
+    """Two groups of a grouped SLO, as label sets its selectors allow: the one a test
+    breaks and one that must stay quiet. Unconstrained labels get `a` and `b`."""
+    matchers = [m for s in synth(slo) if s.selector.strip() not in ("", "{}")
+                for m in _parse_matchers("m" + s.selector)[1]]
+    first: dict[str, str] = {}
+    second: dict[str, str] = {}
+    for label in slo.group_by:
+        on_label = [m for m in matchers if m[0] == label] + [(label, "!=", "")]
+        if len(on_label) == 1:
+            first[label], second[label] = "a", "b"
+            continue
+        a = _pick(on_label)
+        b = None if a is None else _pick([*on_label, (label, "!=", a)])
+        if a is None or b is None:
+            raise SynthesisError(f"the SLI's selectors allow only one value of the group "
+                                 f"label {label!r}, so a second group cannot be fed")
+        first[label], second[label] = a, b
+    return first, second
 
 
 # ---- assertions -----------------------------------------------------------------------
 
-def count_alerts(slo: SLO, over: int | None, severity: str | None = None) -> str:
-    """1 if an alert of `slo` is firing now (over=None), or was active at all in `over`."""
+def count_alerts(slo: SLO, over: int | None, severity: str | None = None,
+                 group: dict[str, str] | None = None) -> str:
+    """1 if an alert of `slo` (of one group) is firing now (over=None), or was active at
+    all in `over`."""
     if over is None:
-        sel = promql.alerts_selector(slo, severity, "firing")
+        sel = promql.alerts_selector(slo, severity, "firing", group)
     else:
-        sel = f"max_over_time({promql.alerts_selector(slo, severity, None)}[{over}s])"
+        sel = f"max_over_time({promql.alerts_selector(slo, severity, None, group)}[{over}s])"
     return f"clamp_max(count({sel}), 1) or vector(0)"
 
 
@@ -784,6 +809,8 @@ def outage_test(slo: SLO) -> dict[str, Any] | None:
     steps_out = within // EVAL_INTERVAL + 5
     segments = [Segment(steps_lead + 1, Decimal(0)), Segment(steps_out, Decimal(1))]
     label = severity_label(slo, severity)
+    if slo.group_by:
+        return _grouped_outage_test(slo, segments, lead, within, label)
     return {
         "name": f"{slo.name}: a total outage fires {label} within {within // 60}m",
         "interval": f"{EVAL_INTERVAL}s",
@@ -793,6 +820,32 @@ def outage_test(slo: SLO) -> dict[str, Any] | None:
             expect(count_alerts(slo, None, label), lead + within, 1),
         ],
     }
+
+
+def _grouped_outage_test(slo: SLO, segments: list[Segment], lead: int, within: int,
+                         label: str) -> dict[str, Any]:
+    """One group's total outage pages that group alone: the other group, healthy
+    throughout, has no alert of any severity, not even pending."""
+    broken, healthy = group_values(slo)
+    steps = sum(seg.steps for seg in segments)
+    end = lead + within
+    return {
+        "name": (f"{slo.name}: a total outage of group {_group_name(broken)} fires {label} "
+                 f"within {within // 60}m; group {_group_name(healthy)} stays quiet"),
+        "interval": f"{EVAL_INTERVAL}s",
+        "input_series": (input_series(slo, segments, EVAL_INTERVAL, broken)
+                         + input_series(slo, [Segment(steps, Decimal(0))], EVAL_INTERVAL,
+                                        healthy)),
+        "promql_expr_test": [
+            expect(count_alerts(slo, lead), lead, 0),
+            expect(count_alerts(slo, None, label, broken), end, 1),
+            expect(count_alerts(slo, end, None, healthy), end, 0),
+        ],
+    }
+
+
+def _group_name(group: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in group.items())
 
 
 def steady_test(slo: SLO, burn: Decimal, duration: int | None = None,
@@ -808,7 +861,8 @@ def steady_test(slo: SLO, burn: Decimal, duration: int | None = None,
     return {
         "name": f"{slo.name}: steady errors at {_num(burn)}x the budget rate",
         "interval": f"{interval}s",
-        "input_series": input_series(slo, [Segment(steps, ratio)], interval),
+        "input_series": input_series(slo, [Segment(steps, ratio)], interval,
+                                     group_values(slo)[0] if slo.group_by else None),
     }, duration
 
 
