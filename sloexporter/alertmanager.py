@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from sloexporter import names, rules
+from sloexporter import names, promql, rules
 from sloexporter.model import SLO, Service, parse_duration
 from sloexporter.render import header, k8s_name, service_source, to_yaml
 from sloexporter.specs.errors import load_model
@@ -363,8 +363,10 @@ def _tree(services: list[Service], settings: Settings) -> Data:
         routes.append({"receiver": target.email, "matchers": [Matcher(label, "=", value)],
                        "routes": _severity_routes(target, page, ticket, timing)})
     routes.extend(_severity_routes(default, page, ticket, timing))
-    # with --external-labels, one cluster's page neither joins nor silences another's
-    per_slo = ["service", "slo", *sorted({n for s in services for n in s.external_labels})]
+    # with --external-labels or a grouped SLO, one cluster's (or group's) page neither
+    # joins nor silences another's
+    external = sorted({n for s in services for n in s.external_labels})
+    per_slo = ["service", "slo", *dict.fromkeys((*external, *promql.group_labels(slos)))]
     return {
         "route": {
             "receiver": default.email,  # a renamed severity no child matches still arrives

@@ -725,9 +725,15 @@ def slos_out_of_budget(filters: str) -> str:
     return count_or_zero(f"{select(BUDGET_REMAINING, filters)} <= 0")
 
 
-def by_slo(expr: str) -> str:
-    """One series per SLO (service, slo), so a table merges its columns into one row."""
-    return f"max by (service, slo) ({expr})"
+def group_labels(slos: Iterable[SLO]) -> tuple[str, ...]:
+    """Every group_by label of these SLOs, for dashboard variables and table rows."""
+    return tuple(sorted({label for slo in slos for label in slo.group_by}))
+
+
+def by_slo(expr: str, groups: Iterable[str] = ()) -> str:
+    """One series per SLO (service, slo) and group, so a table merges its columns into
+    one row per SLO group."""
+    return f"max by ({', '.join(('service', 'slo', *groups))}) ({expr})"
 
 
 def _alerts(slos: list[SLO], state: str, *filters: str) -> str:
@@ -739,8 +745,9 @@ def _alerts(slos: list[SLO], state: str, *filters: str) -> str:
 def alert_state(slos: list[SLO], page_severities: Iterable[str], filters: str) -> str:
     """Per SLO: 2 while a page fires, 1 while only a ticket fires, else 0."""
     page = _alerts(slos, "firing", f"severity=~{regex_of(page_severities)}", filters)
-    return (f"{by_slo(page)} * 2 or {by_slo(_alerts(slos, 'firing', filters))} "
-            f"or {by_slo(select(INFO, filters))} * 0")
+    groups = group_labels(slos)
+    return (f"{by_slo(page, groups)} * 2 or {by_slo(_alerts(slos, 'firing', filters), groups)} "
+            f"or {by_slo(select(INFO, filters), groups)} * 0")
 
 
 def alerts_firing(slos: list[SLO], filters: str) -> str:

@@ -42,27 +42,44 @@ def every_slo(services: list[Service]) -> list[SLO]:
     return [slo for svc in sorted(services, key=lambda s: s.name) for slo in svc.slos]
 
 
+def _group_variables(dash: db.Dashboard, groups: tuple[str, ...]) -> db.Dashboard:
+    """A variable per group_by label of grouped SLOs; "All" also shows ungrouped ones."""
+    for label in groups:
+        dash = dash.with_variable(variable(label, label, promql.INFO,
+                                           promql.template_matchers("service", "slo")))
+    return dash
+
+
+def _detail_link(groups: tuple[str, ...]) -> str:
+    """A row's SLO (and group) opens its detail dashboard."""
+    return DETAIL_LINK.replace("&${__url_time_range}", "".join(
+        f"&var-{label}=${{__data.fields.{label}}}" for label in groups)
+        + "&${__url_time_range}")
+
+
 def slot_title(slot: promql.TierSlot) -> str:
     return f"{slot[0]} tier {slot[1]}"
 
 
 def overview(services: list[Service]) -> db.Dashboard:
     slos = every_slo(services)
-    f = OVERVIEW_FILTERS
+    groups = promql.group_labels(slos)
+    f = ",".join(p for p in (OVERVIEW_FILTERS, promql.template_matchers(*groups)) if p)
     pages = sorted({severity_label(s, "page") for s in slos})
     columns = [
-        (promql.by_slo(promql.select(promql.OBJECTIVE, f)), "Objective"),
-        (promql.by_slo(promql.sli_over_period(f)), "SLI over the period"),
-        (promql.by_slo(promql.select(promql.BUDGET_REMAINING, f)), "Error budget remaining"),
+        (promql.by_slo(promql.select(promql.OBJECTIVE, f), groups), "Objective"),
+        (promql.by_slo(promql.sli_over_period(f), groups), "SLI over the period"),
+        (promql.by_slo(promql.select(promql.BUDGET_REMAINING, f), groups),
+         "Error budget remaining"),
     ]
-    columns += [(promql.by_slo(promql.tier_burn_rate(slos, slot, f)),
+    columns += [(promql.by_slo(promql.tier_burn_rate(slos, slot, f), groups),
                  f"Burn rate, {slot_title(slot)}") for slot in promql.tier_slots(slos)]
     columns.append((promql.alert_state(slos, pages, f), "Alert state"))
     table = (grid("SLOs", columns, height=12, sort="Error budget remaining",
                   description="One row per SLO. Each burn rate is over the long window of "
                               "that SLO's own tier; a tier fires above its factor.")
              .override_by_name("slo", [model.DynamicConfigValue(id_val="links", value=[{
-                 "title": "SLO detail", "url": DETAIL_LINK}])])
+                 "title": "SLO detail", "url": _detail_link(groups)}])])
              .override_by_name("Objective", [unit_override("percentunit")])
              .override_by_name("SLI over the period", [unit_override("percentunit")])
              .override_by_name("Error budget remaining", [unit_override("percentunit")])
@@ -72,12 +89,13 @@ def overview(services: list[Service]) -> db.Dashboard:
                                           value={"type": "color-background"})]))
     budget = promql.select(promql.BUDGET_REMAINING, f)
     firing = promql.slos_alerting(slos, pages, f)
-    return (new_dashboard(OVERVIEW, "now-7d")
+    dash = (new_dashboard(OVERVIEW, "now-7d")
             .with_variable(variable("service", "Service", promql.INFO))
             .with_variable(variable("slo", "SLO", promql.INFO,
                                     promql.template_matchers("service")))
             .with_variable(variable("team", "Team", promql.INFO,
-                                    promql.template_matchers("service")))
+                                    promql.template_matchers("service"))))
+    return (_group_variables(dash, groups)
             .with_panel(single("Number of SLOs",
                                promql.count_or_zero(promql.select(promql.INFO, f))))
             .with_panel(single("SLOs alerting", firing,
@@ -91,13 +109,14 @@ def overview(services: list[Service]) -> db.Dashboard:
 
 def detail(services: list[Service]) -> db.Dashboard:
     slos = every_slo(services)
-    f = DETAIL_FILTERS
+    groups = promql.group_labels(slos)
+    f = ",".join(p for p in (DETAIL_FILTERS, promql.template_matchers(*groups)) if p)
     longest = max((s.period for s in slos), default=30 * 86400)
     dash = (new_dashboard(DETAIL, f"now-{longest // 86400}d")
             .with_variable(variable("service", "Service", promql.INFO, include_all=False))
             .with_variable(variable("slo", "SLO", promql.INFO,
-                                    promql.template_matchers("service"), include_all=False))
-            .annotation(_sync_annotation(services)))
+                                    promql.template_matchers("service"), include_all=False)))
+    dash = _group_variables(dash, groups).annotation(_sync_annotation(services))
     dash = (dash
             .with_panel(single("Objective", promql.select(promql.OBJECTIVE, f), "percentunit"))
             .with_panel(single("SLI over the period",

@@ -13,10 +13,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from sloexporter import promql
 from sloexporter.model import Service
 from sloexporter.specs.build import build_service, check_native
 from sloexporter.specs.errors import Document, Path, SpecError, SpecErrors, format_path
-from sloexporter.specs.native import API_VERSION, KIND
+from sloexporter.specs.native import API_VERSION, KIND, check_group_by
 
 
 class Foreign(BaseModel):
@@ -117,3 +118,18 @@ def label_values(labels: dict[str, Any] | None) -> dict[str, str]:
             value = ",".join(str(v) for v in value)
         out[str(key)] = "true" if value is True else "false" if value is False else str(value)
     return out
+
+
+def query_group_by(main: str, other: str | None, constant: set[str]) -> list[str] | None:
+    """The labels a foreign SLI's queries aggregate by, as a group_by: Sloth v0.16's
+    grouped SLOs (and OpenSLO's) are written as `sum by (...)`. None when the queries do
+    not agree on them or one is a label the SLO sets itself; then the rules stay as the
+    source tool's would be."""
+    group = promql.query_grouping(main)
+    if not group or (other is not None and promql.query_keeps(other, group) is not None):
+        return None
+    try:
+        check_group_by(list(group))
+    except ValueError:
+        return None
+    return None if constant & set(group) else list(group)

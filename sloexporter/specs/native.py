@@ -41,7 +41,7 @@ GROUP_RESERVED = RESERVED_LABELS | {"le", "quantile", "objective", "period", "sl
                                     "window", "alertstate"}
 
 
-def _check_group_by(labels: list[str]) -> list[str]:
+def check_group_by(labels: list[str]) -> list[str]:
     if not labels:
         raise ValueError("group_by needs at least one label; leave it out for one SLO "
                          "over every series")
@@ -61,7 +61,7 @@ def _check_group_by(labels: list[str]) -> list[str]:
 
 #: `group_by`: one SLO per combination of these labels' values (Pyrra's `grouping`)
 GroupBy = Annotated[list[str] | None, AfterValidator(
-    lambda v: None if v is None else _check_group_by(v))]
+    lambda v: None if v is None else check_group_by(v))]
 
 
 def _check_name(value: str, what: str) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 
 from sloexporter.model import SLO, Service
 from sloexporter.specs.errors import Document, Path, SpecError, SpecErrors
-from sloexporter.specs.foreign import NativeBuilder, label_values, percent
+from sloexporter.specs.foreign import NativeBuilder, label_values, percent, query_group_by
 from sloexporter.specs.openslo_alerts import alerting_from_policies, check_policy_refs
 from sloexporter.specs.openslo_objects import (
     Located,
@@ -30,6 +30,7 @@ from sloexporter.specs.openslo_objects import (
     resolve,
 )
 from sloexporter.specs.openslo_queries import (
+    Leaves,
     SliError,
     alpha_sli,
     timeslices,
@@ -148,6 +149,7 @@ def _build_slo(doc: Document, prefix: Path, envelope: Object, spec: Any,
                 out.set(dst + ("labels",), labels, prefix + ("metadata", "labels"))
             for path, value, origin in leaves:
                 out.set(dst + ("sli",) + path, value, origin)
+            _group_by(out, dst, leaves, set(labels or ()))
             if "alerting" in native:
                 out.set(dst + ("alerting",), native["alerting"],
                         native_at + (ANNOTATION_ALERTING,))
@@ -164,6 +166,19 @@ def _build_slo(doc: Document, prefix: Path, envelope: Object, spec: Any,
     if errors:
         raise SpecErrors(errors)
     return out.build(doc, at)
+
+
+def _group_by(out: NativeBuilder, dst: Path, leaves: Leaves, constant: set[str]) -> None:
+    """A ratioMetric whose queries aggregate `by (...)` is a grouped SLO."""
+    queries = {path: (value, origin) for path, value, origin in leaves
+               if isinstance(value, str)}
+    total = queries.get(("events", "total")) or queries.get(("ratio", "query"))
+    if total is None:
+        return
+    other = queries.get(("events", "good")) or queries.get(("events", "errors"))
+    group = query_group_by(total[0], other[0] if other else None, constant)
+    if group:
+        out.set(dst + ("group_by",), group, total[1])
 
 
 def _load_object(doc: Document, prefix: Path, obj: Any,

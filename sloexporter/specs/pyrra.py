@@ -159,6 +159,13 @@ def _histogram(success: str, total: str) -> tuple[str, str, Decimal] | None:
 def _indicator(out: NativeBuilder, doc: Document, ind: Indicator) -> None:
     at: Path = ("spec", "indicator")
     sli: Path = ("slos", 0, "sli")
+    for field in ("ratio", "latency", "latency_native", "bool_gauge"):
+        body = getattr(ind, field)
+        if body is not None and body.grouping:
+            # one SLO per group, as Pyrra does: group_by stamps the group labels on
+            # every series and alert, metadata included
+            source = "latencyNative" if field == "latency_native" else field
+            out.set(("slos", 0, "group_by"), list(body.grouping), at + (source, "grouping"))
     if ind.ratio is not None:
         r = ind.ratio
         out.set(sli + ("events", "errors"), _sum_rate(r.errors.metric, r.grouping),

@@ -14,7 +14,14 @@ from pydantic import Field
 
 from sloexporter.model import Service, format_duration, parse_duration
 from sloexporter.specs.errors import Document, Path, SpecError, SpecErrors
-from sloexporter.specs.foreign import Foreign, Lenient, NativeBuilder, label_values, validate
+from sloexporter.specs.foreign import (
+    Foreign,
+    Lenient,
+    NativeBuilder,
+    label_values,
+    query_group_by,
+    validate,
+)
 from sloexporter.specs.native import Duration, Number, Query
 
 PROM_V1 = "prometheus/v1"
@@ -221,7 +228,7 @@ def load_sloth(doc: Document, all_docs: list[Document]) -> list[Service]:
             out.set(dst + ("description",), slo.description, src + ("description",))
         if slo.labels:
             out.set(dst + ("labels",), label_values(slo.labels), src + ("labels",))
-        _sli(out, dst, src, slo.sli, names)
+        _sli(out, dst, src, slo.sli, names, {*(spec.labels or {}), *(slo.labels or {})})
         _alerting(out, dst, src, slo.alerting, names)
         # Sloth has one period per run (--default-slo-period); with an AlertWindows file
         # for it, its windows replace the workbook ones exactly as Sloth would use them
@@ -245,7 +252,13 @@ def load_sloth(doc: Document, all_docs: list[Document]) -> list[Service]:
     return services
 
 
-def _sli(out: NativeBuilder, dst: Path, src: Path, sli: SLI, names: dict[str, str]) -> None:
+def _sli(out: NativeBuilder, dst: Path, src: Path, sli: SLI, names: dict[str, str],
+         constant: set[str]) -> None:
+    queries = (sli.events.total_query, sli.events.error_query) if sli.events is not None \
+        else (sli.raw.error_ratio_query, None) if sli.raw is not None else None
+    group = query_group_by(*queries, constant) if queries else None
+    if group:
+        out.set(dst + ("group_by",), group, src + ("sli",))
     if sli.events is not None:
         # errors/total keeps Sloth's meaning; our rules add the no-traffic and
         # missing-error-series guards Sloth's plain division lacks
