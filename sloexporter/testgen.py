@@ -597,10 +597,15 @@ def _ratio_query(slo: SLO, window: int) -> str:
     if sli.ratio is not None:
         return promql.substitute_window(sli.ratio, window)
     assert sli.total is not None and sli.errors is not None
-    total = promql.substitute_window(sli.total, window)
+
+    def query(template: str) -> str:  # a grouped SLO's sides, summed to its groups
+        text = promql.substitute_window(template, window)
+        return promql.aggregate_to(text, slo.group_by) if slo.group_by else text
+
+    total = query(sli.total)
     if sli.good is not None:
-        return f"1 - ({promql.substitute_window(sli.good, window)}) / ({total})"
-    return f"({promql.substitute_window(sli.errors, window)}) / ({total}) or ({total}) * 0"
+        return f"1 - ({query(sli.good)}) / ({total})"
+    return f"({query(sli.errors)}) / ({total}) or ({total}) * 0"
 
 
 def _check(slo: SLO, series: tuple[SynthSeries, ...]) -> str | None:

@@ -100,12 +100,20 @@ def slo_case(draw: st.DrawFn, index: int) -> dict[str, Any]:
                                             max_size=2)),
         "selector": sel, "query": query, "signal": draw(st.sampled_from(
             ["availability", "latency"])),
+        # a grouped SLO (native group_by, Pyrra grouping): one per job
+        "group": fmt in ("native", "pyrra") and draw(st.booleans()),
     }
+
+
+#: the query of a grouped case whose own query is valid: one that keeps the group label
+GROUPED_QUERY = "sum by (job) (rate(http_requests_total{{{sel}}}[{w}]))"
 
 
 def query_of(case: dict[str, Any], window: str, errors: bool) -> str:
     sel = case["selector"] + (',code=~"5.."' if errors else "")
-    return case["query"].format(sel=sel, w=window)
+    valid = dict(EVENT_QUERIES)[case["query"]] is False
+    query = GROUPED_QUERY if case.get("group") and valid else case["query"]
+    return query.format(sel=sel, w=window)
 
 
 def render(case: dict[str, Any]) -> str:
@@ -137,6 +145,8 @@ def render(case: dict[str, Any]) -> str:
                 "slos": [{"name": case["name"], "objective": case["objective"], "sli": sli,
                           "alerting": {"labels": case["alert_labels"],
                                        "annotations": case["annotations"]}}]}
+        if case["group"]:
+            spec["group_by"] = ["job"]
     elif fmt == "sloth":
         if kind == "events":
             sli = {"events": {"error_query": query_of(case, "{{.window}}", True),
@@ -163,6 +173,8 @@ def render(case: dict[str, Any]) -> str:
                             + case["selector"] + ',le="0.5"}'},
                 "total": {"metric": "http_request_duration_seconds_count{"
                           + case["selector"] + "}"}}}
+        if case["group"]:
+            next(iter(indicator.values()))["grouping"] = ["job"]
         spec = {"apiVersion": "pyrra.dev/v1alpha1", "kind": "ServiceLevelObjective",
                 "metadata": {"name": case["service"],
                              "labels": {f"pyrra.dev/{k}": v for k, v in case["labels"].items()}},
@@ -208,6 +220,7 @@ def check_batch(tmp: Path, cases: list[dict[str, Any]], tools: dict[str, str]) -
         services, errors = load_paths([str(spec)])
         verdicts[i] = not errors
         SEEN[f"{case['format']}/{case['kind']}"] += 1
+        SEEN["grouped"] += bool(case["group"])
         if services and not errors:
             checked[i] = tmp / f"rules{i}.yaml"
             checked[i].write_text(render_rules(services[0]), encoding="utf-8")
@@ -253,6 +266,7 @@ def test_the_property_covered_every_format_kind_and_both_verdicts():
     and every format and SLI kind."""
     assert sum(v for k, v in SEEN.items() if "/" in k) >= min(300, EXAMPLES * SPECS_PER_EXAMPLE)
     assert SEEN["accepted"] >= 50 and SEEN["refused, promtool asked"] >= 50, SEEN
+    assert SEEN["grouped"] >= 30, SEEN
     kinds = {"native/" + k for k in ("events", "ratio", "latency", "http", "argocd", "backup",
                                      "certificate", "probe")} | {
         "sloth/events", "sloth/ratio", "pyrra/events", "pyrra/latency", "openslo/events"}

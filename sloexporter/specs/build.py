@@ -43,6 +43,7 @@ from sloexporter.specs.native import (
     SLISpec,
     SLOSpec,
     ThresholdSLI,
+    check_group_by,
 )
 
 #: False only inside `unchecked()`
@@ -349,9 +350,12 @@ def _service_grouping(spec: ServiceLevels | None, raw: object,
     raw = raw if isinstance(raw, dict) else {}
     group = raw.get("group_by")
     labels = raw.get("labels")
-    return (group if isinstance(group, list) and all(isinstance(g, str) for g in group)
-            else None,
-            labels if isinstance(labels, dict) else {})
+    try:  # an invalid group_by is reported by the schema, and checked no further
+        group = check_group_by(group) if isinstance(group, list) and all(
+            isinstance(g, str) for g in group) else None
+    except ValueError:
+        group = None
+    return group, labels if isinstance(labels, dict) else {}
 
 
 def check_native(doc: Document, data: object, prefix: Path = (),
