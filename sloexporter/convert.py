@@ -28,7 +28,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sloexporter import __version__
+from sloexporter import __version__, promql
 from sloexporter.model import (
     SLO,
     AlertSettings,
@@ -43,7 +43,12 @@ from sloexporter.specs import spec_files
 from sloexporter.specs.build import build_service, check_native
 from sloexporter.specs.errors import SpecError, SpecErrors, load_documents
 from sloexporter.specs.native import API_VERSION, KIND, ServiceLevels, SLOSpec
-from sloexporter.specs.openslo import ANNOTATION_ALERTING, ANNOTATION_NAME, ANNOTATION_SLI
+from sloexporter.specs.openslo import (
+    ANNOTATION_ALERTING,
+    ANNOTATION_GROUP_BY,
+    ANNOTATION_NAME,
+    ANNOTATION_SLI,
+)
 
 OPENSLO_OP = {"<": "lt", "<=": "lte", ">": "gt", ">=": "gte"}
 
@@ -95,6 +100,8 @@ def slo_object(spec: ServiceLevels, slo: SLOSpec, model: SLO) -> dict[str, Any]:
     name = rfc1123(slo.name)
     if name != slo.name:
         annotations[ANNOTATION_NAME] = slo.name
+    if model.group_by:
+        annotations[ANNOTATION_GROUP_BY] = ",".join(model.group_by)
     metadata: dict[str, Any] = {"name": name, "displayName": slo.name}
     if labels:
         metadata["labels"] = dict(sorted(labels.items()))
@@ -238,6 +245,8 @@ def native_document(service: Service) -> dict[str, Any]:
     for slo in service.slos:
         sli = _sli_of(service, slo)
         body = _slo_body(service, slo, period=slo.period_str)
+        if slo.group_by:
+            body["group_by"] = list(slo.group_by)
         body["sli"] = sli
         a = slo.alerting
         alerting: dict[str, Any] = {"name": a.name}
@@ -291,6 +300,9 @@ def sloth_document(service: Service) -> dict[str, Any]:
             raise Unconvertible(f"{name}: its own alert tiers have no place in a Sloth spec "
                                 "(Sloth's AlertWindows apply to every SLO of a period)")
         body = _slo_body(service, slo)
+        if slo.group_by:  # Sloth groups by what its queries aggregate by
+            sli = {kind: {k: promql.aggregate_to(q, slo.group_by) if k != "query" else q
+                          for k, q in parts.items()} for kind, parts in sli.items()}
         if "ratio" in sli:
             body["sli"] = {"raw": {"error_ratio_query": _sloth_window(sli["ratio"]["query"])}}
         else:

@@ -251,7 +251,7 @@ BAD = [
      "group_by: group_by cannot use 'slo': sloexporter sets that label on its "
      "own series and alerts"),
     ("group_by: [cluster]", "group_by: [cluster, cluster]", 4,
-     "group_by: label 'cluster' is listed twice in group_by"),
+     "group_by: group_by label 'cluster' is listed twice"),
     ("group_by: [cluster]", "group_by: []", 4,
      "group_by: group_by needs at least one label; leave it out for one SLO "
      "over every series"),
@@ -311,3 +311,18 @@ def test_the_documented_grouped_spec_validates_and_groups(tmp_path):
     assert [s.group_by for s in slos] == [("cluster", "route"), ("cluster",)]
     # the preset aggregates by the group label itself
     assert (slos[1].sli.total or "").startswith("sum by (cluster) (rate(")
+
+
+@pytest.mark.parametrize("target", ["native", "sloth", "openslo"])
+def test_convert_keeps_the_grouping(tmp_path, target):
+    """native and OpenSLO carry group_by itself; Sloth carries it as `sum by` queries."""
+    spec = yaml.safe_load(SPEC)
+    spec["slos"] = [s for s in spec["slos"] if "threshold" not in s["sli"]]  # not events
+    (tmp_path / "shop.yaml").write_text(yaml.safe_dump(spec))
+    before = load(tmp_path, "shop.yaml", yaml.safe_dump(spec))
+    res = run_cli("convert", "--to", target, "-o", str(tmp_path / "out"),
+                  str(tmp_path / "shop.yaml"))
+    assert res.returncode == 0, res.stderr
+    services, errors = load_paths([str(tmp_path / "out")])
+    assert not errors, errors
+    assert [s.group_by for s in services[0].slos] == [s.group_by for s in before]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -41,21 +42,31 @@ GROUP_RESERVED = RESERVED_LABELS | {"le", "quantile", "objective", "period", "sl
                                     "window", "alertstate"}
 
 
+def _each_once(values: list[str], what: str, check: Callable[[str], None]) -> None:
+    """`check` each value, and refuse one listed twice."""
+    seen: set[str] = set()
+    for value in values:
+        check(value)
+        if value in seen:
+            raise ValueError(f"{what} {value!r} is listed twice")
+        seen.add(value)
+
+
+def _group_label(name: str) -> None:
+    if not LABEL_NAME.match(name) or name.startswith("__"):
+        raise ValueError(f"invalid label name {name!r} in group_by: use letters, digits "
+                         "and '_', not starting with a digit or '__'")
+    if name in GROUP_RESERVED:
+        raise ValueError(f"group_by cannot use {name!r}: sloexporter sets that label "
+                         "on its own series and alerts")
+
+
 def check_group_by(labels: list[str]) -> list[str]:
+    """A group_by list: label names, none of ours, each once, at least one."""
     if not labels:
         raise ValueError("group_by needs at least one label; leave it out for one SLO "
                          "over every series")
-    seen: set[str] = set()
-    for name in labels:
-        if not LABEL_NAME.match(name) or name.startswith("__"):
-            raise ValueError(f"invalid label name {name!r} in group_by: use letters, digits "
-                             "and '_', not starting with a digit or '__'")
-        if name in GROUP_RESERVED:
-            raise ValueError(f"group_by cannot use {name!r}: sloexporter sets that label "
-                             "on its own series and alerts")
-        if name in seen:
-            raise ValueError(f"label {name!r} is listed twice in group_by")
-        seen.add(name)
+    _each_once(labels, "group_by label", _group_label)
     return labels
 
 
@@ -78,15 +89,14 @@ def _check_alert_labels(labels: dict[str, str]) -> dict[str, str]:
 APP_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 
+def _app_name(app: str) -> None:
+    if not APP_NAME.match(app):
+        raise ValueError(f"ArgoCD application name {app!r} must be a Kubernetes name: "
+                         "lowercase letters, digits, '-' and '.'")
+
+
 def _check_apps(apps: list[str] | None) -> list[str] | None:
-    seen: set[str] = set()
-    for app in apps or ():
-        if not APP_NAME.match(app):
-            raise ValueError(f"ArgoCD application name {app!r} must be a Kubernetes name: "
-                             "lowercase letters, digits, '-' and '.'")
-        if app in seen:
-            raise ValueError(f"ArgoCD application {app!r} is listed twice")
-        seen.add(app)
+    _each_once(list(apps or ()), "ArgoCD application", _app_name)
     return apps
 
 

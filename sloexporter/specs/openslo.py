@@ -52,6 +52,8 @@ UNIT_DAYS = {"d": 1, "w": 7, "M": 30, "Q": 90, "Y": 365,
 ANNOTATION_SLI = "sloexporter.dev/sli"
 ANNOTATION_ALERTING = "sloexporter.dev/alerting"
 ANNOTATION_NAME = "sloexporter.dev/name"
+#: a grouped SLO's group_by labels, comma-separated
+ANNOTATION_GROUP_BY = "sloexporter.dev/group_by"
 
 
 def _period(doc: Document, path: Path, count: int, unit: str) -> str:
@@ -95,6 +97,9 @@ def _native_annotations(doc: Document, prefix: Path, envelope: Object) -> dict[s
                                             f"invalid JSON: {exc}")]) from None
     if ANNOTATION_NAME in annotations:
         found["name"] = str(annotations[ANNOTATION_NAME])
+    if ANNOTATION_GROUP_BY in annotations:
+        found["group_by"] = [label.strip() for label in
+                             str(annotations[ANNOTATION_GROUP_BY]).split(",")]
     return found
 
 
@@ -149,7 +154,11 @@ def _build_slo(doc: Document, prefix: Path, envelope: Object, spec: Any,
                 out.set(dst + ("labels",), labels, prefix + ("metadata", "labels"))
             for path, value, origin in leaves:
                 out.set(dst + ("sli",) + path, value, origin)
-            _group_by(out, dst, leaves, set(labels or ()))
+            if "group_by" in native:
+                out.set(dst + ("group_by",), native["group_by"],
+                        native_at + (ANNOTATION_GROUP_BY,))
+            else:
+                _group_by(out, dst, leaves, set(labels or ()))
             if "alerting" in native:
                 out.set(dst + ("alerting",), native["alerting"],
                         native_at + (ANNOTATION_ALERTING,))
