@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 from sloexporter import promql, testgen
-from sloexporter.model import SLO
+from sloexporter.dashboards import build_all, dashboard_queries, expand
+from sloexporter.model import SLO, Service
 from sloexporter.output import render_rules, to_yaml
 from sloexporter.rules import slo_groups
 from sloexporter.specs import load_paths
@@ -150,8 +151,6 @@ def one_per_group(slo: SLO, at: int, groups: list[dict[str, str]]) -> list[dict[
 
 
 def run(promtool: str, tmp: Path, slos: list[SLO], tests: list[dict[str, Any]]) -> None:
-    from sloexporter.model import Service
-
     rules = tmp / "rules.yaml"
     rules.write_text(render_rules(Service(slos[0].service, tuple(slos))))
     (tmp / "test.yaml").write_text(to_yaml(testgen.promtool_test_file("rules.yaml", tests)))
@@ -160,12 +159,15 @@ def run(promtool: str, tmp: Path, slos: list[SLO], tests: list[dict[str, Any]]) 
     assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-3000:]
 
 
+LEAD, STEPS = 10, 30  # the slowest first page here (99%, 1h at 14.4x) takes 9m
+END = (LEAD + STEPS - 1) * 60
+
+
 def grouped_case(slo: SLO) -> dict[str, Any]:
-    """Group a breaks after an hour, group b stays healthy; at the end a pages alone and
-    every recorded series has one series per group."""
+    """Group a breaks after 10 minutes, group b stays healthy; at the end a pages alone
+    and every recorded series has one series per group."""
     broken, healthy = testgen.group_values(slo)
-    lead, steps = 10, 30  # the slowest first page here (99%, 1h at 14.4x) takes 9m
-    end = (lead + steps - 1) * 60
+    lead, steps, end = LEAD, STEPS, END
     series = (testgen.input_series(slo, [testgen.Segment(lead, Decimal(0)),
                                          testgen.Segment(steps, Decimal(1))], 60, broken)
               + testgen.input_series(slo, [testgen.Segment(lead + steps, Decimal(0))], 60,
@@ -178,11 +180,26 @@ def grouped_case(slo: SLO) -> dict[str, Any]:
                 *one_per_group(slo, end, [broken, healthy])]}
 
 
+def dashboard_case(slos: list[SLO]) -> dict[str, Any]:
+    """Every dashboard query runs on grouped data without a matching error (a
+    many-to-many join fails the test), and the overview table has a row per group."""
+    case = grouped_case(slos[0])
+    data = build_all([Service(slos[0].service, tuple(slos))])
+    values = {"service": slos[0].service, "slo": slos[0].name}
+    checks = [testgen.expect(f"count({q.expr}) * 0 + 1 or vector(1)", END, 1)
+              for name in ("slo-overview", "slo-detail")
+              for q in dashboard_queries(data[name], values)]
+    (table,) = [p for p in data["slo-overview"]["panels"] if p.get("title") == "SLOs"]
+    checks += [testgen.expect(f"count({expand(t['expr'], values)})", END, 2)
+               for t in table["targets"]]
+    return dict(case, name="dashboards", promql_expr_test=checks)
+
+
 @on_both
 def test_each_sli_kind_pages_per_group_with_one_series_per_group(tmp_path, promtool):
     slos = load(tmp_path, "shop.yaml", SPEC)
     assert [s.group_by for s in slos] == [("cluster", "route")] * 2 + [("cluster",)] * 4
-    run(promtool, tmp_path, slos, [grouped_case(slo) for slo in slos])
+    run(promtool, tmp_path, slos, [grouped_case(slo) for slo in slos] + [dashboard_case(slos)])
 
 
 @on_both

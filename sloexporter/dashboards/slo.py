@@ -102,7 +102,8 @@ def overview(services: list[Service]) -> db.Dashboard:
                                thresholds=[(None, "green"), (1, "red")]))
             .with_panel(single("SLOs out of budget", promql.slos_out_of_budget(f),
                                thresholds=[(None, "green"), (1, "red")]))
-            .with_panel(graph("Error budget remaining", [(budget, "{{service}} / {{slo}}")],
+            .with_panel(graph("Error budget remaining", [(budget, "{{service}} / {{slo}}" + "".join(
+                f" {{{{{label}}}}}" for label in groups))],
                               unit="percentunit", width=12, height=4))
             .with_panel(table))
 
