@@ -56,6 +56,14 @@ slos:
     sli:
       latency: {metric: http_request_duration_seconds, selector: '{job="outage"}',
                 threshold: 0.5}
+  - name: routes
+    objective: 99
+    period: 1d
+    group_by: [route]
+    sli:
+      events:
+        errors: sum by (route) (rate(http_requests_total{job="routes",code=~"5.."}[{{window}}]))
+        total: sum by (route) (rate(http_requests_total{job="routes"}[{{window}}]))
   - name: healthy
     objective: 99
     period: 1d
@@ -70,7 +78,8 @@ def _counters() -> dict[str, list[float]]:
     """Series (PromQL selector) -> one value every STEP seconds: 10 requests/s each;
     `outage` fails them all from OUTAGE_FROM, and answers them slower than 0.5 s from
     then (its histogram spells the bucket `0.50`, which the `le` regex must match);
-    `healthy` fails 0.1% (a tenth of its budget rate) throughout."""
+    `healthy` fails 0.1% (a tenth of its budget rate) throughout; `routes` (a grouped
+    SLO) fails route /b like `outage` while route /a stays good."""
     series: dict[str, list[float]] = {}
     ok = bad = hok = hbad = 0.0
     for i in range(MINUTES * 60 // STEP + 1):
@@ -83,7 +92,13 @@ def _counters() -> dict[str, list[float]]:
                              ok),
                             ('http_request_duration_seconds_bucket{job="outage",le="+Inf"}',
                              ok + bad),
-                            ('http_request_duration_seconds_count{job="outage"}', ok + bad)):
+                            ('http_request_duration_seconds_count{job="outage"}', ok + bad),
+                            ('http_requests_total{job="routes",route="/a",code="200"}',
+                             ok + bad),
+                            ('http_requests_total{job="routes",route="/a",code="500"}', 0),
+                            ('http_requests_total{job="routes",route="/b",code="200"}', ok),
+                            ('http_requests_total{job="routes",route="/b",code="500"}',
+                             bad)):
             series.setdefault(name, []).append(round(value, 6))
         failing = t >= OUTAGE_FROM
         ok += 0 if failing else 10 * STEP
@@ -223,8 +238,9 @@ def _promtool_check(rules: Path, series: dict[str, list[float]],
     checks.append({"expr": 'ALERTS{alertstate="firing"}', "eval_time": f"{end}s",
                    "exp_samples": [{"labels": f"ALERTS{{{matchers(labels)}}}", "value": 1}
                                    for labels, _ in fired.values()]})
-    checks.append({"expr": f'max_over_time(ALERTS{{slo="healthy"}}[{end}s])',
-                   "eval_time": f"{end}s", "exp_samples": []})
+    for quiet in ('slo="healthy"', 'slo="routes",route="/a"'):
+        checks.append({"expr": f"max_over_time(ALERTS{{{quiet}}}[{end}s])",
+                       "eval_time": f"{end}s", "exp_samples": []})
     path.write_text(yaml.safe_dump({
         "rule_files": [str(rules)], "evaluation_interval": f"{EVAL}s",
         "tests": [{"interval": f"{STEP}s", "promql_expr_test": checks, "input_series": [
@@ -258,12 +274,15 @@ async def test_vmalert_fires_what_prometheus_fires(tmp_path: Path) -> None:
         await terminate(vm.proc)
     # vmalert fired every burn-rate tier of the outage, after it began, and nothing for
     # the healthy service
-    for slo in ("outage", "latency"):
+    for slo in ("outage", "latency", "routes"):
         windows = {labels["long_window"] for labels, _ in fired.values()
                    if labels["slo"] == slo}
         assert windows == {"5m", "12m", "51m", "2h34m"}, fired
     assert all(labels["slo"] != "healthy" and first > OUTAGE_FROM
                for labels, first in fired.values()), fired
+    # the grouped SLO pages for the failing route alone
+    assert {labels.get("route") for labels, _ in fired.values()
+            if labels["slo"] == "routes"} == {"/b"}, fired
     await asyncio.to_thread(_promtool_check, rules, series, fired,
                             tmp_path / "compare.test.yaml")
 
