@@ -19,13 +19,14 @@ import re
 import struct
 import zlib
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiohttp import web
 
 from sloexporter import names
-from sloexporter.aio import LOOP_SHARE, in_thread
+from sloexporter.aio import LOOP_SHARE
 from sloexporter.exposition import family_header, sample_line
 
 TEXT = "text/plain; version=0.0.4; charset=utf-8"
@@ -141,6 +142,9 @@ class GzipCache:
     def __init__(self, stats: dict[str, int] | None = None) -> None:
         self._cache: dict[int, tuple[bytes, bytes]] = {}
         self.stats = stats if stats is not None else {"hit": 0, "miss": 0}
+        #: one long-lived thread: a new thread per scrape got a malloc arena of its own
+        #: for zlib's buffers, and the arenas' free memory stayed in the RSS
+        self._thread: ThreadPoolExecutor | None = None
 
     async def compress(self, chunks: list[bytes]) -> list[bytes]:
         """The gzip body as pieces to write one after the other."""
@@ -154,7 +158,10 @@ class GzipCache:
                 misses.append(chunk)
         self.stats["hit"] += len(chunks) - len(misses)
         self.stats["miss"] += len(misses)
-        packed, crc = await in_thread(_gzip, chunks, misses)
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="gzip")
+        packed, crc = await asyncio.get_running_loop().run_in_executor(
+            self._thread, _gzip, chunks, misses)
         for chunk, piece in zip(misses, packed, strict=True):
             fresh[id(chunk)] = (chunk, piece)
         self._cache = fresh  # what this scrape did not use is dropped
