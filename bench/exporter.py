@@ -29,6 +29,7 @@ At the end both expositions are parsed and compared: the same object series, sam
 Progress and each size's results are printed as they come.
 
     .venv/bin/python bench/exporter.py [--sizes 1000,10000] [--churn 1000] [--scrapes 50]
+        [--nice -10]
 """
 
 from __future__ import annotations
