@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -173,7 +174,7 @@ def label_text(labels: dict[str, str]) -> str:
 # ---- Prometheus ------------------------------------------------------------------------
 
 class Prom:
-    def __init__(self, name: str, folder: Path, rules: list[Path], target: str,
+    def __init__(self, name: str, folder: Path, rules: list[Path], target: str | None,
                  scrape: int, evaluation: int) -> None:
         self.name, self.folder = name, folder
         self.port = free_port()
@@ -181,7 +182,8 @@ class Prom:
                              "evaluation_interval": f"{evaluation}s"},
                   "rule_files": [str(r) for r in rules],
                   "scrape_configs": [{"job_name": "bench",
-                                      "static_configs": [{"targets": [target]}]}]}
+                                      "static_configs": [{"targets": [target]}]}]
+                  if target else []}
         (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -236,6 +238,47 @@ class Prom:
             self.log.close()
 
 
+def rule_kind(rule: dict[str, Any]) -> str:
+    """A recording rule by its name, an alert by its long window (or severity)."""
+    if "record" in rule:
+        return str(rule["record"])
+    labels = rule.get("labels") or {}
+    return "alert " + str(labels.get("long_window") or labels.get("sloth_severity")
+                          or labels.get("severity") or rule["alert"])
+
+
+def rule_exprs(rule_files: list[Path]) -> dict[str, list[str]]:
+    kinds: dict[str, list[str]] = {}
+    for path in rule_files:
+        for group in (yaml.safe_load(path.read_text()) or {}).get("groups", []):
+            for rule in group["rules"]:
+                kinds.setdefault(rule_kind(rule), []).append(str(rule["expr"]))
+    return kinds
+
+
+def profile(prom: Prom, kinds: dict[str, list[str]], at: float,
+            rounds: int) -> dict[str, float]:
+    """Prometheus CPU seconds per evaluation of each kind of rule, summed over the SLOs.
+
+    Every expression is queried at `at` on a Prometheus that neither scrapes nor
+    evaluates rules, so its CPU is the queries'; the same number of `vector(1)` queries
+    measures the HTTP and JSON overhead, which is subtracted. The groups' own
+    `evaluationTime` is wall time, which a loaded machine inflates for every rule alike.
+    """
+    def cpu_of(exprs: list[str]) -> float:
+        start = prom.cpu_seconds()
+        for _ in range(rounds):
+            for expr in exprs:
+                prom.api("/api/v1/query?" + urllib.parse.urlencode(
+                    {"query": expr, "time": f"{at:.3f}"}))
+        return (prom.cpu_seconds() - start) / rounds
+
+    out = {}
+    for kind, exprs in kinds.items():
+        out[kind] = max(cpu_of(exprs) - cpu_of(["vector(1)"] * len(exprs)), 0.0)
+    return out
+
+
 def ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}" if b > 0 else "n/a"
 
@@ -252,6 +295,10 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=60, help="seconds before measuring")
     parser.add_argument("--measure", type=int, default=300, help="seconds measured")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--profile-rounds", type=int, default=3,
+                        help="afterwards, query every rule this many times on a quiet "
+                             "Prometheus to list the costliest kinds of rule (0: skip)")
+    parser.add_argument("--top", type=int, default=10, help="kinds of rule listed")
     args = parser.parse_args()
     promtool, prometheus = tool("promtool"), tool("prometheus")
     tmp = Path(tempfile.mkdtemp(prefix="rule-cost-"))
@@ -343,7 +390,28 @@ def main() -> None:
                        for files in (ours, sloth)]
         print(f"{'rules':28}{rules_count[0]:>10}{rules_count[1]:>10}{0:>10}"
               f"{ratio(rules_count[0], rules_count[1]):>12}")
-        print(f"\nCPU ratio ours/sloth: {cpu_ratio} (goal <= 1.0); rules only: {rules_ratio}")
+        print(f"\nCPU ratio ours/sloth: {cpu_ratio} (goal <= 1.0); rules only: {rules_ratio}",
+              flush=True)
+        if args.profile_rounds > 0:
+            at = time.time()
+            for prom in proms:
+                prom.stop()
+            totals = []
+            for name, rules in (("ours", ours), ("sloth", sloth)):
+                quiet = Prom(f"{name}-profile", tmp / name, [], None, args.scrape, args.eval)
+                proms.append(quiet)
+                quiet.start(prometheus)
+                quiet.wait_ready(time.monotonic() + 300)
+                cost = profile(quiet, rule_exprs(rules), at, args.profile_rounds)
+                quiet.stop()
+                total = sum(cost.values())
+                totals.append(total)
+                print(f"\ncostliest rules, {name}: Prometheus CPU ms per evaluation, summed "
+                      f"over SLOs (all rules: {total * 1000:.1f} ms)")
+                for kind, seconds in sorted(cost.items(), key=lambda kv: -kv[1])[:args.top]:
+                    share = seconds / total * 100 if total else 0.0
+                    print(f"  {seconds * 1000:>9.1f}  {share:>5.1f}%  {kind}")
+            print(f"\nqueried rule CPU ratio ours/sloth: {ratio(totals[0], totals[1])}")
     finally:
         for prom in proms:
             prom.stop()

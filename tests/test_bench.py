@@ -38,6 +38,7 @@ def test_rule_cost_runs() -> None:
                           "10"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert "CPU ratio ours/sloth:" in res.stdout
+    assert "costliest rules, ours" in res.stdout and "costliest rules, sloth" in res.stdout
     # every Prometheus recorded its rules' series (the baseline none)
     recorded = next(line for line in res.stdout.splitlines() if line.startswith("recorded"))
     ours, sloth, none = (int(v) for v in recorded.split()[3:6])
