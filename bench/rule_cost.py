@@ -14,6 +14,8 @@ It prints, for each process, the CPU used over `--measure` seconds (after `--war
 the summed rule-group evaluation time (mean of the groups' last durations, sampled each
 evaluation), and the recorded `slo:*` series, with the ratios ours / Sloth, both for the
 whole process and for the rules alone (minus the baseline). Goal: CPU ratio <= 1.0.
+Then, on a quiet Prometheus over each TSDB, it queries every rule's expression and lists
+the costliest kinds of rule by Prometheus CPU (`--profile-rounds 0` skips it).
 
     .venv/bin/python bench/rule_cost.py [--slos 200] [--history-days 31] [--measure 300]
 """
