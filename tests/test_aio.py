@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from sloexporter.aio import in_thread, supervise
+from sloexporter import aio
+from sloexporter.aio import LoopShare, in_thread, supervise
 
 
 async def until(cond, what: str, wait: float = 30.0) -> None:
@@ -83,3 +84,31 @@ async def test_in_thread_runs_off_the_loop_and_a_cancelled_wait_returns_at_once(
         await waiting
     assert time.monotonic() - started < 1.0 and ticks == 5
     release.set()
+
+
+async def test_watch_work_stands_aside_while_a_scrape_is_served(monkeypatch):
+    monkeypatch.setattr(aio, "DEFER_SECONDS", 60.0)  # only the scrape's end releases it
+    share = LoopShare()
+    with share.serving():
+        turn = asyncio.create_task(share.take_turn())
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not turn.done(), "a worker took its turn in the middle of a scrape"
+    await asyncio.wait_for(turn, 30)  # the scrape is done: the worker goes on at once
+
+
+async def test_a_scrape_that_never_ends_cannot_stop_the_watches():
+    """A client that never reads its response keeps the request in flight for the write
+    timeout; watch work must still get its turns (each waits DEFER_SECONDS at most, and
+    only for PRIORITY_SECONDS after the scrape began)."""
+    share = LoopShare()
+    with share.serving():
+        turns = 0
+
+        async def worker() -> None:
+            nonlocal turns
+            for _ in range(200):
+                await share.take_turn()
+                turns += 1
+        await asyncio.wait_for(worker(), 30)
+        assert turns == 200
