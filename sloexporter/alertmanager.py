@@ -469,6 +469,9 @@ def dashboard_links(services: list[Service], grafana_url: str | None) -> list[Se
         if slo.alerting.dashboard_url:
             return slo
         query = urlencode({"var-service": slo.service, "var-slo": slo.name})
+        # a grouped SLO's alert opens its own group (Prometheus fills the template in)
+        query += "".join(f"&var-{label}={{{{ $labels.{label} | urlquery }}}}"
+                         for label in slo.group_by)
         url = f"{base}/d/{names.SLO_DETAIL_DASHBOARD_UID}?{query}"
         return replace(slo, alerting=replace(slo.alerting, dashboard_url=url))
 

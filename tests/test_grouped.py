@@ -343,3 +343,19 @@ def test_convert_keeps_the_grouping(tmp_path, target):
     services, errors = load_paths([str(tmp_path / "out")])
     assert not errors, errors
     assert [s.group_by for s in services[0].slos] == [s.group_by for s in before]
+
+
+def test_a_grouped_alert_links_the_detail_dashboard_of_its_group(tmp_path):
+    (tmp_path / "shop.yaml").write_text(SPEC)
+    (tmp_path / "am.yaml").write_text("grafana_url: https://grafana.example.com\n")
+    res = run_cli("generate", "-o", str(tmp_path / "out"), "--alertmanager-settings",
+                  str(tmp_path / "am.yaml"), str(tmp_path / "shop.yaml"))
+    assert res.returncode == 0, res.stderr
+    groups = yaml.safe_load((tmp_path / "out/rules/shop.yaml").read_text())["groups"]
+    links = {(r["labels"]["slo"], r["annotations"]["dashboard_url"])
+             for g in groups for r in g["rules"] if "alert" in r}
+    base = "https://grafana.example.com/d/sloexporter-slo-detail?var-service=shop"
+    assert ("errors", f"{base}&var-slo=errors&var-cluster={{{{ $labels.cluster | urlquery }}}}"
+            "&var-route={{ $labels.route | urlquery }}") in links
+    assert ("http", f"{base}&var-slo=http&var-cluster={{{{ $labels.cluster | urlquery }}}}"
+            ) in links
