@@ -23,7 +23,7 @@ from sloexporter.output import render_rules, to_yaml
 from sloexporter.rules import slo_groups
 from sloexporter.specs import load_paths
 from tests.conftest import PROMTOOLS, run_cli
-from tests.tools import doc_section
+from tests.tools import doc_section, require_tool
 
 on_both = pytest.mark.parametrize("promtool", PROMTOOLS, indirect=True)
 
@@ -359,3 +359,38 @@ def test_a_grouped_alert_links_the_detail_dashboard_of_its_group(tmp_path):
             "&var-route={{ $labels.route | urlquery }}") in links
     assert ("http", f"{base}&var-slo=http&var-cluster={{{{ $labels.cluster | urlquery }}}}"
             ) in links
+
+
+NATIVE = """\
+apiVersion: sloexporter.dev/v1
+kind: ServiceLevels
+service: rpc
+group_by: [cluster]
+slos:
+  - name: latency
+    objective: 99
+    sli:
+      latency: {metric: rpc_seconds, threshold: 0.25, native: true}
+"""
+#: native histograms in promtool 3's notation: requests in (0.125, 0.25] (schema 0, bucket
+#: -2) are fast, in (0.5, 1] (bucket 0) slow; 600 a minute
+FAST = "{{schema:0 count:600 sum:120 offset:-2 buckets:[600]}}"
+SLOW = "{{schema:0 count:600 sum:600 buckets:[600]}}"
+START = "{{schema:0 count:0 sum:0 offset:-2 buckets:[0]}}"
+
+
+def test_a_grouped_native_histogram_pages_per_group(tmp_path):
+    """promtool 2.42 cannot read native histogram input; promtool 3 can."""
+    promtool = require_tool("promtool3")
+    (slo,) = load(tmp_path, "rpc.yaml", NATIVE)
+    after_lead = FAST.replace("count:600 sum:120", f"count:{600 * LEAD} sum:{120 * LEAD}") \
+        .replace("[600]", f"[{600 * LEAD}]")
+    series = [{"series": 'rpc_seconds{cluster="a"}',
+               "values": f"{START}+{FAST}x{LEAD} {after_lead}+{SLOW}x{STEPS}"},
+              {"series": 'rpc_seconds{cluster="b"}', "values": f"{START}+{FAST}x{LEAD + STEPS}"}]
+    a, b = {"cluster": "a"}, {"cluster": "b"}
+    run(promtool, tmp_path, [slo], [{
+        "interval": "60s", "input_series": series, "promql_expr_test": [
+            testgen.expect(testgen.count_alerts(slo, None, "page", a), END, 1),
+            testgen.expect(testgen.count_alerts(slo, END, None, b), END, 0),
+            *one_per_group(slo, END, [a, b])]}])
