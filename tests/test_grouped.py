@@ -89,14 +89,10 @@ spec:
     spec:
       ratioMetric:
         counter: true
-        good:
-          metricSource:
-            type: Prometheus
-            spec: {query: 'sum by (cluster) (checkout_total{outcome="ok"})'}
-        total:
-          metricSource:
-            type: Prometheus
-            spec: {query: 'sum by (cluster) (checkout_total)'}
+        good: {metricSource: {type: Prometheus,
+                              spec: {query: 'sum by (cluster) (checkout_total{outcome="ok"})'}}}
+        total: {metricSource: {type: Prometheus,
+                               spec: {query: 'sum by (cluster) (checkout_total)'}}}
 """
 
 SLOTH = """\
