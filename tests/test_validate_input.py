@@ -377,3 +377,27 @@ def test_a_query_too_heavy_to_parse_is_refused_before_parsing(tmp_path, case):
     assert time.process_time() - started < 2.0
     assert len(errors) == 1 and "slos[0].sli.events.errors" in errors[0], errors
     assert message in errors[0]
+
+
+def test_a_configmap_mounted_spec_folder_is_read_once_and_hidden_files_not_at_all(tmp_path):
+    """A ConfigMap volume holds each key as a link into ..data/, which links to a
+    ..<timestamp>/ folder; during an update the old timestamp folder is still there.
+    Only the visible names count: reading the copies made one service a duplicate."""
+    folder = tmp_path / "specs"
+    new, old = folder / "..2026_12_02_07_00_00.1", folder / "..2026_12_01_07_00_00.1"
+    new.mkdir(parents=True)
+    old.mkdir()
+    (new / "checkout.yaml").write_text(VALID)
+    (old / "checkout.yaml").write_text(VALID.replace("objective: 99.9", "objective: 99"))
+    (folder / "..data").symlink_to(new.name)
+    (folder / "checkout.yaml").symlink_to("..data/checkout.yaml")
+    (folder / ".checkout.yaml.swp.yaml").write_text("not: [a, spec")
+    result = run_cli("validate", str(folder))
+    assert result.returncode == 0, result.stdout + result.stderr
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(VALID)
+    assert result.stdout == run_cli("validate", str(plain)).stdout
+    # the visible name is what is read: the old copy's objective never appears
+    out = tmp_path / "out"
+    assert run_cli("generate", str(folder), "-o", str(out)).returncode == 0
+    assert "0.999" in (out / "rules" / "checkout.yaml").read_text()

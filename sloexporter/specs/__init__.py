@@ -71,7 +71,12 @@ def spec_files(paths: Iterable[str]) -> tuple[list[FsPath], list[SpecError]]:
         if raw == STDIN:
             add(path)
         elif path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix in SPEC_SUFFIXES and p.is_file())
+            # hidden parts skipped: a ConfigMap volume keeps each file again under
+            # ..data/ and ..<timestamp>/ (an old copy too, during an update)
+            found = sorted(p for p in path.rglob("*") if p.suffix in SPEC_SUFFIXES
+                           and p.is_file()
+                           and not any(part.startswith(".")
+                                       for part in p.relative_to(path).parts))
             if not found:
                 errors.append(SpecError(raw, 0, "", "no .yaml or .yml spec files in this "
                                                     "folder", usage=True))
