@@ -50,6 +50,28 @@ class Range:
         return self.seconds / STEP
 
 
+def _label_replace(labels: Labels, dst: str, replacement: str, src: str,
+                   regex: str) -> Labels:
+    """Prometheus's label_replace: a full match of `regex` on `src` sets `dst` to the
+    expanded replacement ($1, ${1}, $name; an empty result removes `dst`)."""
+    found = re.fullmatch(regex, dict(labels).get(src, ""))
+    if found is None:
+        return labels
+
+    def group(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        key = m.group(1) or m.group(2)
+        try:
+            return found.group(int(key) if key.isdigit() else key) or ""
+        except IndexError:
+            return ""
+
+    value = re.sub(r"\$\$|\$\{(\w+)\}|\$(\w+)", group, replacement)
+    rest = tuple(kv for kv in labels if kv[0] != dst)
+    return tuple(sorted(rest + ((dst, value),))) if value else rest
+
+
 def _drop_name(labels: Labels) -> Labels:
     return tuple(kv for kv in labels if kv[0] != NAME)
 
@@ -201,6 +223,10 @@ class Evaluator:
             lo = bounds[0] if name in ("clamp", "clamp_min") else -math.inf
             hi = bounds[-1] if name in ("clamp", "clamp_max") else math.inf
             return {_drop_name(k): min(max(v, lo), hi) for k, v in vec.items()}
+        if name == "label_replace":
+            dst, replacement, src, regex = (str(a.val) for a in args[1:])
+            return {_label_replace(k, dst, replacement, src, regex): v
+                    for k, v in self.vector(args[0]).items()}
         raise Unsupported(f"function {name}")
 
     def _scalar(self, node: Any) -> float:

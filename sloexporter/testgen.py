@@ -735,19 +735,49 @@ def input_series(slo: SLO, segments: list[Segment], interval: int,
         problem = _steady_ratio_problem(series, seg.ratio)
         if problem:
             raise SynthesisError(problem)
-    return [{"series": promql.selector(s.metric, sorted({**labels, **(group or {})}.items())),
+    raw = _raw_group(slo, group or {})
+    return [{"series": promql.selector(s.metric, sorted({**labels, **raw}.items())),
              "values": _values(s, segments, interval)} for s, labels in _expanded(series)]
+
+
+#: `label_replace(X, "dst", "$1", "src", "(.*)")`: a group label copied from another
+#: (Pyrra's grouping by a label sloexporter sets, carried as exported_<label>)
+_LABEL_COPY = re.compile(
+    r'label_replace\(.*?,\s*"(\w+)",\s*"\$1",\s*"(\w+)",\s*"\(\.\*\)"\s*\)', re.S)
+
+
+def _sli_queries(slo: SLO) -> list[str]:
+    sli = slo.sli
+    return [q for q in (sli.errors, sli.total, sli.good, sli.ratio) if q]
+
+
+def _label_copies(slo: SLO) -> dict[str, str]:
+    return {dst: src for query in _sli_queries(slo)
+            for dst, src in _LABEL_COPY.findall(query)}
+
+
+def _raw_group(slo: SLO, group: dict[str, str]) -> dict[str, str]:
+    """A group's labels as the raw series carry them: a copied label by its source."""
+    copies = _label_copies(slo)
+    return {copies.get(label, label): value for label, value in group.items()}
 
 
 def group_values(slo: SLO) -> tuple[dict[str, str], dict[str, str]]:
     """Two groups of a grouped SLO, as label sets its selectors allow: the one a test
     breaks and one that must stay quiet. Unconstrained labels get `a` and `b`."""
+    # the queries' own matchers too: a derived series carries them only as the one
+    # value picked for it, and a group value must satisfy them as well
     matchers = [m for s in synth(slo) if s.selector.strip() not in ("", "{}")
                 for m in _parse_matchers("m" + s.selector)[1]]
+    matchers += [m for query in _sli_queries(slo) for _, ms in _selectors(_parse(query))
+                 for m in ms]
+    copies = _label_copies(slo)
     first: dict[str, str] = {}
     second: dict[str, str] = {}
     for label in slo.group_by:
-        on_label = [m for m in matchers if m[0] == label] + [(label, "!=", "")]
+        raw = copies.get(label, label)
+        on_label = [(label, op, p) for name, op, p in matchers if name == raw] \
+            + [(label, "!=", "")]
         if len(on_label) == 1:
             first[label], second[label] = "a", "b"
             continue

@@ -123,6 +123,11 @@ spec:
       grouping: [handler]
 """
 
+#: Pyrra groups by labels sloexporter sets itself too (its own connect-go example groups
+#: by `service`): that one is carried as `exported_service`
+PYRRA_OWN_LABEL = PYRRA.replace("api-errors", "rpc-errors").replace(
+    "grouping: [handler]", "grouping: [service, method]")
+
 
 def load(tmp: Path, name: str, text: str) -> list[SLO]:
     path = tmp / name
@@ -201,8 +206,10 @@ def test_each_sli_kind_pages_per_group_with_one_series_per_group(tmp_path, promt
 @on_both
 def test_openslo_sloth_and_pyrra_grouping_page_per_group(tmp_path, promtool):
     slos = (load(tmp_path, "openslo.yaml", OPENSLO) + load(tmp_path, "sloth.yaml", SLOTH)
-            + load(tmp_path, "pyrra.yaml", PYRRA))
-    assert [s.group_by for s in slos] == [("cluster",), ("cluster",), ("handler",)]
+            + load(tmp_path, "pyrra.yaml", PYRRA)
+            + load(tmp_path, "pyrra-own-label.yaml", PYRRA_OWN_LABEL))
+    assert [s.group_by for s in slos] == [("cluster",), ("cluster",), ("handler",),
+                                          ("exported_service", "method")]
     for slo in slos:
         (tmp_path / slo.name).mkdir()
         run(promtool, tmp_path / slo.name, [slo], [grouped_case(slo)])

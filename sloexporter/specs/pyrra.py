@@ -22,7 +22,7 @@ from sloexporter.model import Service, SynthSeries, parse_duration
 from sloexporter.promql import le_matcher, merge_selector
 from sloexporter.specs.errors import Document, Path, SpecErrors
 from sloexporter.specs.foreign import Foreign, Lenient, NativeBuilder, label_values, validate
-from sloexporter.specs.native import LabelName, Number
+from sloexporter.specs.native import GROUP_RESERVED, LabelName, Number
 from sloexporter.specs.native import Query as PromQL
 
 API = "pyrra.dev/v1alpha1"
@@ -122,8 +122,21 @@ def _by(grouping: list[str]) -> str:
     return f" by ({', '.join(grouping)})" if grouping else ""
 
 
+def _group_labels(grouping: list[str]) -> list[str]:
+    """Pyrra groups by any label; one that sloexporter sets itself (`service` is common)
+    is carried as `exported_<label>`, Prometheus's own spelling for a clashing label."""
+    return [f"exported_{label}" if label in GROUP_RESERVED else label for label in grouping]
+
+
+def _sum(inner: str, grouping: list[str]) -> str:
+    for label in grouping:
+        if label in GROUP_RESERVED:
+            inner = f'label_replace({inner}, "exported_{label}", "$1", "{label}", "(.*)")'
+    return f"sum{_by(_group_labels(grouping))} ({inner})"
+
+
 def _sum_rate(metric: str, grouping: list[str]) -> str:
-    return f"sum{_by(grouping)} (rate({metric}[{W}]))"
+    return _sum(f"rate({metric}[{W}])", grouping)
 
 
 def _histogram(success: str, total: str) -> tuple[str, str, Decimal] | None:
@@ -165,7 +178,8 @@ def _indicator(out: NativeBuilder, doc: Document, ind: Indicator) -> None:
             # one SLO per group, as Pyrra does: group_by stamps the group labels on
             # every series and alert, metadata included
             source = "latencyNative" if field == "latency_native" else field
-            out.set(("slos", 0, "group_by"), list(body.grouping), at + (source, "grouping"))
+            out.set(("slos", 0, "group_by"), _group_labels(body.grouping),
+                    at + (source, "grouping"))
     if ind.ratio is not None:
         r = ind.ratio
         out.set(sli + ("events", "errors"), _sum_rate(r.errors.metric, r.grouping),
@@ -197,7 +211,7 @@ def _indicator(out: NativeBuilder, doc: Document, ind: Indicator) -> None:
             raise SpecErrors([doc.error(at + ("latencyNative", "latency"),
                                         f"invalid latency {nat.latency!r}: use a duration "
                                         "like 200ms or 1s")]) from None
-        hist = f"sum{_by(nat.grouping)} (rate({nat.total.metric}[{W}]))"
+        hist = _sum_rate(nat.total.metric, nat.grouping)
         total = f"histogram_count({hist})"
         out.set(sli + ("events", "good"),
                 f"histogram_fraction(0, {seconds.normalize():f}, {hist}) * {total}",
@@ -205,10 +219,10 @@ def _indicator(out: NativeBuilder, doc: Document, ind: Indicator) -> None:
         out.set(sli + ("events", "total"), total, at + ("latencyNative", "total", "metric"))
     elif ind.bool_gauge is not None:
         g = ind.bool_gauge
-        by = _by(g.grouping)
-        out.set(sli + ("events", "good"), f"sum{by} (sum_over_time({g.metric}[{W}]))",
+        out.set(sli + ("events", "good"), _sum(f"sum_over_time({g.metric}[{W}])", g.grouping),
                 at + ("bool_gauge", "metric"))
-        out.set(sli + ("events", "total"), f"sum{by} (count_over_time({g.metric}[{W}]))",
+        out.set(sli + ("events", "total"),
+                _sum(f"count_over_time({g.metric}[{W}])", g.grouping),
                 at + ("bool_gauge", "metric"))
     else:
         raise SpecErrors([doc.error(at, "indicator needs one of ratio, latency, "
