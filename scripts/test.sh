@@ -14,7 +14,7 @@ export SLOEXPORTER_REQUIRE_TOOLS=1
 phase "ruff check" "a few seconds"
 .venv/bin/ruff check .
 
-phase "the test suite (pytest)" "about 10 minutes on 2 cores"
+phase "the test suite (pytest)" "about 35 minutes on 2 cores"
 set +e
 .venv/bin/python -m pytest -q "$@"
 status=$?
