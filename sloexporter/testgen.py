@@ -241,9 +241,15 @@ def _native_histogram_function(node: Any) -> str | None:
     return found[0] if found else None
 
 
+def _sli_queries(slo: SLO) -> list[str]:
+    """The SLI's query texts (with their {{window}} placeholder)."""
+    sli = slo.sli
+    return [t for t in (sli.ratio, sli.errors, sli.total, sli.good) if t is not None]
+
+
 def _queries(slo: SLO) -> Queries:
     sli = slo.sli
-    texts = [t for t in (sli.ratio, sli.errors, sli.total, sli.good) if t is not None]
+    texts = _sli_queries(slo)
     for text in texts:
         func = _native_histogram_function(_parse(text))
         if func:
@@ -744,11 +750,6 @@ def input_series(slo: SLO, segments: list[Segment], interval: int,
 #: (Pyrra's grouping by a label sloexporter sets, carried as exported_<label>)
 _LABEL_COPY = re.compile(
     r'label_replace\(.*?,\s*"(\w+)",\s*"\$1",\s*"(\w+)",\s*"\(\.\*\)"\s*\)', re.S)
-
-
-def _sli_queries(slo: SLO) -> list[str]:
-    sli = slo.sli
-    return [q for q in (sli.errors, sli.total, sli.good, sli.ratio) if q]
 
 
 def _label_copies(slo: SLO) -> dict[str, str]:
