@@ -79,15 +79,10 @@ def _stamped(slo: SLO, external: Mapping[str, str]) -> SLO:
                              "them")
     # a threshold SLI's per-series record keeps the query's own labels: one named like
     # an external label moves aside (exported_<label>), as it does for the spec's labels
-    records = tuple((name, _keep_apart(expr, external)) for name, expr in slo.sli.records)
+    records = tuple((name, promql.moved_aside(expr, sorted(external)))
+                    for name, expr in slo.sli.records)
     return replace(slo, labels=tuple(sorted({**own, **external}.items())),
                    sli=replace(slo.sli, records=records))
-
-
-def _keep_apart(expr: str, external: Mapping[str, str]) -> str:
-    for name in sorted(external):
-        expr = f'label_replace({expr}, "exported_{name}", "$1", "{name}", "(.+)")'
-    return expr
 
 
 def with_external_labels(services: list[Service],

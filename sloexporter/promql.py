@@ -55,6 +55,14 @@ def matchers(labels: Mapping[str, str] | Iterable[tuple[str, str]]) -> str:
     return ",".join(f"{k}={quote(v)}" for k, v in items)
 
 
+def moved_aside(expr: str, names: Iterable[str]) -> str:
+    """`expr` with each named label moved to `exported_<label>`, as a scrape does, so
+    series that differ only there stay apart once a rule sets that label."""
+    for name in names:
+        expr = f'label_replace({expr}, "exported_{name}", "$1", "{name}", "(.+)")'
+    return expr
+
+
 def selector(metric: str, labels: Mapping[str, str] | Iterable[tuple[str, str]]) -> str:
     return f"{metric}{{{matchers(labels)}}}"
 

@@ -25,6 +25,7 @@ from sloexporter.promql import (
     aggregate,
     le_matcher,
     merge_selector,
+    moved_aside,
     quote,
     selector,
 )
@@ -221,14 +222,6 @@ def _certificate(body: CertificateSLI, ident: tuple[tuple[str, str], ...], by: s
                       ), by)
 
 
-def _keep_own_labels(expr: str, labels: tuple[tuple[str, str], ...]) -> str:
-    """`expr` with each label the rule sets (service, slo, the spec's) moved to
-    `exported_<label>`, as a scrape does: series that differ only there stay apart."""
-    for name, _ in labels:
-        expr = f'label_replace({expr}, "exported_{name}", "$1", "{name}", "(.+)")'
-    return expr
-
-
 def threshold_sli(body: ThresholdSLI, ident: tuple[tuple[str, str], ...],
                   labels: tuple[tuple[str, str], ...] = (), by: str = "") -> SLI:
     """The share of (series x evaluations) in which `query op value` fails.
@@ -245,7 +238,7 @@ def threshold_sli(body: ThresholdSLI, ident: tuple[tuple[str, str], ...],
     none = " or on () vector(1)" if by else " or vector(1)"
     sli = _state_sli("threshold", aggregate("sum", by, f"1 - ({holds} or {recent} * 0)") + none,
                      aggregate("count", by, recent) + none, ident, None, by)
-    record = (CONDITION_GOOD, _keep_own_labels(good, (*ident, *labels)))
+    record = (CONDITION_GOOD, moved_aside(good, [n for n, _ in (*ident, *labels)]))
     # SLI health: 1 while a series seen within forget_after, or every series, is missing
     vanished = aggregate("count", by, f"{recent} unless {holds}")
     present = aggregate("count", by, recent if by else holds)
