@@ -108,6 +108,10 @@ def main() -> None:
     sloth = shutil.which(args.sloth) or (args.sloth if os.access(args.sloth, os.X_OK) else None)
     if not sloth:
         sys.exit(f"sloth not found at {args.sloth}: run scripts/install-tools.sh")
+    # an installed wheel has its bytecode compiled by pip; do the same for this checkout,
+    # or every run would compile the package anew (PYTHONDONTWRITEBYTECODE)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "sloexporter")],
+                   check=True, capture_output=True)
     if not hasattr(yaml, "CSafeLoader"):
         print("note: PyYAML has no C loader here; the loader baseline uses the pure one")
 

@@ -17,6 +17,14 @@ phase_done() {
   fi
 }
 
+# compile_package: the package's bytecode, as pip writes it for an installed wheel; an
+# editable install otherwise compiles every module on every run where
+# PYTHONDONTWRITEBYTECODE is set (a large part of a short command's start-up). Only changed
+# modules are compiled again.
+compile_package() {
+  .venv/bin/python -m compileall -q sloexporter >/dev/null
+}
+
 # ensure_venv EXTRAS: a virtualenv in .venv with the package installed (editable) with
 # EXTRAS ("" or "[test]"). Skipped when pyproject.toml has not changed since the last
 # install of those extras: a stamp in .venv records its hash.
@@ -31,6 +39,7 @@ ensure_venv() {
   if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
       && .venv/bin/python -c 'import sloexporter' 2>/dev/null; then
     echo "    .venv is up to date (pyproject.toml unchanged): nothing to install" >&2
+    compile_package
     return 0
   fi
   [ -x .venv/bin/python ] || python3 -m venv .venv
@@ -43,6 +52,7 @@ ensure_venv() {
     exit 1
   fi
   echo "$want" >"$stamp"
+  compile_package
   # a test install also satisfies the plain one
   [ -z "$extras" ] || echo "$want" >".venv/.sloexporter-installed"
 }

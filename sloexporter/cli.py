@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import os
 import sys
 import textwrap
 from collections.abc import Iterator, Sequence
@@ -494,6 +495,9 @@ def _command_name(argv: Sequence[str]) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # sloexporter's models use no pydantic plugin; looking for them reads the metadata of
+    # every installed distribution, a noticeable part of a short command's start-up
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     parser = build_parser(with_serve_options=_command_name(argv) == "serve")
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -502,5 +506,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(args.func(args))
 
 
+#: commands that build one large heap and then end: the process leaves without freeing it
+BATCH = ("validate", "generate", "convert")
+
+
+def entry() -> None:
+    """The `sloexporter` program: `main`, then exit. After a batch command the heap (every
+    model and rendered file) goes back to the OS at once, where the interpreter would
+    free it object by object (at 1,000 SLOs, about a sixth of `generate`'s time)."""
+    code = main()
+    if _command_name(sys.argv[1:]) not in BATCH:
+        sys.exit(code)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (BrokenPipeError, ValueError):  # a closed pipe: let the interpreter report it
+        sys.exit(code)
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

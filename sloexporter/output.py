@@ -16,12 +16,12 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from sloexporter import rules
+from sloexporter import parallel, rules
 from sloexporter.clusters import check_label_name, parse_pairs
 from sloexporter.render import header, k8s_name, service_source, to_yaml
 
@@ -182,8 +182,24 @@ def artefacts(services: list[Service], options: Options,
     settings = options.alertmanager or alertmanager.Settings()
     services = alertmanager.dashboard_links(prepared(services, options), settings.grafana_url)
     files: dict[str, str] = {}
+    ordered = sorted(services, key=lambda s: s.name)
+    for part, left_out in parallel.chunked_map(
+            lambda chunk: _services_files(chunk, options), ordered):
+        files.update(part)
+        if skipped is not None:
+            skipped.extend(left_out)
+    files.update(dashboards.files(services))
+    files.update(alertmanager.files(services, settings))
+    return files
+
+
+def _services_files(services: Sequence[Service], options: Options,
+                    ) -> tuple[dict[str, str], list[Any]]:
+    """The rule (and test) files of `services`, and the SLOs whose tests were left out."""
+    files: dict[str, str] = {}
+    skipped: list[Any] = []
     limit = options.max_rules_per_group
-    for service in sorted(services, key=lambda s: s.name):
+    for service in services:
         files[f"rules/{service.name}.yaml"] = render_rules(service, options.fmt,
                                                             options.rule_labels, limit)
         if options.ruler_files:
@@ -191,8 +207,7 @@ def artefacts(services: list[Service], options: Options,
         if options.global_labels is not None:
             from sloexporter import global_rules
 
-            if skipped is not None:
-                skipped.extend(global_rules.left_out([service]))
+            skipped.extend(global_rules.left_out([service]))
             if any(s.sli.ratio is None for s in service.slos):
                 files[f"global/{service.name}.yaml"] = render_rules(
                     service, options.fmt, options.rule_labels, limit, options.global_labels)
@@ -207,17 +222,14 @@ def artefacts(services: list[Service], options: Options,
                 # promtool reads plain rule files only; tests get a plain copy beside them
                 rules_file = f"{service.name}.rules.yaml"
             text, left_out = render_tests(service, rules_file)
-            if skipped is not None:
-                skipped.extend(left_out)
+            skipped.extend(left_out)
             if text is None:
                 continue  # no SLO of the service has a test
             if options.fmt != "prometheus":
                 files[f"tests/{rules_file}"] = render_rules(service, "prometheus",
                                                             options.rule_labels, limit)
             files[f"tests/{service.name}.test.yaml"] = text
-    files.update(dashboards.files(services))
-    files.update(alertmanager.files(services, settings))
-    return files
+    return files, skipped
 
 
 def _group_files(folder: str, service: Service, options: Options,

@@ -88,3 +88,35 @@ def test_serve_loads_its_options_only_when_it_runs():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120)
     assert result.stdout.strip() == "['aiohttp']", result.stdout + result.stderr
+
+
+def test_a_batch_command_leaves_with_all_its_output_written(tmp_path):
+    """`entry` ends validate and generate with os._exit: what they printed is flushed
+    first, also when it is far more than a pipe's buffer, and the exit code is kept."""
+    import os
+
+    import yaml
+
+    from bench.generate import write_specs
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+
+    def run_cli(*args: str) -> subprocess.CompletedProcess[str]:  # stdout block-buffered
+        return subprocess.run([sys.executable, "-m", "sloexporter.cli", *args], cwd=ROOT,
+                              env=env, capture_output=True, text=True, timeout=120)
+
+    write_specs(tmp_path, 200)
+    result = run_cli("generate", str(tmp_path), "-o", "-")
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout) > 1 << 20
+    groups = yaml.safe_load(result.stdout)["groups"]
+    assert {g["name"] for g in groups} >= {f"sloexporter-svc{s}-requests-{i}-meta"
+                                          for s in range(40)
+                                          for i in range(5)}
+    result = run_cli("validate", str(tmp_path))  # a short line, held in stdout's buffer
+    assert (result.returncode, result.stdout) == (0, "ok: 200 SLOs in 40 services\n")
+    (tmp_path / "svc0.yaml").write_text("version: prometheus/v1\nservice: x\nslos: 3\n")
+    result = run_cli("validate", str(tmp_path))
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"{tmp_path / 'svc0.yaml'}:"), result.stderr
+    assert result.stdout == ""

@@ -7,11 +7,11 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path as FsPath
 
-from sloexporter import yamlsafe
+from sloexporter import parallel, yamlsafe
 from sloexporter.model import Service
 from sloexporter.specs.errors import (
     Document,
@@ -114,7 +114,21 @@ def load_paths(paths: Iterable[str]) -> tuple[list[Service], list[SpecError]]:
     error that names both places.
     """
     files, errors = spec_files(paths)
+    if any(str(f) == STDIN for f in files):  # standard input is read here, once
+        parts = [_read_files(files)]
+    else:
+        parts = parallel.chunked_map(_read_files, files)
     documents: list[Document] = []
+    for docs, problems in parts:
+        documents += docs
+        errors += problems
+    return _services(documents, errors)
+
+
+def _read_files(files: Sequence[FsPath]) -> tuple[list[Document], list[SpecError]]:
+    """The documents of `files`, in order, and their problems."""
+    documents: list[Document] = []
+    errors: list[SpecError] = []
     for file in files:
         try:
             name, text = read_spec(file)
@@ -122,7 +136,7 @@ def load_paths(paths: Iterable[str]) -> tuple[list[Service], list[SpecError]]:
             errors.extend(exc.errors)
             continue
         documents.extend(_documents(text, name, errors))
-    return _services(documents, errors)
+    return documents, errors
 
 
 def load_text(text: str, name: str) -> tuple[list[Service], list[SpecError]]:
@@ -146,16 +160,26 @@ def _documents(text: str, name: str, errors: list[SpecError]) -> list[Document]:
 
 def _services(documents: list[Document],
               errors: list[SpecError]) -> tuple[list[Service], list[SpecError]]:
+    def load(docs: Sequence[Document]) -> tuple[list[Service], list[SpecError]]:
+        # each document sees all of them: Sloth AlertWindows and OpenSLO objects refer
+        # across documents and files
+        found: list[Service] = []
+        problems: list[SpecError] = []
+        for doc in docs:
+            fmt = _detect(doc)
+            if fmt is None:
+                problems.append(doc.error((), _unknown_format(doc.data)))
+                continue
+            try:
+                found.extend(fmt.load(doc, documents))
+            except SpecErrors as exc:
+                problems.extend(exc.errors)
+        return found, problems
+
     services: list[Service] = []
-    for doc in documents:
-        fmt = _detect(doc)
-        if fmt is None:
-            errors.append(doc.error((), _unknown_format(doc.data)))
-            continue
-        try:
-            services.extend(fmt.load(doc, documents))
-        except SpecErrors as exc:
-            errors.extend(exc.errors)
+    for found, problems in parallel.chunked_map(load, documents):
+        services += found
+        errors = [*errors, *problems]
     services, merge_errors = merge_services(services)
     errors.extend(merge_errors)
     return services, sorted(set(errors))

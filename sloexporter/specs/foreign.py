@@ -23,13 +23,13 @@ from sloexporter.specs.native import API_VERSION, KIND, check_group_by
 class Foreign(BaseModel):
     """A strict foreign-schema model: unknown fields are errors, with typo hints."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
 
 class Lenient(BaseModel):
     """Kubernetes metadata and the like: fields we do not use are accepted."""
 
-    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True, defer_build=True)
 
 
 class MappedDocument(Document):

@@ -23,7 +23,7 @@ RESERVED_LABELS = {"service", "slo", "severity", "long_window", "short_window", 
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 def _check_labels(labels: dict[str, str], reserved: set[str] = RESERVED_LABELS) -> dict[str, str]:
@@ -361,7 +361,7 @@ class SeverityAlert(Strict):
     #: the tiers of this severity fire only after this many events in their long window
     min_events: MinEvents = None
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
 
 class CustomTier(Strict):
@@ -437,4 +437,4 @@ class ServiceLevels(Strict):
     group_by: GroupBy = None
     slos: list[SLOSpec] = Field(min_length=1)
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)

@@ -35,6 +35,17 @@ def peer(*parts: str) -> Path:
     return PEERS.joinpath(*parts)
 
 
+def peer_inputs() -> list[str]:
+    """Every example input of the three peers, relative to the peers' folder."""
+    root = peer()
+    found = [*root.glob("sloth/examples/*.y*ml"), *root.glob("sloth/examples/windows/*.yaml"),
+             *root.glob("pyrra/examples/**/*.yaml"),
+             *root.glob("pyrra/golden/kubernetes/**/*.yaml"),
+             *root.glob("openslo/**/*.yaml"), *root.glob("openslo/**/*.json")]
+    return sorted(str(p.relative_to(root)) for p in found
+                  if not p.name.endswith(".rules.yaml"))  # Pyrra's expected output
+
+
 def load(*paths: Path) -> list[Service]:
     services, errors = load_paths([str(p) for p in paths])
     assert not errors, "\n".join(str(e) for e in errors)

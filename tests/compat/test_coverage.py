@@ -18,7 +18,7 @@ from sloexporter.model import Service
 from sloexporter.output import write_all
 from sloexporter.specs import load_paths
 from sloexporter.specs.errors import SpecError
-from tests.compat.peers import PEERS, peer
+from tests.compat.peers import PEERS, peer, peer_inputs
 
 #: peer input -> (a message we must give, why we do not support it)
 REJECTED: dict[str, tuple[str, str]] = {
@@ -116,17 +116,6 @@ REJECTED: dict[str, tuple[str, str]] = {
 }
 #: OpenSLO v2alpha is a draft; every file of that version is rejected the same way
 V2ALPHA = ("unsupported OpenSLO version 'openslo.com/v2alpha'", "draft API version v2alpha")
-
-
-def peer_inputs() -> list[str]:
-    """Every example input of the three peers, relative to the peers' folder."""
-    root = peer()
-    found = [*root.glob("sloth/examples/*.y*ml"), *root.glob("sloth/examples/windows/*.yaml"),
-             *root.glob("pyrra/examples/**/*.yaml"),
-             *root.glob("pyrra/golden/kubernetes/**/*.yaml"),
-             *root.glob("openslo/**/*.yaml"), *root.glob("openslo/**/*.json")]
-    return sorted(str(p.relative_to(root)) for p in found
-                  if not p.name.endswith(".rules.yaml"))  # Pyrra's expected output
 
 
 def expected(rel: str) -> tuple[str, str] | None:

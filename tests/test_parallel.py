@@ -1,0 +1,162 @@
+"""Batch commands split over forked workers write exactly what one process writes.
+
+`SLOEXPORTER_WORKERS=N` forces N workers even for small inputs, so every stage (parse,
+load, render) is cut into slices here; the outputs of 1 and 3 workers are compared byte
+for byte, errors included.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bench.generate import write_specs
+from sloexporter import parallel
+from tests.compat.peers import peer, peer_inputs
+from tests.tools import ROOT
+
+
+def cli(workers: int, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, parallel.ENV: str(workers)}
+    return subprocess.run([sys.executable, "-m", "sloexporter.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def specs(tmp_path: Path) -> list[str]:
+    """Native, Sloth and platform specs together: many services, every SLI kind."""
+    sloth = tmp_path / "sloth"
+    sloth.mkdir()
+    write_specs(sloth, 60)
+    platforms = sorted(str(p / "slos") for p in (ROOT / "examples" / "platforms").iterdir()
+                       if (p / "slos").is_dir())
+    return [str(ROOT / "examples" / "slos"), str(sloth), *platforms[:1]]
+
+
+@pytest.mark.parametrize("options", [
+    (), ("--with-tests",), ("--ruler-files", "--max-rules-per-group", "7"),
+    ("--global", "--external-labels", "cluster=eu-1"), ("--format", "prometheus-operator"),
+], ids=["plain", "with-tests", "ruler-files", "global", "operator"])
+def test_generate_is_the_same_with_workers(tmp_path: Path, options: tuple[str, ...]) -> None:
+    inputs = specs(tmp_path)
+    outputs = {}
+    for workers in (1, 3):
+        out = tmp_path / f"out{workers}"
+        proc = cli(workers, "generate", *inputs, "-o", str(out), *options)
+        assert proc.returncode == 0, proc.stderr
+        outputs[workers] = (tree(out), proc.stdout.replace(str(out), "OUT"), proc.stderr)
+    assert len(outputs[1][0]) > 20
+    assert outputs[1] == outputs[3]
+
+
+def test_generate_to_stdout_and_from_stdin_with_workers(tmp_path: Path) -> None:
+    text = (ROOT / "examples" / "slos" / "checkout-api.yaml").read_text()
+    results = []
+    for workers in (1, 3):
+        env = {**os.environ, parallel.ENV: str(workers)}
+        proc = subprocess.run([sys.executable, "-m", "sloexporter.cli", "generate", "-",
+                               str(ROOT / "examples" / "slos" / "auth.yaml"), "-o", "-"],
+                              input=text, env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        results.append(proc.stdout)
+    assert "checkout" in results[0] and results[0] == results[1]
+
+
+def test_validate_reports_the_same_errors_with_workers() -> None:
+    """Every peer input at once: services merged across files, cross-document references
+    (OpenSLO, Sloth AlertWindows) and many errors, each in the same order."""
+    root = peer()
+    paths = [str(root / rel) for rel in peer_inputs()]
+    one, three = cli(1, "validate", *paths), cli(3, "validate", *paths)
+    assert one.returncode == three.returncode == 1
+    assert one.stderr.count("\n") > 10
+    assert (one.stdout, one.stderr) == (three.stdout, three.stderr)
+
+
+@given(st.lists(st.integers(), max_size=60), st.integers(min_value=1, max_value=9))
+def test_slices_keep_every_item_in_order(items: list[int], count: int) -> None:
+    parts = parallel.slices(items, count)
+    assert len(parts) == count
+    assert [x for part in parts for x in part] == items
+    sizes = [len(p) for p in parts]
+    assert max(sizes) - min(sizes) <= 1
+
+
+def _doubled(chunk: Sequence[int]) -> list[int]:
+    return [2 * x for x in chunk]
+
+
+@pytest.fixture
+def forced(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(parallel.ENV, "3")
+
+
+@pytest.mark.usefixtures("forced")
+def test_results_come_back_in_order() -> None:
+    items = list(range(100))
+    parts = parallel.chunked_map(_doubled, items)
+    assert len(parts) == 3
+    assert [x for part in parts for x in part] == [2 * x for x in items]
+
+
+@pytest.mark.usefixtures("forced")
+@pytest.mark.parametrize("how", ["raises", "crashes", "unpicklable"])
+def test_a_failed_child_has_its_slice_redone(how: str) -> None:
+    parent = os.getpid()
+
+    def fn(chunk: Sequence[int]) -> object:
+        if os.getpid() != parent:
+            if how == "raises":
+                raise RuntimeError("child failed")
+            if how == "crashes":
+                os._exit(9)
+            return lambda: chunk  # a result pickle refuses
+        return [x + 1 for x in chunk]
+
+    parts = parallel.chunked_map(fn, list(range(30)))
+    assert [x for part in parts for x in part] == list(range(1, 31))  # type: ignore[attr-defined]
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # every child was reaped
+
+
+@pytest.mark.usefixtures("forced")
+def test_an_error_here_stops_and_reaps_the_children() -> None:
+    parent = os.getpid()
+
+    def fn(chunk: Sequence[int]) -> list[int]:
+        if os.getpid() == parent:
+            raise ValueError("bad input")
+        return list(chunk)
+
+    with pytest.raises(ValueError, match="bad input"):
+        parallel.chunked_map(fn, list(range(30)))
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)
+
+
+@pytest.mark.parametrize(("asked", "items", "expected"), [
+    ("1", 1000, 1), ("3", 1000, 3), ("3", 2, 2), ("0", 1000, 1), ("-2", 1000, 1),
+    ("many", 1000, 1), ("4", 1, 1),
+])
+def test_workers_asked_for(monkeypatch: pytest.MonkeyPatch, asked: str, items: int,
+                           expected: int) -> None:
+    monkeypatch.setenv(parallel.ENV, asked)
+    assert parallel.workers(items) == expected
+
+
+def test_workers_by_default_only_for_big_inputs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(parallel.ENV, raising=False)
+    assert parallel.workers(parallel.MIN_SLICE) == 1
+    cpus = len(os.sched_getaffinity(0))
+    assert parallel.workers(100 * parallel.MIN_SLICE) == min(cpus, parallel.MAX_WORKERS)
