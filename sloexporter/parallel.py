@@ -2,7 +2,7 @@
 
 Each heavy stage (parsing the spec files, building the models, rendering each service's
 files) is a function of a contiguous slice of its inputs. `chunked_map` runs the first
-slice here and each other slice in a child made by fork, which inherits everything built
+slices here and each other slice in a child made by fork, which inherits everything built
 so far (the parsed documents, the models) without copying; a child sends its result back
 pickled. The results come back in input order, so the output is byte for byte what one
 process writes (a test holds the two equal).
@@ -48,30 +48,48 @@ def workers(items: int) -> int:
     return max(1, min(cpus, MAX_WORKERS, items // MIN_SLICE))
 
 
-def slices(items: Sequence[T], count: int) -> list[Sequence[T]]:
-    """`items` cut into `count` contiguous slices of near-equal length, in order."""
-    size, extra = divmod(len(items), count)
-    out, start = [], 0
-    for i in range(count):
-        end = start + size + (i < extra)
+def slices(items: Sequence[T], count: int,
+           weights: Sequence[float] | None = None) -> list[Sequence[T]]:
+    """`items` cut into `count` contiguous slices, in order, of near-equal length, or of
+    near-equal total weight when `weights` (one per item) are given."""
+    if weights is None:
+        weights = [1.0] * len(items)
+    total = sum(weights)
+    out, start, reached = [], 0, 0.0
+    for i in range(count - 1):
+        goal = total * (i + 1) / count
+        end = start
+        # take items while that brings the slice's end closer to its share of the total
+        while end < len(items) and abs(reached + weights[end] - goal) <= abs(reached - goal):
+            reached += weights[end]
+            end += 1
         out.append(items[start:end])
         start = end
+    out.append(items[start:])
     return out
 
 
-def chunked_map(fn: Callable[[Sequence[T]], R], items: Sequence[T]) -> list[R]:
-    """[fn(slice) for slice in slices of `items`], the slices after the first computed in
-    forked children."""
-    parts = slices(items, workers(len(items)))
-    if len(parts) == 1:
+def chunked_map(fn: Callable[[Sequence[T]], R], items: Sequence[T],
+                weights: Sequence[float] | None = None) -> list[R]:
+    """[fn(part) for part in contiguous parts of `items`], in order, the parts after the
+    first two computed in forked children; `weights` (one per item, e.g. its expected
+    cost) balance the parts.
+
+    The first part is the first item alone, done here before any fork: what it loads on
+    first use (a format's modules and models, caches) is then inherited by every child
+    instead of being loaded again in each."""
+    count = workers(len(items))
+    if count == 1:
         return [fn(items)]
+    first = fn(items[:1])
+    parts = slices(items[1:], count, None if weights is None else weights[1:])
     sys.stdout.flush()
     sys.stderr.flush()
     children: list[tuple[int, int, Sequence[T]]] = []
     try:
         for part in parts[1:]:
             children.append(_fork(fn, part))
-        results = [fn(parts[0])]
+        results = [first, fn(parts[0])]
         while children:
             pid, fd, part = children.pop(0)
             results.append(_collect(fn, pid, fd, part))

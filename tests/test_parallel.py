@@ -93,6 +93,23 @@ def test_slices_keep_every_item_in_order(items: list[int], count: int) -> None:
     assert max(sizes) - min(sizes) <= 1
 
 
+@given(st.lists(st.floats(min_value=0, max_value=100), max_size=60),
+       st.integers(min_value=1, max_value=5))
+def test_weighted_slices_keep_every_item_and_balance(weights: list[float], count: int) -> None:
+    items = list(range(len(weights)))
+    parts = parallel.slices(items, count, weights)
+    assert len(parts) == count
+    assert [x for part in parts for x in part] == items
+    loads = [sum(weights[i] for i in part) for part in parts]
+    # no part is heavier than an equal share by more than its heaviest item
+    assert max(loads) <= sum(weights) / count + max(weights, default=0) + 1e-6
+
+
+def test_a_heavy_item_gets_a_part_with_fewer_others() -> None:
+    parts = parallel.slices(list(range(11)), 2, [1.0] * 10 + [6.0])
+    assert [len(p) for p in parts] == [8, 3]
+
+
 def _doubled(chunk: Sequence[int]) -> list[int]:
     return [2 * x for x in chunk]
 
@@ -106,7 +123,7 @@ def forced(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_results_come_back_in_order() -> None:
     items = list(range(100))
     parts = parallel.chunked_map(_doubled, items)
-    assert len(parts) == 3
+    assert [len(p) for p in parts] == [1, 33, 33, 33]  # the first item alone, before forking
     assert [x for part in parts for x in part] == [2 * x for x in items]
 
 

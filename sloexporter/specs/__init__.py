@@ -37,6 +37,9 @@ class Format:
     load: Callable[[Document, list[Document]], list[Service]]
     #: documents that only other documents refer to (e.g. an OpenSLO SLI) produce nothing
     standalone: bool = True
+    #: whether a document of this format refers to or changes others (OpenSLO objects,
+    #: Sloth AlertWindows); a run with none loads each file on its own, in parallel
+    linked: Callable[[dict[str, object]], bool] | None = None
 
 
 FORMATS: list[Format] = []
@@ -114,15 +117,30 @@ def load_paths(paths: Iterable[str]) -> tuple[list[Service], list[SpecError]]:
     error that names both places.
     """
     files, errors = spec_files(paths)
-    if any(str(f) == STDIN for f in files):  # standard input is read here, once
-        parts = [_read_files(files)]
-    else:
-        parts = parallel.chunked_map(_read_files, files)
+    if parallel.workers(len(files)) > 1 and not any(str(f) == STDIN for f in files):
+        # each worker parses and loads its own files; when a document links to others
+        # (they may be in another worker's files), all are parsed again, then loaded
+        # with every document in view
+        parts = parallel.chunked_map(_load_files, files)
+        if not any(linked for _, _, linked in parts):
+            found = [s for services, _, _ in parts for s in services]
+            problems = [e for _, errs, _ in parts for e in errs]
+            return _merged(found, [*errors, *problems])
     documents: list[Document] = []
-    for docs, problems in parts:
+    for docs, problems in parallel.chunked_map(_read_files, files):
         documents += docs
         errors += problems
     return _services(documents, errors)
+
+
+def _load_files(files: Sequence[FsPath]) -> tuple[list[Service], list[SpecError], bool]:
+    """The services of `files` on their own, their problems, and whether a document
+    among them links to others (then the services are not given)."""
+    documents, errors = _read_files(files)
+    if any(_linked(doc) for doc in documents):
+        return [], [], True
+    services, problems = _load(documents, documents)
+    return services, [*errors, *problems], False
 
 
 def _read_files(files: Sequence[FsPath]) -> tuple[list[Document], list[SpecError]]:
@@ -137,6 +155,11 @@ def _read_files(files: Sequence[FsPath]) -> tuple[list[Document], list[SpecError
             continue
         documents.extend(_documents(text, name, errors))
     return documents, errors
+
+
+def _linked(doc: Document) -> bool:
+    fmt = _detect(doc)
+    return fmt is not None and fmt.linked is not None and fmt.linked(doc.data)
 
 
 def load_text(text: str, name: str) -> tuple[list[Service], list[SpecError]]:
@@ -160,29 +183,37 @@ def _documents(text: str, name: str, errors: list[SpecError]) -> list[Document]:
 
 def _services(documents: list[Document],
               errors: list[SpecError]) -> tuple[list[Service], list[SpecError]]:
-    def load(docs: Sequence[Document]) -> tuple[list[Service], list[SpecError]]:
-        # each document sees all of them: Sloth AlertWindows and OpenSLO objects refer
-        # across documents and files
-        found: list[Service] = []
-        problems: list[SpecError] = []
-        for doc in docs:
-            fmt = _detect(doc)
-            if fmt is None:
-                problems.append(doc.error((), _unknown_format(doc.data)))
-                continue
-            try:
-                found.extend(fmt.load(doc, documents))
-            except SpecErrors as exc:
-                problems.extend(exc.errors)
-        return found, problems
-
     services: list[Service] = []
-    for found, problems in parallel.chunked_map(load, documents):
+    # each document sees all of them: Sloth AlertWindows and OpenSLO objects refer
+    # across documents and files
+    for found, problems in parallel.chunked_map(lambda docs: _load(docs, documents),
+                                                documents):
         services += found
         errors = [*errors, *problems]
+    return _merged(services, errors)
+
+
+def _load(docs: Sequence[Document],
+          documents: list[Document]) -> tuple[list[Service], list[SpecError]]:
+    """The services of `docs`, each loaded with every document of the run in view."""
+    found: list[Service] = []
+    problems: list[SpecError] = []
+    for doc in docs:
+        fmt = _detect(doc)
+        if fmt is None:
+            problems.append(doc.error((), _unknown_format(doc.data)))
+            continue
+        try:
+            found.extend(fmt.load(doc, documents))
+        except SpecErrors as exc:
+            problems.extend(exc.errors)
+    return found, problems
+
+
+def _merged(services: list[Service],
+            errors: list[SpecError]) -> tuple[list[Service], list[SpecError]]:
     services, merge_errors = merge_services(services)
-    errors.extend(merge_errors)
-    return services, sorted(set(errors))
+    return services, sorted({*errors, *merge_errors})
 
 
 def _detect(doc: Document) -> Format | None:

@@ -25,8 +25,13 @@ def _lazy(module: str, name: str) -> Callable[..., Any]:
     return call
 
 
+def _alert_windows(data: dict[str, object]) -> bool:
+    return data.get("kind") == "AlertWindows"  # it sets the windows of every Sloth SLO
+
+
 register(Format("native", _is_native, load_native))
-register(Format("sloth", _lazy("sloth", "is_sloth"), _lazy("sloth", "load_sloth")))
+register(Format("sloth", _lazy("sloth", "is_sloth"), _lazy("sloth", "load_sloth"),
+                linked=_alert_windows))
 register(Format("pyrra", _lazy("pyrra", "is_pyrra"), _lazy("pyrra", "load_pyrra")))
 register(Format("openslo", _lazy("openslo_objects", "is_openslo"),
-                _lazy("openslo", "load_openslo")))
+                _lazy("openslo", "load_openslo"), linked=lambda _: True))
