@@ -13,11 +13,12 @@ its slice redone here, where an error surfaces as it would without workers.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -31,9 +32,25 @@ MAX_WORKERS = 4
 MIN_SLICE = 40
 
 
+#: set by `batch()`: only a batch command's process forks. A server (the status service
+#: loads specs too) has threads, and a child forked beside them may inherit a held lock.
+_allowed = False
+
+
+@contextlib.contextmanager
+def batch() -> Iterator[None]:
+    """Within, `chunked_map` may fork: for commands that run alone in their process."""
+    global _allowed
+    was, _allowed = _allowed, True
+    try:
+        yield
+    finally:
+        _allowed = was
+
+
 def workers(items: int) -> int:
-    """The number of processes for `items` inputs."""
-    if not hasattr(os, "fork") or items < 2:
+    """The number of processes for `items` inputs (1 outside `batch()`)."""
+    if not _allowed or not hasattr(os, "fork") or items < 2:
         return 1
     asked = os.environ.get(ENV, "").strip()
     if asked:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -115,8 +115,10 @@ def _doubled(chunk: Sequence[int]) -> list[int]:
 
 
 @pytest.fixture
-def forced(monkeypatch: pytest.MonkeyPatch) -> None:
+def forced(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv(parallel.ENV, "3")
+    with parallel.batch():
+        yield
 
 
 @pytest.mark.usefixtures("forced")
@@ -169,11 +171,34 @@ def test_an_error_here_stops_and_reaps_the_children() -> None:
 def test_workers_asked_for(monkeypatch: pytest.MonkeyPatch, asked: str, items: int,
                            expected: int) -> None:
     monkeypatch.setenv(parallel.ENV, asked)
-    assert parallel.workers(items) == expected
+    with parallel.batch():
+        assert parallel.workers(items) == expected
 
 
 def test_workers_by_default_only_for_big_inputs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(parallel.ENV, raising=False)
-    assert parallel.workers(parallel.MIN_SLICE) == 1
     cpus = len(os.sched_getaffinity(0))
-    assert parallel.workers(100 * parallel.MIN_SLICE) == min(cpus, parallel.MAX_WORKERS)
+    with parallel.batch():
+        assert parallel.workers(parallel.MIN_SLICE) == 1
+        assert parallel.workers(100 * parallel.MIN_SLICE) == min(cpus, parallel.MAX_WORKERS)
+
+
+def test_only_a_batch_command_forks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server (the status service loads specs) has threads: it never forks, asked or not."""
+    monkeypatch.setenv(parallel.ENV, "3")
+    assert parallel.workers(1000) == 1
+    parent = os.getpid()
+    assert parallel.chunked_map(lambda chunk: [os.getpid() for _ in chunk], [1, 2, 3]) == \
+        [[parent] * 3]
+    with parallel.batch():
+        assert parallel.workers(1000) == 3
+    assert parallel.workers(1000) == 1
+
+
+def test_the_cli_page_gives_the_defaults() -> None:
+    from tests.tools import doc_section
+
+    text = " ".join(doc_section("cli", "### Every core").split())
+    assert f"at most {parallel.MAX_WORKERS}" in text
+    assert f"at least {parallel.MIN_SLICE} files or services a worker" in text
+    assert f"{parallel.ENV}=N" in text
