@@ -8,7 +8,9 @@ start, every TSDB is backfilled (`promtool tsdb create-blocks-from openmetrics`)
 series that each rule set reads over long ranges (ours: the 5m errors and totals; Sloth:
 its 5m ratio), so the 3d and 30d windows read real data. Raw samples are at the scrape
 interval for the newest 3d + 1h (the longest raw window Sloth reads) and every
-`--old-step` before; recorded samples at the evaluation interval, then `--old-step`.
+`--old-step` before; recorded samples at the evaluation interval, then `--old-step`. Then
+each TSDB is compacted as a long-running server's would be (`compact`; `--no-compact`
+measures on the backfill's blocks as they are).
 
 It prints, for each process, the CPU used over `--measure` seconds (after `--warmup`),
 the summed rule-group evaluation time (mean of the groups' last durations, sampled each
@@ -228,6 +230,11 @@ class Prom:
             'count({__name__=~"slo:.+"}) or vector(0)'))["result"]
         return int(float(res[0]["value"][1])) if res else 0
 
+    def blocks(self) -> int:
+        """The persisted blocks of the TSDB (a folder named by its ULID each)."""
+        return sum(1 for p in (self.folder / "tsdb").iterdir() if p.is_dir() and
+                   len(p.name) == 26)
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
@@ -238,6 +245,40 @@ class Prom:
                 self.proc.wait(30)
         if getattr(self, "log", None):
             self.log.close()
+
+
+def compact(proms: list[Prom], prometheus: str, settle: float = 150,
+            limit: float = 3600) -> None:
+    """Bring each TSDB to the blocks a long-running server would hold.
+
+    The backfill leaves one 2h block per 2h of history and, for the recorded series, a
+    second set overlapping it; a server that ran for those days would have merged the
+    overlaps and compacted its blocks to longer ranges (up to a tenth of the retention).
+    Left as they are, every selector of a 3d query looks itself up in some 40 blocks' index
+    and reads merged overlapping chunks, a cost no real server pays. Each Prometheus runs
+    with nothing to scrape or evaluate until its block count has not changed for `settle`
+    seconds (it compacts once a minute)."""
+    quiet = [Prom(f"{p.name}-compact", p.folder, [], None, 60, 60) for p in proms]
+    for prom in quiet:
+        prom.start(prometheus)
+    try:
+        started = time.monotonic()
+        before = [p.blocks() for p in quiet]
+        counts, steady_since = before, time.monotonic()
+        while time.monotonic() - steady_since < settle:
+            if time.monotonic() - started > limit:
+                raise RuntimeError(f"compaction did not settle in {limit:.0f}s")
+            time.sleep(5)
+            now = [p.blocks() for p in quiet]
+            if now != counts:
+                counts, steady_since = now, time.monotonic()
+        print("compacted: blocks " + ", ".join(
+            f"{p.name.removesuffix('-compact')} {b} -> {a}"
+            for p, b, a in zip(quiet, before, counts, strict=True))
+            + f" in {time.monotonic() - started:.0f}s", flush=True)
+    finally:
+        for prom in quiet:
+            prom.stop()
 
 
 def rule_kind(rule: dict[str, Any]) -> str:
@@ -297,6 +338,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=60, help="seconds before measuring")
     parser.add_argument("--measure", type=int, default=300, help="seconds measured")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--no-compact", dest="compact", action="store_false",
+                        help="measure on the backfill's 2h blocks as they are, not compacted "
+                             "as a long-running server's would be")
+    parser.add_argument("--compact-settle", type=float, default=150,
+                        help="seconds without a change in the blocks that end compaction")
     parser.add_argument("--profile-rounds", type=int, default=3,
                         help="afterwards, query every rule this many times on a quiet "
                              "Prometheus to list the costliest kinds of rule (0: skip)")
@@ -353,6 +399,8 @@ def main() -> None:
             proms.append(Prom(name, folder, rules, target, args.scrape, args.eval))
         print(f"backfilled {samples / 1e6:.1f}M samples in {time.perf_counter() - start:.0f}s",
               flush=True)
+        if args.compact:
+            compact(proms, prometheus, args.compact_settle)
         for prom in proms:
             prom.start(prometheus)
         deadline = time.monotonic() + 300

@@ -35,7 +35,8 @@ def test_rule_cost_runs() -> None:
         require_tool(name)
     res = subprocess.run([sys.executable, "bench/rule_cost.py", "--slos", "4", "--history-days",
                           "0.1", "--scrape", "5", "--eval", "5", "--warmup", "5", "--measure",
-                          "10"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+                          "10", "--compact-settle", "5"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert "CPU ratio ours/sloth:" in res.stdout
     assert "costliest rules, ours" in res.stdout and "costliest rules, sloth" in res.stdout
