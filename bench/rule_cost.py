@@ -179,8 +179,9 @@ def label_text(labels: dict[str, str]) -> str:
 
 class Prom:
     def __init__(self, name: str, folder: Path, rules: list[Path], target: str | None,
-                 scrape: int, evaluation: int) -> None:
-        self.name, self.folder = name, folder
+                 scrape: int, evaluation: int, role: str = "prometheus") -> None:
+        """A Prometheus over `folder`/tsdb; its config and log are `role`.yml and .log."""
+        self.name, self.folder, self.role = name, folder, role
         self.port = free_port()
         config = {"global": {"scrape_interval": f"{scrape}s",
                              "evaluation_interval": f"{evaluation}s"},
@@ -188,13 +189,13 @@ class Prom:
                   "scrape_configs": [{"job_name": "bench",
                                       "static_configs": [{"targets": [target]}]}]
                   if target else []}
-        (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
+        (folder / f"{role}.yml").write_text(yaml.safe_dump(config))
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, prometheus: str) -> None:
-        self.log = (self.folder / "prometheus.log").open("wb")
+        self.log = (self.folder / f"{self.role}.log").open("wb")
         self.proc = subprocess.Popen([
-            prometheus, f"--config.file={self.folder / 'prometheus.yml'}",
+            prometheus, f"--config.file={self.folder / f'{self.role}.yml'}",
             f"--storage.tsdb.path={self.folder / 'tsdb'}", "--storage.tsdb.retention.time=60d",
             f"--web.listen-address=127.0.0.1:{self.port}"], stdout=self.log, stderr=self.log)
 
@@ -258,7 +259,7 @@ def compact(proms: list[Prom], prometheus: str, settle: float = 150,
     and reads merged overlapping chunks, a cost no real server pays. Each Prometheus runs
     with nothing to scrape or evaluate until its block count has not changed for `settle`
     seconds (it compacts once a minute)."""
-    quiet = [Prom(f"{p.name}-compact", p.folder, [], None, 60, 60) for p in proms]
+    quiet = [Prom(f"{p.name}-compact", p.folder, [], None, 60, 60, "compact") for p in proms]
     for prom in quiet:
         prom.start(prometheus)
     try:
@@ -448,7 +449,8 @@ def main() -> None:
                 prom.stop()
             totals = []
             for name, rules in (("ours", ours), ("sloth", sloth)):
-                quiet = Prom(f"{name}-profile", tmp / name, [], None, args.scrape, args.eval)
+                quiet = Prom(f"{name}-profile", tmp / name, [], None, args.scrape, args.eval,
+                             "profile")
                 proms.append(quiet)
                 quiet.start(prometheus)
                 quiet.wait_ready(time.monotonic() + 300)

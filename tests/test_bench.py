@@ -44,3 +44,8 @@ def test_rule_cost_runs() -> None:
     recorded = next(line for line in res.stdout.splitlines() if line.startswith("recorded"))
     ours, sloth, none = (int(v) for v in recorded.split()[3:6])
     assert ours > 0 and sloth > 0 and none == 0
+    # and evaluated them: the measured processes run with their rules (not, say, with the
+    # configuration of the compaction step)
+    timed = next(line for line in res.stdout.splitlines() if line.startswith("rule groups"))
+    ours_ms, sloth_ms, none_ms = (float(v) for v in timed.split()[5:8])
+    assert ours_ms > 0 and sloth_ms > 0 and none_ms == 0
