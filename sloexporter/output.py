@@ -177,13 +177,15 @@ def artefacts(services: list[Service], options: Options,
     """Every output file's text by its path under OUTDIR (POSIX, relative).
 
     SLOs whose promtool tests were left out are appended to `skipped`."""
-    from sloexporter import alertmanager, dashboards  # Grafana's SDK loads only here
+    from sloexporter import alertmanager
 
     settings = options.alertmanager or alertmanager.Settings()
     services = alertmanager.dashboard_links(prepared(services, options), settings.grafana_url)
     def render(chunk: Sequence[Service | None]) -> tuple[dict[str, str], list[Any]]:
         found, left_out = _services_files([s for s in chunk if s is not None], options)
         if None in chunk:  # the run's dashboards and Alertmanager files
+            from sloexporter import dashboards  # Grafana's SDK: where it is used, only
+
             found.update(dashboards.files(services))
             found.update(alertmanager.files(services, settings))
         return found, left_out
