@@ -54,5 +54,6 @@ def test_every_local_link_and_anchor_resolves():
 
 
 def test_the_readme_stays_short():
-    """Reference material lives in docs/; the README is the story and the first steps."""
-    assert len(doc("README")) < 9000
+    """Reference material lives in docs/; the README is the story, the first steps and
+    the headline benchmark figures."""
+    assert len(doc("README")) < 9500
