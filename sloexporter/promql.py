@@ -397,8 +397,8 @@ def window_rate(recorded: str, window: int) -> str:
     at most 0.625 minutes. Reads `window` of one recorded series, not of every raw series.
     """
     win = format_duration(window)
-    return (f"avg_over_time({recorded}[{win}]) + delta({recorded}[{win}]) * {_HALF_BASE} "
-            f"/ {window}")
+    return (f"avg_over_time({recorded}[{win}]) + ({recorded} - ({recorded} offset {win} "
+            f"or {recorded} * 0)) * {_HALF_BASE} / {window}")
 
 
 def _raw_ratio(slo: SLO, window: int) -> str:
