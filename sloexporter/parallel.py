@@ -30,6 +30,8 @@ R = TypeVar("R")
 ENV = "SLOEXPORTER_WORKERS"
 MAX_WORKERS = 4
 MIN_SLICE = 40
+#: the most processes SLOEXPORTER_WORKERS may ask for (a typo of 1000 must not fork 1000)
+MAX_ASKED = 32
 
 
 #: set by `batch()`: only a batch command's process forks. A server (the status service
@@ -55,7 +57,7 @@ def workers(items: int) -> int:
     asked = os.environ.get(ENV, "").strip()
     if asked:
         try:
-            return max(1, min(int(asked), items))
+            return max(1, min(int(asked), items, MAX_ASKED))
         except ValueError:
             return 1
     try:

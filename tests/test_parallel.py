@@ -187,7 +187,7 @@ def test_an_error_here_stops_and_reaps_the_children(forked: list[int]) -> None:
 
 @pytest.mark.parametrize(("asked", "items", "expected"), [
     ("1", 1000, 1), ("3", 1000, 3), ("3", 2, 2), ("0", 1000, 1), ("-2", 1000, 1),
-    ("many", 1000, 1), ("4", 1, 1),
+    ("many", 1000, 1), ("4", 1, 1), ("100000", 1000, parallel.MAX_ASKED), ("", 1, 1),
 ])
 def test_workers_asked_for(monkeypatch: pytest.MonkeyPatch, asked: str, items: int,
                            expected: int) -> None:
@@ -223,3 +223,28 @@ def test_the_cli_page_gives_the_defaults() -> None:
     assert f"at most {parallel.MAX_WORKERS}" in text
     assert f"at least {parallel.MIN_SLICE} files or services a worker" in text
     assert f"{parallel.ENV}=N" in text
+
+
+def test_a_service_split_over_files_in_different_workers(tmp_path: Path) -> None:
+    """One service in two files that land in different workers: merged as by one process,
+    and an SLO name used in both is the same error, named at both places."""
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    write_specs(specs, 20)
+    for n, slo in ((0, "requests-0"), (1, "extra")):
+        (specs / f"zz-shop-{n}.yaml").write_text(
+            "version: prometheus/v1\nservice: svc0\nslos:\n"
+            f"  - name: {slo}\n    objective: 99.9\n    sli:\n      events:\n"
+            "        error_query: sum(rate(x_total{code=\"500\"}[{{.window}}]))\n"
+            "        total_query: sum(rate(x_total[{{.window}}]))\n"
+            "    alerting:\n      name: X\n      page_alert: {disable: true}\n"
+            "      ticket_alert: {disable: true}\n")
+    one, three = cli(1, "validate", str(specs)), cli(3, "validate", str(specs))
+    assert one.returncode == three.returncode == 1
+    assert "duplicate SLO name 'requests-0' in service 'svc0'" in one.stderr
+    assert (one.stdout, one.stderr) == (three.stdout, three.stderr)
+    (specs / "zz-shop-0.yaml").unlink()
+    one, three = cli(1, "generate", str(specs), "-o", "-"), cli(3, "generate", str(specs),
+                                                                "-o", "-")
+    assert one.returncode == three.returncode == 0, one.stderr
+    assert "slo: extra" in one.stdout and one.stdout == three.stdout
