@@ -223,6 +223,7 @@ def test_the_cli_page_gives_the_defaults() -> None:
     assert f"at most {parallel.MAX_WORKERS}" in text
     assert f"at least {parallel.MIN_SLICE} files or services a worker" in text
     assert f"{parallel.ENV}=N" in text
+    assert f"at most {parallel.MAX_ASKED})" in text
 
 
 def test_a_service_split_over_files_in_different_workers(tmp_path: Path) -> None:
