@@ -28,6 +28,7 @@ from aiohttp import web
 from sloexporter import names
 from sloexporter.aio import LOOP_SHARE
 from sloexporter.exposition import family_header, sample_line
+from sloexporter.sources.store import PACKED
 
 TEXT = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -135,12 +136,12 @@ class GzipCache:
 
     Under watch churn nearly every scrape differs from the last somewhere, so caching the
     whole compressed body hit almost never; chunks of the store change a few at a time.
-    A cache entry holds its chunk, so its id() cannot be reused while it is cached.
+    A piece is kept beside its chunk for as long as a store holds the chunk
+    (`store.PACKED`); chunks made for one scrape only are compressed each time.
     Compression and the CRC run in a thread: zlib releases the GIL.
     """
 
     def __init__(self, stats: dict[str, int] | None = None) -> None:
-        self._cache: dict[int, tuple[bytes, bytes]] = {}
         self.stats = stats if stats is not None else {"hit": 0, "miss": 0}
         #: one long-lived thread: a new thread per scrape got a malloc arena of its own
         #: for zlib's buffers, and the arenas' free memory stayed in the RSS
@@ -148,25 +149,23 @@ class GzipCache:
 
     async def compress(self, chunks: list[bytes]) -> list[bytes]:
         """The gzip body as pieces to write one after the other."""
-        cache, fresh = self._cache, {}
-        misses = []
-        for chunk in chunks:
-            entry = cache.get(id(chunk))
-            if entry is not None and entry[0] is chunk:
-                fresh[id(chunk)] = entry
-            else:
-                misses.append(chunk)
+        # the pieces are taken now: while this awaits the thread, another scrape's render
+        # may let chunks go
+        pieces = {id(chunk): PACKED.get(id(chunk)) for chunk in chunks}
+        misses = [chunk for chunk in chunks if pieces[id(chunk)] is None]
         self.stats["hit"] += len(chunks) - len(misses)
         self.stats["miss"] += len(misses)
         if self._thread is None:
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="gzip")
         packed, crc = await asyncio.get_running_loop().run_in_executor(
             self._thread, _gzip, chunks, misses)
+        # `chunks` holds every chunk until the end, so no id() here can be reused
         for chunk, piece in zip(misses, packed, strict=True):
-            fresh[id(chunk)] = (chunk, piece)
-        self._cache = fresh  # what this scrape did not use is dropped
+            pieces[id(chunk)] = piece
+            if id(chunk) in PACKED:  # still held by its store: keep the piece beside it
+                PACKED[id(chunk)] = piece
         size = sum(len(c) for c in chunks)
-        return [_GZIP_HEADER, *(fresh[id(c)][1] for c in chunks), _FINAL_BLOCK,
+        return [_GZIP_HEADER, *(pieces[id(c)] for c in chunks), _FINAL_BLOCK,
                 struct.pack("<II", crc, size & 0xFFFFFFFF)]
 
 

@@ -66,6 +66,22 @@ class Shard:
 BUCKET_TARGET = 64
 MIN_BUCKETS = 16
 
+#: id() of every chunk and header a store holds now -> its deflate piece once the gzip
+#: path has made one (sloexporter.endpoints). A store adds a chunk when it makes it and
+#: removes it when it lets the chunk go, so an entry never outlives its chunk (its id()
+#: cannot be reused while it is here) and the gzip path keeps no chunk alive: holding
+#: the last gzip scrape's chunks, it kept a second copy of each one the churn had changed.
+PACKED: dict[int, bytes | None] = {}
+
+
+def _hold(chunk: bytes) -> None:
+    if chunk:  # b"" is a shared singleton: never cached
+        PACKED[id(chunk)] = None
+
+
+def _release(chunk: bytes) -> None:
+    PACKED.pop(id(chunk), None)
+
 
 class _FamilyLines:
     """One family's lines: key -> bytes, spread over buckets, each cached as one chunk.
@@ -110,9 +126,22 @@ class _FamilyLines:
     def render(self) -> list[bytes]:
         chunks, buckets = self.chunks, self.buckets
         for i in self.dirty:
-            chunks[i] = b"".join(buckets[i].values())
+            PACKED.pop(id(chunks[i]), None)
+            chunk = chunks[i] = b"".join(buckets[i].values())
+            _hold(chunk)
         self.dirty.clear()
         return [c for c in chunks if c]
+
+    def release(self) -> None:
+        """Let the cached chunks go (the lines are replaced or dropped)."""
+        for chunk in self.chunks:
+            _release(chunk)
+        self.chunks = [b""] * len(self.chunks)
+        self.dirty = set(range(len(self.chunks)))
+
+    def __del__(self) -> None:
+        for chunk in self.chunks:
+            _release(chunk)
 
     def items(self) -> Iterable[tuple[str, bytes]]:
         for bucket in self.buckets:
@@ -130,6 +159,14 @@ class Store:
     def __post_init__(self) -> None:
         self._lines = {f.name: _FamilyLines(MIN_BUCKETS) for f in self.families}
         self._headers = {f.name: (f.header(), f.header(True)) for f in self.families}
+        for pair in self._headers.values():
+            for header in pair:
+                _hold(header)
+
+    def __del__(self) -> None:
+        for pair in getattr(self, "_headers", {}).values():
+            for header in pair:
+                _release(header)
 
     def _grow(self, lines: _FamilyLines) -> _FamilyLines:
         if lines.size <= len(lines.buckets) * BUCKET_TARGET:
@@ -137,6 +174,7 @@ class Store:
         bigger = _FamilyLines(len(lines.buckets) * 4)  # amortised: a handful of times
         for key, line in lines.items():
             bigger.set(key, line)
+        lines.release()
         return bigger
 
     def _set(self, name: str, key: str, text: str) -> None:
