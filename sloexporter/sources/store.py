@@ -124,11 +124,12 @@ class _FamilyLines:
             self.dirty.add(i)
 
     def render(self) -> list[bytes]:
-        chunks, buckets = self.chunks, self.buckets
-        for i in self.dirty:
-            PACKED.pop(id(chunks[i]), None)
-            chunk = chunks[i] = b"".join(buckets[i].values())
-            _hold(chunk)
+        chunks, buckets, join, drop = self.chunks, self.buckets, b"".join, PACKED.pop
+        for i in self.dirty:  # _release and _hold inlined: this loop is most of a scrape
+            drop(id(chunks[i]), None)
+            chunk = chunks[i] = join(buckets[i].values())
+            if chunk:
+                PACKED[id(chunk)] = None
         self.dirty.clear()
         return [c for c in chunks if c]
 
@@ -139,9 +140,10 @@ class _FamilyLines:
         self.chunks = [b""] * len(self.chunks)
         self.dirty = set(range(len(self.chunks)))
 
-    def __del__(self) -> None:
+    def __del__(self, _drop: Callable[..., object] = PACKED.pop) -> None:
+        # bound at definition: at interpreter exit the module's names may be gone first
         for chunk in self.chunks:
-            _release(chunk)
+            _drop(id(chunk), None)
 
     def items(self) -> Iterable[tuple[str, bytes]]:
         for bucket in self.buckets:
@@ -163,10 +165,10 @@ class Store:
             for header in pair:
                 _hold(header)
 
-    def __del__(self) -> None:
+    def __del__(self, _drop: Callable[..., object] = PACKED.pop) -> None:
         for pair in getattr(self, "_headers", {}).values():
             for header in pair:
-                _release(header)
+                _drop(id(header), None)
 
     def _grow(self, lines: _FamilyLines) -> _FamilyLines:
         if lines.size <= len(lines.buckets) * BUCKET_TARGET:
