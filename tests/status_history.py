@@ -41,6 +41,7 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
+from sloexporter import promql
 from tests.tools import ROOT, free_port, serve_text
 
 DAY, HOUR, MIN = 86400, 3600, 60
@@ -104,6 +105,8 @@ class Job:
         for i in (1, 0):  # errors, then totals
             mean = sum(self.block_rates(s)[i] for s in times) / len(times)
             edge = (self.block_rates(t)[i] - self.block_rates(t - window)[i]) * 150 / window
+            if window >= promql.LEADING_ONLY_FROM:  # the oldest edge taken as the mean
+                edge = (self.block_rates(t)[i] - mean) * 150 / window
             parts.append(max(mean + edge, 0.0))
         return parts[0] / parts[1]
 

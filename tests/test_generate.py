@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import filecmp
+import json
 import re
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -144,3 +146,79 @@ def test_invalid_specs_write_nothing(tmp_path):
     assert result.returncode == 1
     assert "objective" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def _groups(out: Path) -> list[dict]:
+    return [g for path in sorted((out / "rules").glob("*.yaml"))
+            for g in yaml.safe_load(path.read_text())["groups"]]
+
+
+def test_period_rules_run_in_their_own_slower_group(tmp_path):
+    """The 30-day sums (most of an SLO's rule cost) are evaluated every META_INTERVAL, in
+    the -meta group; every window and burn-rate alert stays at the evaluation interval."""
+    from sloexporter.model import parse_duration
+    from sloexporter.rules import BUDGET_EXHAUSTED_ALERT, META_INTERVAL
+
+    assert 60 < parse_duration(META_INTERVAL) <= 150  # well inside the 5m lookback
+    for extra in ((), ("--max-rules-per-group", "4")):
+        groups = _groups(generate(tmp_path / str(len(extra)), *extra))
+        for group in groups:
+            rules = group["rules"]
+            slow = re.search(r"-meta(-\d+)?$", group["name"]) is not None
+            assert group.get("interval") == (META_INTERVAL if slow else None), group["name"]
+            for rule in rules:
+                reads_period = re.search(r"\[\d+[dw]\]", rule["expr"]) and \
+                    "sum_over_time" in rule["expr"]
+                assert not reads_period or slow, rule
+                if "alert" in rule:
+                    assert slow == (rule["alert"] == BUDGET_EXHAUSTED_ALERT), rule
+                if rule.get("record", "").startswith("slo:sli_error:ratio_rate"):
+                    assert not slow, rule
+
+
+def test_long_windows_correct_only_the_leading_edge(tmp_path):
+    """From LEADING_ONLY_FROM on a window reads nothing a window back; shorter ones correct
+    both edges (`offset W`). Both keep the 2.5-minute lead the detection times rely on."""
+    from sloexporter.model import parse_duration
+    from sloexporter.promql import LEADING_ONLY_FROM
+
+    seen = set()
+    for group in _groups(generate(tmp_path)):
+        for rule in group["rules"]:
+            name = rule.get("record", "")
+            m = re.fullmatch(r"slo:sli_error:ratio_rate(\w+)", name)
+            if not m or "avg_over_time(slo:sli_errors" not in rule["expr"]:
+                continue
+            window = parse_duration(m.group(1))
+            both_edges = " offset " in rule["expr"]
+            assert both_edges == (300 < window < LEADING_ONLY_FROM), rule["expr"]
+            if not both_edges:
+                assert f"* 150) / {window}" in rule["expr"], rule["expr"]
+            seen.add(both_edges)
+    assert seen == {True, False}
+
+
+def test_prometheus_evaluates_the_meta_group_at_its_interval(tmp_path):
+    """A real Prometheus loads each -meta group with the slower interval, the rest with its
+    own evaluation interval."""
+    from sloexporter.model import parse_duration
+    from sloexporter.rules import META_INTERVAL
+    from tests.status_history import PromProcess
+    from tests.tools import require_tool
+
+    out = generate(tmp_path)
+    config = tmp_path / "prometheus.yml"
+    config.write_text(yaml.safe_dump({
+        "global": {"evaluation_interval": "20s"},
+        "rule_files": [str(p) for p in sorted((out / "rules").glob("*.yaml"))]}))
+    prom = PromProcess(require_tool("prometheus"), tmp_path)
+    prom.start(config)
+    try:
+        with urllib.request.urlopen(prom.url + "/api/v1/rules", timeout=30) as resp:
+            groups = json.load(resp)["data"]["groups"]
+    finally:
+        prom.stop()
+    intervals = {g["name"]: g["interval"] for g in groups}
+    assert len(intervals) == len(_groups(out))
+    for name, interval in intervals.items():
+        assert interval == (parse_duration(META_INTERVAL) if name.endswith("-meta") else 20), name
