@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, ClassVar
@@ -110,7 +111,9 @@ def check_shape(obj: Obj) -> None:
 def identity(resource: Resource, obj: Obj) -> tuple[str, str, str]:
     """What names an object to users (resource, namespace, name): a UID may change under it."""
     m = meta(obj)
-    return resource.name, str(m.get("namespace") or ""), str(m.get("name") or "")
+    # a few namespaces are shared by many objects: one string each (a cluster's names are
+    # bounded, 63 characters at most, checked before this is kept)
+    return resource.name, sys.intern(str(m.get("namespace") or "")), str(m.get("name") or "")
 
 
 class Source:
@@ -164,6 +167,8 @@ class Source:
             old = self._by_name.get(ident)
             if old is not None and old != key:
                 self._forget(resource, scope, old, None)
+            elif old == key:  # an update: keep the tuple already held, not a second copy
+                ident = self._names.get(key, ident)
             self._by_name[ident] = key
             self._names[key] = ident
             self._scopes.setdefault(scope, set()).add(key)

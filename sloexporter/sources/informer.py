@@ -23,6 +23,7 @@ heartbeat), `decode` (a body or event that is not the Kubernetes JSON we expect)
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import random
@@ -52,7 +53,7 @@ class Resource:
     def api_version(self) -> str:
         return f"{self.group}/{self.version}" if self.group else self.version
 
-    @property
+    @functools.cached_property  # one string, not a new one per object held
     def name(self) -> str:
         """`applications.argoproj.io`, `secrets`: the label value in self-metrics."""
         return f"{self.plural}.{self.group}" if self.group else self.plural
