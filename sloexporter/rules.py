@@ -207,21 +207,13 @@ def slo_groups(slo: SLO) -> list[dict[str, Any]]:
     return list(cached)
 
 
-#: The period group's own interval. Its 30-day ratio moves by a few parts in 10,000 between
-#: evaluations, and reading 30 days of two series is most of an SLO's rule cost; under
-#: the 5m lookback with room to spare, so an instant query always finds its last value
-#: (Pyrra evaluates its long-window group at the same interval).
-META_INTERVAL = "2m30s"
-
-
 def _build_groups(slo: SLO) -> list[dict[str, Any]]:
     alerts = [alert_rule(slo, tier) for tier in slo.tiers]
     if slo.sli.ratio is None:
         alerts.append(signal_missing_alert(slo))
     return [
         {"name": group_name(slo, "sli"), "rules": sli_rules(slo) + alerts},
-        {"name": group_name(slo, "meta"), "interval": META_INTERVAL,
-         "rules": meta_rules(slo)},
+        {"name": group_name(slo, "meta"), "rules": meta_rules(slo)},
     ]
 
 

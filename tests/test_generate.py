@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import filecmp
-import json
 import re
 import subprocess
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -153,29 +151,6 @@ def _groups(out: Path) -> list[dict]:
             for g in yaml.safe_load(path.read_text())["groups"]]
 
 
-def test_period_rules_run_in_their_own_slower_group(tmp_path):
-    """The 30-day sums (most of an SLO's rule cost) are evaluated every META_INTERVAL, in
-    the -meta group; every window and burn-rate alert stays at the evaluation interval."""
-    from sloexporter.model import parse_duration
-    from sloexporter.rules import BUDGET_EXHAUSTED_ALERT, META_INTERVAL
-
-    assert 60 < parse_duration(META_INTERVAL) <= 150  # well inside the 5m lookback
-    for extra in ((), ("--max-rules-per-group", "4")):
-        groups = _groups(generate(tmp_path / str(len(extra)), *extra))
-        for group in groups:
-            rules = group["rules"]
-            slow = re.search(r"-meta(-\d+)?$", group["name"]) is not None
-            assert group.get("interval") == (META_INTERVAL if slow else None), group["name"]
-            for rule in rules:
-                reads_period = re.search(r"\[\d+[dw]\]", rule["expr"]) and \
-                    "sum_over_time" in rule["expr"]
-                assert not reads_period or slow, rule
-                if "alert" in rule:
-                    assert slow == (rule["alert"] == BUDGET_EXHAUSTED_ALERT), rule
-                if rule.get("record", "").startswith("slo:sli_error:ratio_rate"):
-                    assert not slow, rule
-
-
 def test_long_windows_correct_only_the_leading_edge(tmp_path):
     """From LEADING_ONLY_FROM on a window reads nothing a window back; shorter ones correct
     both edges (`offset W`). Both keep the 2.5-minute lead the detection times rely on."""
@@ -196,29 +171,3 @@ def test_long_windows_correct_only_the_leading_edge(tmp_path):
                 assert f"* 150) / {window}" in rule["expr"], rule["expr"]
             seen.add(both_edges)
     assert seen == {True, False}
-
-
-def test_prometheus_evaluates_the_meta_group_at_its_interval(tmp_path):
-    """A real Prometheus loads each -meta group with the slower interval, the rest with its
-    own evaluation interval."""
-    from sloexporter.model import parse_duration
-    from sloexporter.rules import META_INTERVAL
-    from tests.status_history import PromProcess
-    from tests.tools import require_tool
-
-    out = generate(tmp_path)
-    config = tmp_path / "prometheus.yml"
-    config.write_text(yaml.safe_dump({
-        "global": {"evaluation_interval": "20s"},
-        "rule_files": [str(p) for p in sorted((out / "rules").glob("*.yaml"))]}))
-    prom = PromProcess(require_tool("prometheus"), tmp_path)
-    prom.start(config)
-    try:
-        with urllib.request.urlopen(prom.url + "/api/v1/rules", timeout=30) as resp:
-            groups = json.load(resp)["data"]["groups"]
-    finally:
-        prom.stop()
-    intervals = {g["name"]: g["interval"] for g in groups}
-    assert len(intervals) == len(_groups(out))
-    for name, interval in intervals.items():
-        assert interval == (parse_duration(META_INTERVAL) if name.endswith("-meta") else 20), name
