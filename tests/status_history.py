@@ -104,9 +104,10 @@ class Job:
         parts = []
         for i in (1, 0):  # errors, then totals
             mean = sum(self.block_rates(s)[i] for s in times) / len(times)
-            edge = (self.block_rates(t)[i] - self.block_rates(t - window)[i]) * 150 / window
-            if window >= promql.LEADING_ONLY_FROM:  # the oldest edge taken as the mean
-                edge = (self.block_rates(t)[i] - mean) * 150 / window
+            # from LEADING_ONLY_FROM on, the oldest edge is taken as the window's mean
+            oldest = mean if window >= promql.LEADING_ONLY_FROM else \
+                self.block_rates(t - window)[i]
+            edge = (self.block_rates(t)[i] - oldest) * 150 / window
             parts.append(max(mean + edge, 0.0))
         return parts[0] / parts[1]
 

@@ -134,11 +134,11 @@ class _FamilyLines:
         return [c for c in chunks if c]
 
     def release(self) -> None:
-        """Let the cached chunks go (the lines are replaced or dropped)."""
+        """Let the cached chunks go before this is dropped (its lines moved elsewhere, where
+        a one-line bucket's chunk may be the same object, held anew)."""
         for chunk in self.chunks:
             _release(chunk)
-        self.chunks = [b""] * len(self.chunks)
-        self.dirty = set(range(len(self.chunks)))
+        self.chunks = []
 
     def __del__(self, _drop: Callable[..., object] = PACKED.pop) -> None:
         # bound at definition: at interpreter exit the module's names may be gone first
