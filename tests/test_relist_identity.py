@@ -172,3 +172,20 @@ def test_updates_hold_no_second_copy_of_an_objects_identity():
     # a second identity (tuple, resource name, namespace and name strings) per object
     # was about 250 bytes each
     assert updated - listed < 60 * 3000, (listed, updated)  # measured: 312 before, 0-60 now
+
+
+def test_a_deleted_event_with_a_huge_or_odd_namespace_holds_nothing():
+    """DELETED events skip the shape check; their namespace is interned for the lookup,
+    so a huge or non-string one must neither crash the source nor be kept."""
+    from sloexporter.sources.argocd import APPLICATIONS, ArgoCDSource
+    from tests.sources_util import metrics
+
+    src = ArgoCDSource(metrics())
+    for namespace in ("n" * 1_000_000, 12, None, ["x"]):
+        src.apply(APPLICATIONS, "DELETED", {"metadata": {"name": "a", "uid": "u",
+                                                         "namespace": namespace}})
+    assert src.object_count() == 0 and not src._names and not src._by_name
+    src.apply(APPLICATIONS, "ADDED", {"metadata": {"name": "a", "namespace": "ns", "uid": "u"},
+                                      "spec": {"project": "p"}})
+    src.apply(APPLICATIONS, "DELETED", {"metadata": {"name": "a", "namespace": "ns", "uid": "u"}})
+    assert src.object_count() == 0 and not src._names and not src._by_name
