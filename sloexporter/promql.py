@@ -67,9 +67,10 @@ def selector(metric: str, labels: Mapping[str, str] | Iterable[tuple[str, str]])
     return f"{metric}{{{matchers(labels)}}}"
 
 
-def slo_selector(metric: str, slo: SLO) -> str:
-    """A selector for one of the SLO's recorded series: service and slo identify it."""
-    return f"{metric}{{{_slo_matchers(slo.service, slo.name)}}}"
+def slo_selector(metric: str, slo: SLO, extra: str = "") -> str:
+    """A selector for one of the SLO's recorded series: service and slo identify it
+    (`extra`: more matchers, such as `group_matchers`)."""
+    return f"{metric}{{{_slo_matchers(slo.service, slo.name)}{extra}}}"
 
 
 @functools.lru_cache(maxsize=1 << 14)
@@ -473,7 +474,7 @@ def window_events(slo: SLO, window: int) -> str:
     return f"({total}) * {window}"
 
 
-def period_error_ratio(slo: SLO) -> str:
+def period_error_ratio(slo: SLO, extra: str = "") -> str:
     """The error ratio over the whole period, weighted by traffic.
 
     Sums recorded 5m rates instead of `increase(...[30d])` over raw series (expensive) or
@@ -483,23 +484,35 @@ def period_error_ratio(slo: SLO) -> str:
     """
     period = slo.period_str
     if slo.sli.ratio is not None:
-        return f"avg_over_time({slo_selector(error_ratio_name(300), slo)}[{period}])"
-    errors, total = slo_selector(ERRORS_RATE5M, slo), slo_selector(TOTAL_RATE5M, slo)
+        return f"avg_over_time({slo_selector(error_ratio_name(300), slo, extra)}[{period}])"
+    errors = slo_selector(ERRORS_RATE5M, slo, extra)
+    total = slo_selector(TOTAL_RATE5M, slo, extra)
     return (f"sum_over_time({errors}[{period}]) / (sum_over_time({total}[{period}]) > 0) "
             f"or {total} * 0")
 
 
+def budget_remaining(slo: SLO, extra: str = "") -> str:
+    """The share of the error budget left over the period, computed from the recorded
+    5m series: what `slo:error_budget_remaining:ratio` records, for a reader that cannot
+    wait for the period group's next evaluation."""
+    return f"1 - ({period_error_ratio(slo, extra)}) / {decimal_str(slo.budget)}"
+
+
 def per_group(slo: SLO, value: str) -> str:
-    """`value` once per group of a grouped SLO: carried on the group's period error ratio,
-    which exists for every group seen in the period, so a metadata series (objective,
-    budget, info) has the group labels and joins one-to-one with the recorded series."""
-    return f"{slo_selector(PERIOD_ERROR, slo)} * 0 + {value}"
+    """`value` once per group of a grouped SLO, so a metadata series (objective, budget,
+    info) has the group labels and joins one-to-one with the recorded series. Carried on
+    the group's period error ratio, which exists for every group seen in the period, or
+    on its 5m series until the slower period group has first run (a new SLO)."""
+    current = slo_selector(TOTAL_RATE5M if slo.sli.ratio is None
+                           else error_ratio_name(min(slo.windows)), slo)
+    return f"({slo_selector(PERIOD_ERROR, slo)} or {current}) * 0 + {value}"
 
 
 def group_matchers(slo: SLO) -> str:
-    """`,cluster=%q,route=%q`: the group labels of an alert's series, for a Go template
-    `printf` with `$labels.cluster $labels.route` (`%q` quotes a value as PromQL does)."""
-    return "".join(f",{label}=%q" for label in slo.group_by)
+    """`,cluster=%[1]q,route=%[2]q`: the group labels of an alert's series, for a Go
+    template `printf` with `$labels.cluster $labels.route` (`%q` quotes a value as PromQL
+    does; the indexes let a query name the group in more than one selector)."""
+    return "".join(f",{label}=%[{i}]q" for i, label in enumerate(slo.group_by, 1))
 
 
 def budget_exhaustion_seconds(slo: SLO) -> str:

@@ -1,8 +1,9 @@
 """Model -> Prometheus rule groups (plain data, written out by `sloexporter.output`).
 
 Per SLO there are two groups. The first records the SLI error ratio for every window
-an alert needs and then evaluates the alerts, in that order, so an alert always sees
-this evaluation's ratios. The second records the slower period series and metadata.
+an alert needs, the SLO's metadata, and then evaluates the alerts, in that order, so an
+alert always sees this evaluation's ratios. The second records the period series, which
+move slowly, at its own longer interval.
 """
 
 from __future__ import annotations
@@ -42,15 +43,7 @@ def alert_rule(slo: SLO, tier: Tier) -> Rule:
     labels = _labels(slo, tier.severity, settings, long_window=tier.long,
                      short_window=tier.short)
     factor = decimal_str(tier.factor)
-    budget_query = promql.slo_selector(promql.BUDGET_REMAINING, slo).replace('"', '\\"')
-    # rendered by Prometheus at evaluation: Alertmanager messages only see annotations
-    query = f"query \"{budget_query}\""
-    if slo.group_by:  # this group's budget, not the first group's
-        grouped = budget_query[:-1] + promql.group_matchers(slo) + "}"
-        values = " ".join(f"$labels.{label}" for label in slo.group_by)
-        query = f"printf \"{grouped}\" {values} | query"
-    budget_remaining = (f"{{{{ with {query} }}}}"
-                        "{{ . | first | value | humanizePercentage }}{{ else }}unknown{{ end }}")
+    budget_remaining = _budget_remaining_template(slo)
     annotations = {
         "summary": (f"{slo.service}/{slo.name}{_group_text(slo)}: error budget burning "
                     f"{{{{ $value | printf \"%.1f\" }}}}x too fast over {tier.long}"),
@@ -66,6 +59,23 @@ def alert_rule(slo: SLO, tier: Tier) -> Rule:
     }
     return _alert(slo, alerting.name, promql.tier_condition(slo, tier), settings.for_,
                   labels, annotations, settings)
+
+
+def _budget_remaining_template(slo: SLO) -> str:
+    """The budget left, rendered by Prometheus when the alert is evaluated (Alertmanager
+    messages only see annotations): the recorded series, else the same figure computed
+    from the 5m series (a new SLO before its period group first ran), else "unknown".
+    A grouped SLO's queries name the alert's group, not the first group."""
+    extra = promql.group_matchers(slo)
+    values = " ".join(f"$labels.{label}" for label in slo.group_by)
+    out = "unknown"
+    for expr in reversed((promql.slo_selector(promql.BUDGET_REMAINING, slo, extra),
+                          promql.budget_remaining(slo, extra))):
+        text = expr.replace('"', '\\"')
+        query = f"printf \"{text}\" {values} | query" if values else f"query \"{text}\""
+        out = (f"{{{{ with {query} }}}}{{{{ . | first | value | humanizePercentage }}}}"
+               f"{{{{ else }}}}{out}{{{{ end }}}}")
+    return out
 
 
 def _group_text(slo: SLO) -> str:
@@ -150,40 +160,33 @@ def budget_exhausted_alert(slo: SLO, settings: AlertSettings) -> Rule:
 
 
 def meta_rules(slo: SLO) -> list[Rule]:
+    """The SLO's objective, budget and `slo:info`, recorded with its SLI series so a new
+    SLO is visible from the first evaluation. A grouped SLO has one series per group."""
     ident = dict(slo.identity)
-    budget = decimal_str(slo.budget)
+    objective, budget = decimal_str(slo.objective / 100), decimal_str(slo.budget)
     info = dict(ident, objective=decimal_str(slo.objective), period=slo.period_str,
                 sli_kind=slo.sli.kind)
     if slo.group_by:
-        return _grouped_meta_rules(slo, ident, info) + _exhaustion_rules(slo, ident)
-    rules = [
-        _record(promql.OBJECTIVE, f"vector({decimal_str(slo.objective / 100)})", ident),
-        _record(promql.ERROR_BUDGET, f"vector({budget})", ident),
-        _record(promql.PERIOD_ERROR, promql.period_error_ratio(slo), ident),
-        _record(promql.PERIOD_BURN,
-                f"{promql.slo_selector(promql.PERIOD_ERROR, slo)} / {budget}", ident),
-        _record(promql.BUDGET_REMAINING,
-                f"1 - {promql.slo_selector(promql.PERIOD_BURN, slo)}", ident),
-        _record(promql.INFO, "vector(1)", info),
-    ]
-    return rules + _exhaustion_rules(slo, ident)
+        values = [promql.per_group(slo, v) for v in (objective, budget, "1")]
+    else:
+        values = [f"vector({v})" for v in (objective, budget, "1")]
+    return [_record(promql.OBJECTIVE, values[0], ident),
+            _record(promql.ERROR_BUDGET, values[1], ident),
+            _record(promql.INFO, values[2], info)]
 
 
-def _grouped_meta_rules(slo: SLO, ident: dict[str, str], info: dict[str, str]) -> list[Rule]:
-    """The metadata of a grouped SLO, one series per group: the period error ratio
-    first, then each constant carried on it (rules of a group run in order)."""
+def period_rules(slo: SLO) -> list[Rule]:
+    """The period error ratio and what follows from it, in order (rules of a group run
+    in order), and the opt-in exhaustion series and alert."""
+    ident = dict(slo.identity)
     budget = decimal_str(slo.budget)
     return [
         _record(promql.PERIOD_ERROR, promql.period_error_ratio(slo), ident),
-        _record(promql.OBJECTIVE, promql.per_group(slo, decimal_str(slo.objective / 100)),
-                ident),
-        _record(promql.ERROR_BUDGET, promql.per_group(slo, budget), ident),
         _record(promql.PERIOD_BURN,
                 f"{promql.slo_selector(promql.PERIOD_ERROR, slo)} / {budget}", ident),
         _record(promql.BUDGET_REMAINING,
                 f"1 - {promql.slo_selector(promql.PERIOD_BURN, slo)}", ident),
-        _record(promql.INFO, promql.per_group(slo, "1"), info),
-    ]
+    ] + _exhaustion_rules(slo, ident)
 
 
 def _exhaustion_rules(slo: SLO, ident: dict[str, str]) -> list[Rule]:
@@ -207,13 +210,35 @@ def slo_groups(slo: SLO) -> list[dict[str, Any]]:
     return list(cached)
 
 
+#: The period group's interval is the period / PERIOD_EVALUATIONS: 2m30s for 30d, as
+#: Pyrra evaluates its long-window group. Its sums over the whole period are most of an
+#: SLO's rule cost (bench/rule_cost.py) and move by a few parts in 10,000 between
+#: evaluations; at most 2m30s keeps it well inside the 5m lookback, so an instant query
+#: always finds the last value.
+PERIOD_EVALUATIONS = 17280
+PERIOD_INTERVAL_MAX = 150
+#: Below this the group inherits the evaluation interval (rarely slower than 1m): a short
+#: period's sums are cheap, and a slower group would only delay its first budget figures.
+PERIOD_INTERVAL_MIN = 60
+
+
+def period_interval(slo: SLO) -> str | None:
+    """The `-period` group's `interval`, or None to inherit the evaluation interval."""
+    seconds = min(slo.period // PERIOD_EVALUATIONS, PERIOD_INTERVAL_MAX)
+    return format_duration(seconds) if seconds >= PERIOD_INTERVAL_MIN else None
+
+
 def _build_groups(slo: SLO) -> list[dict[str, Any]]:
     alerts = [alert_rule(slo, tier) for tier in slo.tiers]
     if slo.sli.ratio is None:
         alerts.append(signal_missing_alert(slo))
+    period: dict[str, Any] = {"name": group_name(slo, "period")}
+    if (interval := period_interval(slo)) is not None:
+        period["interval"] = interval
+    period["rules"] = period_rules(slo)
     return [
-        {"name": group_name(slo, "sli"), "rules": sli_rules(slo) + alerts},
-        {"name": group_name(slo, "meta"), "rules": meta_rules(slo)},
+        {"name": group_name(slo, "sli"), "rules": sli_rules(slo) + meta_rules(slo) + alerts},
+        period,
     ]
 
 

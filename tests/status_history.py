@@ -52,6 +52,7 @@ TZ = "Europe/Berlin"
 EVAL = 300
 #: T0 and the history's start are multiples of both the sample step and 5 minutes
 ALIGN = 600
+LIVE_EVAL = 5
 
 
 @dataclass(frozen=True)
@@ -461,6 +462,28 @@ class PromProcess:
             time.sleep(0.2)
         raise AssertionError("prometheus did not become ready in 120s")
 
+    def wait_until_live(self, max_interval: float, timeout: float = 90) -> None:
+        """Until every target was scraped and every group that runs at most every
+        `max_interval` seconds was evaluated once: the backfill ends at T0, which may be
+        more than an instant query's 5m lookback ago, so before that a query can find
+        nothing for a series the history does hold."""
+        never = "0001-01-01T00:00:00Z"
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.proc is not None and self.proc.poll() is None
+            with urllib.request.urlopen(self.url + "/api/v1/rules", timeout=10) as resp:
+                groups = json.load(resp)["data"]["groups"]
+            with urllib.request.urlopen(self.url + "/api/v1/targets", timeout=10) as resp:
+                targets = json.load(resp)["data"]["activeTargets"]
+            waiting = [g["name"] for g in groups if g["interval"] <= max_interval
+                       and g.get("lastEvaluation", never).startswith("0001-")]
+            waiting += [t["scrapeUrl"] for t in targets
+                        if t.get("lastScrape", never).startswith("0001-")]
+            if groups and targets and not waiting:
+                return
+            assert time.monotonic() < deadline, f"never evaluated or scraped: {waiting}"
+            time.sleep(0.2)
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
@@ -553,10 +576,11 @@ def build(workdir: Path, prometheus: str, promtool: str, sloth: str) -> History:
     feed = LiveFeed(t0, jobs, counts)
     feed.start()
     live = workdir / "prometheus.yml"
-    live.write_text(yaml.safe_dump({"global": {"evaluation_interval": "5s"},
+    live.write_text(yaml.safe_dump({"global": {"evaluation_interval": f"{LIVE_EVAL}s"},
                                     "rule_files": [str(p) for p in rule_files],
                                     "scrape_configs": [feed.scrape_config()]}))
     prom.start(live)
+    prom.wait_until_live(LIVE_EVAL)
     return History(t0, jobs, prom, specs, workdir, rule_files, feed)
 
 

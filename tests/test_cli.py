@@ -110,7 +110,7 @@ def test_a_batch_command_leaves_with_all_its_output_written(tmp_path):
     assert result.returncode == 0, result.stderr
     assert len(result.stdout) > 1 << 20
     groups = yaml.safe_load(result.stdout)["groups"]
-    assert {g["name"] for g in groups} >= {f"sloexporter-svc{s}-requests-{i}-meta"
+    assert {g["name"] for g in groups} >= {f"sloexporter-svc{s}-requests-{i}-period"
                                           for s in range(40)
                                           for i in range(5)}
     result = run_cli("validate", str(tmp_path))  # a short line, held in stdout's buffer

@@ -46,7 +46,7 @@ async def test_prometheus_with_the_readme_config_scrapes_serve_and_evaluates_the
     slos = sum(len(yaml.safe_load(p.read_text())["groups"]) // 2 for p in rule_files)
     async with serve(workdir, port), prom.running(workdir / "prometheus.yml"):
         await wait_until(lambda: prom.value('up{job="sloexporter"}'), "the scrape")
-        # every SLO's meta group evaluated, and a preset computed from serve's metrics
+        # every SLO's metadata recorded, and a preset computed from serve's metrics
         await wait_until(lambda: prom.value(f"count(slo:objective:ratio) == {slos}"),
                          f"{slos} SLOs' recorded objectives")
         await wait_until(lambda: prom.value(
