@@ -18,6 +18,8 @@ pytest_plugins = ["tests.stack"]
 #: Debian's Prometheus 2.42 and the 3.x that install-tools builds: rule semantics changed
 #: between them (left-open ranges, `le` normalisation), so rule tests run on both.
 PROMTOOLS = ("promtool", "promtool3")
+#: a test run once on each promtool (the `promtool` fixture)
+on_both = pytest.mark.parametrize("promtool", PROMTOOLS, indirect=True)
 
 
 @pytest.fixture

@@ -16,11 +16,9 @@ import yaml
 
 from sloexporter.output import render_rules, to_yaml
 from sloexporter.specs import load_paths
-from tests.conftest import PROMTOOLS, run_cli
+from tests.conftest import on_both, run_cli
 
 #: run on promtool 2.x and 3.x
-on_both = pytest.mark.parametrize("promtool", PROMTOOLS, indirect=True)
-
 SEL = '{service="api",slo="s"}'
 PAGE = 'clamp_max(count(ALERTS{service="api",slo="s",severity="page",alertstate="firing"}), 1)' \
        ' or vector(0)'

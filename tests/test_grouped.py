@@ -22,10 +22,8 @@ from sloexporter.model import SLO, Service
 from sloexporter.output import render_rules, to_yaml
 from sloexporter.rules import slo_groups
 from sloexporter.specs import load_paths
-from tests.conftest import PROMTOOLS, run_cli
+from tests.conftest import on_both, run_cli
 from tests.tools import doc_section, require_tool
-
-on_both = pytest.mark.parametrize("promtool", PROMTOOLS, indirect=True)
 
 W = "{{window}}"
 #: one grouped SLO of every SLI kind whose inputs promtool can feed

@@ -21,10 +21,8 @@ from sloexporter.model import SLO, parse_duration
 from sloexporter.output import to_yaml
 from sloexporter.rules import BUDGET_EXHAUSTED_ALERT, group_name, period_interval, slo_groups
 from sloexporter.specs import load_paths
-from tests.conftest import PROMTOOLS, run_cli
+from tests.conftest import on_both, run_cli
 from tests.tools import ROOT, require_tool
-
-on_both = pytest.mark.parametrize("promtool", PROMTOOLS, indirect=True)
 
 W = "{{window}}"
 SPEC = f"""\
