@@ -11,7 +11,8 @@ Thanos Ruler, a Mimir or Cortex ruler or vmalert over the store holding all clus
   traffic, never an average of ratios) into `slo_global:*` series without the cluster
   labels, names no per-cluster rule writes or reads, so nothing is counted twice;
 - derives each alert window's ratio and the period ratio from those sums, and pages and
-  tickets on the same tiers as the per-cluster rules, with `slo_scope="global"`.
+  tickets on the same tiers as the per-cluster rules, with `slo_scope="global"`; the
+  period ratio runs in a group of its own at `rules.period_interval`, as per cluster.
 
 Ratio SLIs (a raw error-ratio query) have no totals to weigh by and are left out.
 """
@@ -23,7 +24,7 @@ from typing import Any
 
 from sloexporter import promql
 from sloexporter.model import SLO, Service, Tier, decimal_str, format_duration
-from sloexporter.rules import group_name
+from sloexporter.rules import group_name, period_interval
 
 Rule = dict[str, Any]
 SCOPE_LABEL = "slo_scope"
@@ -68,11 +69,12 @@ def _alert(slo: SLO, tier: Tier, labels: dict[str, str]) -> Rule:
     return rule
 
 
-def slo_group(slo: SLO, cluster_labels: Iterable[str]) -> dict[str, Any] | None:
-    """One group per SLO: the sums, then the window ratios, then the alerts that read
-    them (in that order, so an alert sees this evaluation's ratios). None for a ratio SLI."""
+def slo_groups(slo: SLO, cluster_labels: Iterable[str]) -> list[dict[str, Any]]:
+    """The sums, then the window ratios, then the alerts that read them (in that order,
+    so an alert sees this evaluation's ratios); the period ratio, which nothing here
+    reads, in a slower group of its own. Nothing for a ratio SLI."""
     if slo.sli.ratio is not None:
-        return None
+        return []
     drop = tuple(cluster_labels)
     labels = {k: v for k, v in slo.identity if k not in drop}
     rules = [
@@ -84,15 +86,18 @@ def slo_group(slo: SLO, cluster_labels: Iterable[str]) -> dict[str, Any] | None:
     for window in sorted({max(w, 300) for w in slo.windows}):
         rules.append(_record(promql.global_error_ratio_name(window),
                              promql.global_window_error_ratio(slo, window), labels))
-    rules.append(_record(promql.GLOBAL_PERIOD_ERROR, promql.global_period_error_ratio(slo),
-                         labels))
     rules += [_alert(slo, tier, labels) for tier in slo.tiers]
-    return {"name": group_name(slo, "global"), "rules": rules}
+    period: dict[str, Any] = {"name": group_name(slo, "global-period")}
+    if (interval := period_interval(slo)) is not None:
+        period["interval"] = interval
+    period["rules"] = [_record(promql.GLOBAL_PERIOD_ERROR,
+                               promql.global_period_error_ratio(slo), labels)]
+    return [{"name": group_name(slo, "global"), "rules": rules}, period]
 
 
 def service_groups(service: Service, cluster_labels: Iterable[str]) -> list[dict[str, Any]]:
     labels = tuple(cluster_labels)
-    return [g for slo in service.slos if (g := slo_group(slo, labels)) is not None]
+    return [g for slo in service.slos for g in slo_groups(slo, labels)]
 
 
 def left_out(services: Iterable[Service]) -> list[str]:

@@ -128,6 +128,34 @@ def test_only_the_period_series_run_in_the_slower_group(tmp_path):
             (False, promql.ERROR_BUDGET)} <= seen
 
 
+@on_both
+def test_the_global_period_ratio_runs_in_its_own_group(tmp_path, promtool):
+    """--global splits the same way: the sums, windows and alerts at the evaluation
+    interval, the period ratio (read by nothing in the set) in `-global-period`."""
+    out = generate(tmp_path, "--global")
+    files = sorted((out / "global").glob("*.yaml"))
+    groups = [g for path in files for g in yaml.safe_load(path.read_text())["groups"]]
+    intervals = {name.replace("-period", "-global-period"): interval
+                 for name, interval in example_intervals().items()}
+    slow = [g for g in groups if g["name"].endswith("-global-period")]
+    assert slow and len(slow) * 2 == len(groups)
+    for group in groups:
+        records = [r.get("record") for r in group["rules"]]
+        reads_period = any(re.search(r"_over_time\([^\[]*\[(30d|28d|7d)\]", r["expr"])
+                           for r in group["rules"])
+        if group in slow:
+            assert records == [promql.GLOBAL_PERIOD_ERROR], group
+            assert group.get("interval") == intervals[group["name"]], group["name"]
+        else:
+            assert "interval" not in group and not reads_period, group["name"]
+            assert promql.GLOBAL_PERIOD_ERROR not in records
+    assert None in {g.get("interval") for g in slow} and "2m30s" in {g.get("interval")
+                                                                      for g in slow}
+    res = subprocess.run([promtool, "check", "rules", *map(str, files)], capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+
+
 def test_prometheus_evaluates_the_period_group_at_its_interval(tmp_path):
     """A real Prometheus loads each -period group with the slower interval, the rest with
     its own evaluation interval."""
