@@ -474,28 +474,30 @@ def window_events(slo: SLO, window: int) -> str:
     return f"({total}) * {window}"
 
 
-def period_error_ratio(slo: SLO, extra: str = "") -> str:
+def period_error_ratio(slo: SLO, extra: str = "", had_traffic: bool = False) -> str:
     """The error ratio over the whole period, weighted by traffic.
 
     Sums recorded 5m rates instead of `increase(...[30d])` over raw series (expensive) or
     averaging 5m ratios (wrong under uneven traffic); a uniform 2.5m lag is immaterial
     over a period. A raw ratio SLI has no separate totals, so its 5m ratios are averaged;
-    that is documented as unweighted.
+    that is documented as unweighted. `had_traffic`: the reader knows the period had
+    events, so the zero-traffic branch (ratio 0) is left out.
     """
     period = slo.period_str
     if slo.sli.ratio is not None:
         return f"avg_over_time({slo_selector(error_ratio_name(300), slo, extra)}[{period}])"
     errors = slo_selector(ERRORS_RATE5M, slo, extra)
     total = slo_selector(TOTAL_RATE5M, slo, extra)
-    return (f"sum_over_time({errors}[{period}]) / (sum_over_time({total}[{period}]) > 0) "
-            f"or {total} * 0")
+    ratio = f"sum_over_time({errors}[{period}]) / (sum_over_time({total}[{period}]) > 0)"
+    return ratio if had_traffic else f"{ratio} or {total} * 0"
 
 
 def budget_remaining(slo: SLO, extra: str = "") -> str:
     """The share of the error budget left over the period, computed from the recorded
-    5m series: what `slo:error_budget_remaining:ratio` records, for a reader that cannot
-    wait for the period group's next evaluation."""
-    return f"1 - ({period_error_ratio(slo, extra)}) / {decimal_str(slo.budget)}"
+    5m series: what `slo:error_budget_remaining:ratio` records, for an alert's annotation
+    before the period group first ran. An alert fires only on errors, so the period had
+    traffic (`/` binds before `-`: no parentheses needed)."""
+    return f"1 - {period_error_ratio(slo, extra, True)} / {decimal_str(slo.budget)}"
 
 
 def per_group(slo: SLO, value: str) -> str:

@@ -37,13 +37,14 @@ def severity_label(slo: SLO, severity: str) -> str:
     return dict(slo.alerting.settings(severity).labels).get("severity", severity)  # type: ignore[arg-type]
 
 
-def alert_rule(slo: SLO, tier: Tier) -> Rule:
+def alert_rule(slo: SLO, tier: Tier, budget_remaining: str) -> Rule:
+    """A tier's alert; `budget_remaining` is `_budget_remaining_template(slo)`, the same
+    for every tier of the SLO (built once: it is most of an alert's text)."""
     alerting = slo.alerting
     settings = alerting.settings(tier.severity)
     labels = _labels(slo, tier.severity, settings, long_window=tier.long,
                      short_window=tier.short)
     factor = decimal_str(tier.factor)
-    budget_remaining = _budget_remaining_template(slo)
     annotations = {
         "summary": (f"{slo.service}/{slo.name}{_group_text(slo)}: error budget burning "
                     f"{{{{ $value | printf \"%.1f\" }}}}x too fast over {tier.long}"),
@@ -229,7 +230,8 @@ def period_interval(slo: SLO) -> str | None:
 
 
 def _build_groups(slo: SLO) -> list[dict[str, Any]]:
-    alerts = [alert_rule(slo, tier) for tier in slo.tiers]
+    budget_remaining = _budget_remaining_template(slo)
+    alerts = [alert_rule(slo, tier, budget_remaining) for tier in slo.tiers]
     if slo.sli.ratio is None:
         alerts.append(signal_missing_alert(slo))
     period: dict[str, Any] = {"name": group_name(slo, "period")}
