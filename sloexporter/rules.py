@@ -39,7 +39,8 @@ def severity_label(slo: SLO, severity: str) -> str:
 
 def alert_rule(slo: SLO, tier: Tier, budget_remaining: str) -> Rule:
     """A tier's alert; `budget_remaining` is `_budget_remaining_template(slo)`, the same
-    for every tier of the SLO (built once: it is most of an alert's text)."""
+    for every tier of the SLO (built once: it is most of an alert's text). It is its own
+    annotation only, not repeated in the description: a message shows both."""
     alerting = slo.alerting
     settings = alerting.settings(tier.severity)
     labels = _labels(slo, tier.severity, settings, long_window=tier.long,
@@ -52,8 +53,7 @@ def alert_rule(slo: SLO, tier: Tier, budget_remaining: str) -> Rule:
             f"The {decimal_str(slo.objective)}% {slo.name} SLO of {slo.service} is burning "
             f"its {slo.period_str} error budget at {{{{ $value | printf \"%.2f\" }}}}x over "
             f"{tier.long} and above {factor}x over {tier.short}. At {factor}x, "
-            f"{decimal_str(tier.budget_percent)}% of the budget is consumed in {tier.long}. "
-            f"Budget remaining: {budget_remaining}."),
+            f"{decimal_str(tier.budget_percent)}% of the budget is consumed in {tier.long}."),
         "burn_rate": '{{ $value | printf "%.2f" }}',
         "burn_rate_threshold": factor,
         "budget_remaining": budget_remaining,

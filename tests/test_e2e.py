@@ -142,6 +142,8 @@ async def _outage_and_notifications(prom: Prometheus, app: App, slack: SlackWebh
     assert f"<{RUNBOOK}|runbook>" in page.text and f"<{DASHBOARD}|dashboard>" in page.text
     assert re.search(r"burn rate [0-9.]+x over 5m", page.text), page.text
     assert "Budget remaining: " in page.text and "Budget remaining: unknown" not in page.text
+    # once per alert, not again in the description
+    assert page.text.count("Budget remaining") == page.text.count("page: burn rate"), page.text
 
     firing = await alerts(prom) | await alerts(prom, "pending")
     assert ("e2e-shop", "availability", "page") in firing
