@@ -24,7 +24,7 @@ from typing import Any
 
 from sloexporter import promql
 from sloexporter.model import SLO, Service, Tier, decimal_str, format_duration
-from sloexporter.rules import group_name, period_interval
+from sloexporter.rules import group_name, period_group
 
 Rule = dict[str, Any]
 SCOPE_LABEL = "slo_scope"
@@ -87,12 +87,10 @@ def slo_groups(slo: SLO, cluster_labels: Iterable[str]) -> list[dict[str, Any]]:
         rules.append(_record(promql.global_error_ratio_name(window),
                              promql.global_window_error_ratio(slo, window), labels))
     rules += [_alert(slo, tier, labels) for tier in slo.tiers]
-    period: dict[str, Any] = {"name": group_name(slo, "global-period")}
-    if (interval := period_interval(slo)) is not None:
-        period["interval"] = interval
-    period["rules"] = [_record(promql.GLOBAL_PERIOD_ERROR,
-                               promql.global_period_error_ratio(slo), labels)]
-    return [{"name": group_name(slo, "global"), "rules": rules}, period]
+    period = [_record(promql.GLOBAL_PERIOD_ERROR, promql.global_period_error_ratio(slo),
+                      labels)]
+    return [{"name": group_name(slo, "global"), "rules": rules},
+            period_group(slo, "global-period", period)]
 
 
 def service_groups(service: Service, cluster_labels: Iterable[str]) -> list[dict[str, Any]]:

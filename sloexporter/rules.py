@@ -229,18 +229,24 @@ def period_interval(slo: SLO) -> str | None:
     return format_duration(seconds) if seconds >= PERIOD_INTERVAL_MIN else None
 
 
+def period_group(slo: SLO, part: str, rules: list[Rule]) -> dict[str, Any]:
+    """A group of `rules` over the whole period, at `period_interval` (the per-cluster
+    and the global sets alike)."""
+    group: dict[str, Any] = {"name": group_name(slo, part)}
+    if (interval := period_interval(slo)) is not None:
+        group["interval"] = interval
+    group["rules"] = rules
+    return group
+
+
 def _build_groups(slo: SLO) -> list[dict[str, Any]]:
     budget_remaining = _budget_remaining_template(slo)
     alerts = [alert_rule(slo, tier, budget_remaining) for tier in slo.tiers]
     if slo.sli.ratio is None:
         alerts.append(signal_missing_alert(slo))
-    period: dict[str, Any] = {"name": group_name(slo, "period")}
-    if (interval := period_interval(slo)) is not None:
-        period["interval"] = interval
-    period["rules"] = period_rules(slo)
     return [
         {"name": group_name(slo, "sli"), "rules": sli_rules(slo) + meta_rules(slo) + alerts},
-        period,
+        period_group(slo, "period", period_rules(slo)),
     ]
 
 
