@@ -51,6 +51,8 @@ slos:
 #: point (1 - ratio / 0.01), so the annotations below are exact strings
 CASES = [("errors", {"cluster": "a"}, Decimal(1), "-9900%"),
          ("errors", {"cluster": "b"}, Decimal("0.5"), "-4900%"),
+         # a cluster value with a quote and a backslash reaches the query through `%q`
+         ("errors", {"cluster": 'e"u\\1'}, Decimal("0.25"), "-2400%"),
          ("plain", {}, Decimal("0.5"), "-4900%")]
 MINUTES, AT = 40, 30 * 60
 
