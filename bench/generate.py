@@ -115,6 +115,10 @@ def main() -> None:
     if not hasattr(yaml, "CSafeLoader"):
         print("note: PyYAML has no C loader here; the loader baseline uses the pure one")
 
+    # start-up depends on how the interpreter was built (a distribution's is optimised;
+    # scripts/lib.sh makes .venv with it when there is one)
+    print(f"interpreter: {os.path.realpath(sys.executable)} "
+          f"(Python {sys.version.split()[0]})", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         small = Path(tmp, "small")
         small.mkdir()

@@ -18,7 +18,7 @@ apt_install() {
 phase "Debian packages: python3-venv, prometheus (promtool), prometheus-alertmanager (amtool), etcd-client, chromium, redis-server, prometheus-redis-exporter, postgresql, prometheus-postgres-exporter" \
   "about 3 minutes when missing, else instant"
 # Python 3.11+ with venv support
-if ! python3 -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+if python_needs_apt; then
   apt_install python3 python3-venv python3-pip
 fi
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pickle
-import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
@@ -100,6 +98,7 @@ def chunked_map(fn: Callable[[Sequence[T]], R], items: Sequence[T],
     count = workers(len(items))
     if count == 1:
         return [fn(items)]
+    import signal  # only where it forks: a short command never does
     first = fn(items[:1])
     parts = slices(items[1:], count, None if weights is None else weights[1:])
     sys.stdout.flush()
@@ -124,6 +123,8 @@ def chunked_map(fn: Callable[[Sequence[T]], R], items: Sequence[T],
 
 
 def _fork(fn: Callable[[Sequence[T]], R], part: Sequence[T]) -> tuple[int, int, Sequence[T]]:
+    import pickle  # as signal above
+
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: compute, send, and leave without the parent's exit handlers
@@ -143,6 +144,8 @@ def _fork(fn: Callable[[Sequence[T]], R], part: Sequence[T]) -> tuple[int, int, 
 
 
 def _collect(fn: Callable[[Sequence[T]], R], pid: int, fd: int, part: Sequence[T]) -> R:
+    import pickle  # as signal above
+
     with os.fdopen(fd, "rb") as pipe:
         data = pipe.read()
     _, status = os.waitpid(pid, 0)

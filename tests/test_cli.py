@@ -4,6 +4,7 @@ start-up that loads only what the command needs."""
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 
@@ -88,6 +89,64 @@ def test_serve_loads_its_options_only_when_it_runs():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120)
     assert result.stdout.strip() == "['aiohttp']", result.stdout + result.stderr
+
+
+def _validate_with_plugin(tmp_path, env_value):
+    """validate, with a pydantic plugin installed (a dist-info with a `pydantic` entry
+    point on PYTHONPATH) and PYDANTIC_DISABLE_PLUGINS as given (None: unset)."""
+    site = tmp_path / "site"
+    info = site / "probe_plugin-1.0.dist-info"
+    info.mkdir(parents=True, exist_ok=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: probe-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[pydantic]\nprobe = probe_plugin:plugin\n")
+    (site / "probe_plugin.py").write_text(
+        "import sys\nprint('PLUGIN LOADED', file=sys.stderr)\n"
+        "class Plugin:\n"
+        "    def new_schema_validator(self, *args):\n"
+        "        return None, None, None\n"
+        "plugin = Plugin()\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+    env["PYTHONPATH"] = str(site)
+    if env_value is not None:
+        env["PYDANTIC_DISABLE_PLUGINS"] = env_value
+    code = ("import sys\nfrom sloexporter.cli import main\ncode = main(sys.argv[1:])\n"
+            "print('METADATA', 'importlib.metadata' in sys.modules, file=sys.stderr)\n"
+            "sys.exit(code)\n")
+    result = subprocess.run([sys.executable, "-c", code, "validate", "examples/slos"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stderr
+
+
+def test_pydantic_plugins_are_off_and_not_looked_for(tmp_path):
+    """Short commands neither load pydantic plugins nor import importlib.metadata to look
+    for them (13 ms of `validate`'s start-up)."""
+    err = _validate_with_plugin(tmp_path, None)
+    assert "PLUGIN LOADED" not in err and "METADATA False" in err, err
+    err = _validate_with_plugin(tmp_path, "true")
+    assert "PLUGIN LOADED" not in err and "METADATA False" in err, err
+
+
+@pytest.mark.parametrize("setting", ["", "other-plugin"])
+def test_a_users_pydantic_plugin_setting_is_kept(tmp_path, setting):
+    """Set to anything but off, PYDANTIC_DISABLE_PLUGINS is the user's: pydantic's own
+    loader runs and finds their plugin (the proof the test above can fail)."""
+    err = _validate_with_plugin(tmp_path, setting)
+    assert "PLUGIN LOADED" in err and "METADATA True" in err, err
+
+
+def test_the_plugin_loader_stand_in_hands_over_any_other_name():
+    """Should pydantic ask its plugin loader for more than `get_plugins`, the real module
+    answers, rather than an import error."""
+    code = ("import os, sys\nos.environ.pop('PYDANTIC_DISABLE_PLUGINS', None)\n"
+            "from sloexporter import cli\ncli._no_pydantic_plugins()\n"
+            "from pydantic.plugin._loader import get_plugins\n"
+            "print(tuple(get_plugins()))\n"
+            "from pydantic.plugin._loader import PYDANTIC_ENTRY_POINT_GROUP as group\n"
+            "print(group, type(sys.modules['pydantic.plugin._loader']).__name__)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.stdout.split("\n")[:2] == ["()", "pydantic module"], result.stderr
 
 
 def test_a_batch_command_leaves_with_all_its_output_written(tmp_path):

@@ -6,7 +6,6 @@ keep a map from each value's path to the line it was written on.
 
 from __future__ import annotations
 
-import difflib
 import sys
 import types
 import typing
@@ -98,6 +97,8 @@ class Document:
                for e in exc.errors(include_url=False)]
         missing = {loc for loc, e in raw if e["type"] == "missing" and loc}
         typos: dict[Path, str] = {}
+        import difflib  # only for input with errors: a valid spec's check never needs it
+
         for loc, e in raw:
             if e["type"] == "extra_forbidden" and loc:
                 allowed = [str(m[-1]) for m in missing if m[:-1] == loc[:-1]]
