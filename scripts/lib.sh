@@ -53,8 +53,9 @@ python_needs_apt() {
     ! venv_python >/dev/null
   fi
 }
-venv_stamp() {  # what the stamp holds when .venv matches this checkout
-  echo "$(sha256sum <pyproject.toml | cut -d' ' -f1) $1 $("$1" -V 2>&1)"
+venv_stamp() {  # what the stamp holds when .venv matches this checkout and interpreter
+  local py="${1:-$(venv_python)}"
+  echo "$(sha256sum <pyproject.toml | cut -d' ' -f1) $py $("$py" -V 2>&1)"
 }
 ensure_venv() {
   local extras="$1"
