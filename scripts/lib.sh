@@ -25,9 +25,6 @@ compile_package() {
   .venv/bin/python -m compileall -q sloexporter >/dev/null
 }
 
-# ensure_venv EXTRAS: a virtualenv in .venv with the package installed (editable) with
-# EXTRAS ("" or "[test]"). Skipped when pyproject.toml has not changed since the last
-# install of those extras: a stamp in .venv records its hash.
 # venv_python: the interpreter .venv is made with. SLOEXPORTER_PYTHON when set; else the
 # distribution's python3, the one the image is built on, when it is 3.11+ with venv; else
 # python3 on PATH. A distribution's build is optimised (PGO and LTO) where a self-built one
@@ -53,10 +50,18 @@ python_needs_apt() {
     ! venv_python >/dev/null
   fi
 }
+# venv_made_with PY: .venv exists and was made with PY (a real path, as venv_python prints)
+venv_made_with() {
+  [ -x .venv/bin/python ] && [ "$(.venv/bin/python -c \
+    'import os, sys; print(os.path.realpath(sys._base_executable))' 2>/dev/null)" = "$1" ]
+}
 venv_stamp() {  # what the stamp holds when .venv matches this checkout and interpreter
   local py="${1:-$(venv_python)}"
   echo "$(sha256sum <pyproject.toml | cut -d' ' -f1) $py $("$py" -V 2>&1)"
 }
+# ensure_venv EXTRAS: a virtualenv in .venv with the package installed (editable) with
+# EXTRAS ("" or "[test]"). Skipped when pyproject.toml has not changed since the last
+# install of those extras: a stamp in .venv records its hash and the interpreter.
 ensure_venv() {
   local extras="$1"
   local stamp=".venv/.sloexporter-installed${extras:+-test}"
@@ -73,11 +78,7 @@ ensure_venv() {
     return 0
   fi
   # a .venv made with another interpreter is made anew
-  if [ ! -x .venv/bin/python ] || [ "$(.venv/bin/python -c \
-      'import os, sys; print(os.path.realpath(sys._base_executable))' 2>/dev/null)" != "$py" ]
-  then
-    "$py" -m venv --clear .venv
-  fi
+  venv_made_with "$py" || "$py" -m venv --clear .venv
   # pip's output (build warnings) is kept in a log and shown only when the install fails
   local log=".venv/pip-install.log"
   if ! .venv/bin/pip install -q --disable-pip-version-check -e ".${extras}" >"$log" 2>&1 \

@@ -13,6 +13,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -162,3 +163,50 @@ def test_the_test_command_prints_its_phases_and_needs_no_go_once_tools_are_cache
     assert all(duration for _, duration in phases)  # each says how long it usually takes
     assert "nothing to build" in printed and "no Go 1.21+" not in printed
     assert re.search(r"3 passed", printed), printed
+
+
+def _lib(call: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run a function of scripts/lib.sh in `cwd`."""
+    return subprocess.run(["bash", "-c", f'. "{ROOT}/scripts/lib.sh" && {call}'], cwd=cwd,
+                          env={**os.environ, **env}, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_the_venv_interpreter_is_the_first_usable_one(tmp_path):
+    """SLOEXPORTER_PYTHON lists the candidates in order: one that is too old (or is no
+    Python) is passed over, and the first usable one is named by its real path."""
+    real = os.path.realpath(sys._base_executable)
+    old = tmp_path / "python3.10"
+    old.write_text("#!/bin/sh\nexit 1\n")  # what the 3.11+ check gets from an older one
+    old.chmod(0o755)
+    link = tmp_path / "python-link"
+    link.symlink_to(real)
+    result = _lib("venv_python", tmp_path, SLOEXPORTER_PYTHON=f"{old} /nonexistent {link}")
+    assert result.returncode == 0 and result.stdout.strip() == real, result.stderr
+    result = _lib("venv_python", tmp_path, SLOEXPORTER_PYTHON=f"{old} /nonexistent")
+    assert result.returncode == 1 and not result.stdout
+
+
+def test_the_default_interpreter_is_the_distributions_when_it_can_make_a_venv(tmp_path):
+    usable = subprocess.run(
+        ["/usr/bin/python3", "-c",
+         "import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))"],
+        capture_output=True).returncode == 0 if os.path.exists("/usr/bin/python3") else False
+    env = {k: v for k, v in os.environ.items() if k != "SLOEXPORTER_PYTHON"}
+    result = subprocess.run(["bash", "-c", f'. "{ROOT}/scripts/lib.sh" && venv_python'],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    chosen = result.stdout.strip()
+    if usable:
+        assert chosen == os.path.realpath("/usr/bin/python3")
+    else:
+        assert chosen and chosen != os.path.realpath("/usr/bin/python3")
+
+
+def test_a_venv_made_with_another_interpreter_is_told_apart(tmp_path):
+    """ensure_venv makes .venv anew when venv_made_with says it is another interpreter's."""
+    real = os.path.realpath(sys._base_executable)
+    subprocess.run([real, "-m", "venv", "--without-pip", str(tmp_path / ".venv")], check=True,
+                   timeout=120)
+    assert _lib(f'venv_made_with "{real}"', tmp_path).returncode == 0
+    assert _lib('venv_made_with /usr/bin/other-python3', tmp_path).returncode == 1
+    assert _lib(f'venv_made_with "{real}"', tmp_path / ".venv").returncode == 1  # no .venv
