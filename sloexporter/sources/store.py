@@ -2,8 +2,8 @@
 
 Each watch event re-renders only the lines of the object it concerns, as bytes, keyed
 by the object's UID (kube-state-metrics' metrics store). The keys of a family are spread
-over buckets whose joined bytes are cached, so a scrape concatenates a few cached chunks
-per family instead of walking objects or lines (docs/benchmarks.md says why). The key may
+over buckets, each kept as its joined bytes, so a scrape concatenates a few chunks per
+family instead of walking objects or lines (docs/benchmarks.md says why). The key may
 also name an aggregate (e.g. the Jobs of one CronJob), so sharding by key keeps every
 series in exactly one shard.
 """
@@ -11,6 +11,7 @@ series in exactly one shard.
 from __future__ import annotations
 
 import hashlib
+from array import array
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -84,58 +85,77 @@ def _release(chunk: bytes) -> None:
 
 
 class _FamilyLines:
-    """One family's lines: key -> bytes, spread over buckets, each cached as one chunk.
+    """One family's lines: key -> bytes, spread over buckets, each held as one chunk.
 
-    A watch event dirties one bucket; a scrape re-joins only the dirty buckets and hands
-    out the same bytes objects for the others, so a scrape of 100,000 objects under
-    churn joins a few hundred small buckets instead of half a million lines, and the
-    gzip cache (server side) recompresses only the chunks that changed.
+    A bucket keeps its joined bytes, its keys in order and each line's length; a changed
+    line is copied into a new chunk between the bytes around it (a few KB, in C). A
+    scrape hands out the chunks as they are, the same bytes objects for buckets that did
+    not change, so the gzip cache (server side) recompresses only the chunks that changed.
 
-    Each key keeps its own bytes, so re-joining a bucket is one `bytes.join` over the
-    dict's values, in C (about 2 us for 64 lines). Keeping only offsets into the joined
-    chunk instead halves this memory, but re-joining then walks every key in Python
-    (about 30 us a bucket): at 1,000 events/s that was most of a scrape's time.
+    Each key's line is in its chunk only. Keeping it also as its own bytes, to re-join a
+    changed bucket at the next scrape, held every line twice (about 7 MB per 10,000
+    objects); walking offsets in Python at each scrape instead cost about 30 us a bucket.
     """
 
-    __slots__ = ("buckets", "chunks", "dirty", "mask", "size")
+    __slots__ = ("chunks", "keys", "lengths", "mask", "size")
 
     def __init__(self, buckets: int) -> None:
         self.mask = buckets - 1
-        self.buckets: list[dict[str, bytes]] = [{} for _ in range(buckets)]
+        self.keys: list[list[str]] = [[] for _ in range(buckets)]
+        self.lengths: list[array[int]] = [array("I") for _ in range(buckets)]
         self.chunks: list[bytes] = [b""] * buckets
-        self.dirty: set[int] = set()
         self.size = 0
+
+    def _replace(self, i: int, chunk: bytes) -> None:
+        _release(self.chunks[i])
+        self.chunks[i] = chunk
+        _hold(chunk)
+
+    def _find(self, i: int, key: str) -> tuple[int, int] | None:
+        """(index, offset) of `key`'s line in bucket `i`, or None."""
+        try:
+            at = self.keys[i].index(key)
+        except ValueError:
+            return None
+        return at, sum(self.lengths[i][:at])
 
     def set(self, key: str, line: bytes) -> None:
         i = hash(key) & self.mask
-        bucket = self.buckets[i]
-        old = bucket.get(key)
-        if old is None:
+        found = self._find(i, key)
+        chunk = self.chunks[i]
+        if found is None:
+            self.keys[i].append(key)
+            self.lengths[i].append(len(line))
             self.size += 1
-        elif old == line:
+            self._replace(i, chunk + line)
+            return
+        at, start = found
+        lengths = self.lengths[i]
+        end = start + lengths[at]
+        if lengths[at] == len(line) and chunk.startswith(line, start):
             return  # an unchanged object (a re-list, a status-only update) costs nothing
-        bucket[key] = line
-        self.dirty.add(i)
+        lengths[at] = len(line)
+        view = memoryview(chunk)
+        self._replace(i, b"".join((view[:start], line, view[end:])))
 
     def pop(self, key: str) -> None:
         i = hash(key) & self.mask
-        if self.buckets[i].pop(key, None) is not None:
-            self.size -= 1
-            self.dirty.add(i)
+        found = self._find(i, key)
+        if found is None:
+            return
+        at, start = found
+        end = start + self.lengths[i].pop(at)
+        del self.keys[i][at]
+        self.size -= 1
+        view = memoryview(self.chunks[i])
+        self._replace(i, b"".join((view[:start], view[end:])))
 
     def render(self) -> list[bytes]:
-        chunks, buckets, join, drop = self.chunks, self.buckets, b"".join, PACKED.pop
-        for i in self.dirty:  # _release and _hold inlined: this loop is most of a scrape
-            drop(id(chunks[i]), None)
-            chunk = chunks[i] = join(buckets[i].values())
-            if chunk:
-                PACKED[id(chunk)] = None
-        self.dirty.clear()
-        return [c for c in chunks if c]
+        return [c for c in self.chunks if c]
 
     def release(self) -> None:
-        """Let the cached chunks go before this is dropped (its lines moved elsewhere, where
-        a one-line bucket's chunk may be the same object, held anew)."""
+        """Let the chunks go before this is dropped (its lines moved elsewhere, where a
+        one-line bucket's chunk may be the same object, held anew)."""
         for chunk in self.chunks:
             _release(chunk)
         self.chunks = []
@@ -146,8 +166,11 @@ class _FamilyLines:
             _drop(id(chunk), None)
 
     def items(self) -> Iterable[tuple[str, bytes]]:
-        for bucket in self.buckets:
-            yield from bucket.items()
+        for keys, lengths, chunk in zip(self.keys, self.lengths, self.chunks, strict=True):
+            start = 0
+            for key, length in zip(keys, lengths, strict=True):
+                yield key, chunk[start:start + length]
+                start += length
 
 
 @dataclass
@@ -171,19 +194,20 @@ class Store:
                 _drop(id(header), None)
 
     def _grow(self, lines: _FamilyLines) -> _FamilyLines:
-        if lines.size <= len(lines.buckets) * BUCKET_TARGET:
+        if lines.size <= len(lines.keys) * BUCKET_TARGET:
             return lines
-        bigger = _FamilyLines(len(lines.buckets) * 4)  # amortised: a handful of times
-        for key, line in lines.items():
-            bigger.set(key, line)
+        bigger = _FamilyLines(len(lines.keys) * 4)  # amortised: a handful of times
+        moved = list(lines.items())
         lines.release()
+        for key, line in moved:
+            bigger.set(key, line)
         return bigger
 
     def _set(self, name: str, key: str, text: str) -> None:
         lines = self._lines[name]
         if text:
             lines.set(key, text.encode())
-            if lines.size > len(lines.buckets) * BUCKET_TARGET:
+            if lines.size > len(lines.keys) * BUCKET_TARGET:
                 self._lines[name] = self._grow(lines)
         else:
             lines.pop(key)
