@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -35,7 +36,14 @@ from sloexporter import names
 from sloexporter.config import Config
 from sloexporter.server import Exporter
 from sloexporter.sources.argocd import ArgoCDSource
-from sloexporter.sources.informer import Informer, Resource, SelfMetrics, WatchSettings
+from sloexporter.sources.informer import (
+    Informer,
+    Resource,
+    SelfMetrics,
+    WatchFailed,
+    WatchSettings,
+    list_items,
+)
 from sloexporter.sources.store import Shard
 from tests.kube_fixtures import register, seed
 from tests.promtext import samples, value
@@ -437,6 +445,38 @@ async def test_a_garbage_list_body_is_a_decode_failure(seeded, api_client, body,
         await until(lambda: metrics.restarts.get((APPS.name, reason), 0) >= 2, "two failures")
         await until(lambda: inf.up, "recovery")
         assert set(rec.objects) == {"a1", "a2", "a3"}
+
+
+LIST_BODIES = [
+    '{}', ' { } ', '{"items": []}', '{"items":[ ]}', '{"items": null}', '{"items": 5}',
+    '{"kind": "List", "metadata": {"continue": "x"}, "items": [{"a": 1}, {"b": [1, 2]}, 3]}',
+    '{"items": [{"x": "\\u00e9 \\"]}"}], "metadata": {"resourceVersion": "7"}}\n',
+    '{"items": [1, 2,]}', '{"items": [1 2]}', '{"items": [1, 2]', '{"items": []} x',
+    '{"a": 1,}', '{,}', '{"a" 1}', '{1: 2}', '{"a": tru}',
+]
+
+
+@pytest.mark.parametrize("text", LIST_BODIES)
+def test_a_list_body_parsed_item_by_item_is_what_json_reads(text):
+    try:
+        expected = json.loads(text)
+    except ValueError:
+        expected = ValueError
+    rest: dict[str, Any] = {}
+    try:
+        items = list(list_items(text, rest))
+    except ValueError:
+        assert expected is ValueError
+        return
+    if rest.get("items") == []:
+        rest["items"] = items
+    assert rest == expected
+
+
+@pytest.mark.parametrize("text", ['[{"a": 1}]', "null", '"items"', ""])
+def test_a_list_body_that_is_no_object_is_refused_before_any_item(text):
+    with pytest.raises(WatchFailed, match="not an object"):
+        next(list_items(text, {}))
 
 
 async def test_garbage_in_the_watch_stream_is_a_decode_failure_not_a_crash(seeded, api_client):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from sloexporter import names
 from sloexporter.sources.base import Source, field, meta, timestamp
@@ -88,10 +87,8 @@ def completed_operation(app: Obj) -> tuple[str, str] | None:
     return f"{started}|{revision or ''}", str(op["phase"])
 
 
-@dataclass
-class _Ops:
-    last: str | None
-    counts: dict[str, int]
+#: an Application seen first: no completed operation counted yet in any phase
+_NONE_COUNTED = (0,) * len(names.ARGOCD_SYNC_PHASES)
 
 
 class ArgoCDSource(Source):
@@ -106,7 +103,10 @@ class ArgoCDSource(Source):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self._ops: dict[str, _Ops] = {}
+        #: key -> (identity of the last completed operation or None, count per phase in
+        #: ARGOCD_SYNC_PHASES' order): one tuple, where an object and a dict per
+        #: Application took 1.9 MB at 6,000 of them
+        self._ops: dict[str, tuple[str | None, tuple[int, ...]]] = {}
 
     @property
     def resources(self) -> tuple[Resource, ...]:
@@ -118,14 +118,15 @@ class ArgoCDSource(Source):
         done = completed_operation(obj)
         state = self._ops.get(key)
         if state is None:
-            state = self._ops[key] = _Ops(done[0] if done else None,
-                                          dict.fromkeys(names.ARGOCD_SYNC_PHASES, 0))
-        elif done and done[0] != state.last:
-            state.last = done[0]
-            state.counts[done[1]] += 1
+            state = self._ops[key] = (done[0] if done else None, _NONE_COUNTED)
+        elif done and done[0] != state[0]:
+            counts = list(state[1])
+            counts[names.ARGOCD_SYNC_PHASES.index(done[1])] += 1
+            state = self._ops[key] = (done[0], tuple(counts))
         ident = _ident(obj)
         rows[names.ARGOCD_APP_SYNC_OPERATIONS] = [
-            ({**ident, "phase": phase}, n) for phase, n in state.counts.items()]
+            ({**ident, "phase": phase}, n)
+            for phase, n in zip(names.ARGOCD_SYNC_PHASES, state[1], strict=True)]
         self.store.put(key, rows)
 
     def remove(self, resource: Resource, key: str, obj: Obj | None) -> None:

@@ -27,8 +27,9 @@ import functools
 import json
 import logging
 import random
+import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -138,6 +139,53 @@ def status_message(body: bytes) -> str:
     if isinstance(data, dict) and isinstance(data.get("message"), str):
         return data["message"][:300]
     return body[:200].decode("utf-8", "replace").strip()
+
+
+_WS = re.compile(r"[ \t\n\r]*")
+_DECODE = json.JSONDecoder().raw_decode
+
+
+def list_items(text: str, rest: dict[str, Any]) -> Iterator[Any]:
+    """The elements of a LIST body's `items` array, parsed one at a time; its other members
+    go into `rest`. ValueError where `text` is not JSON, WatchFailed where it is no object.
+
+    Parsing a page of 500 Applications at once held all their dicts and strings together,
+    and the pools they left half-used among the rendered lines stayed in the RSS.
+    """
+    ws = _WS.match
+
+    def after(i: int, allowed: str) -> tuple[str, int]:
+        """The separator at `i` (one of `allowed`) and where the next token starts."""
+        sep = text[i:i + 1]
+        if not sep or sep not in allowed:
+            raise ValueError(f"one of {allowed!r} expected at {i}")
+        return sep, ws(text, i + 1).end()
+
+    i = ws(text).end()
+    if text[i:i + 1] != "{":
+        raise WatchFailed("decode", "list body is not an object")
+    sep, i = after(i, "{")
+    if text[i:i + 1] == "}":
+        sep, i = after(i, "}")
+    while sep != "}":
+        key, i = _DECODE(text, i)
+        if not isinstance(key, str):
+            raise ValueError("a member name is not a string")
+        _, i = after(ws(text, i).end(), ":")
+        if key == "items" and text[i:i + 1] == "[":
+            rest[key] = []
+            sep, i = after(i, "[")
+            if text[i:i + 1] == "]":
+                sep, i = after(i, "]")
+            while sep != "]":
+                item, i = _DECODE(text, i)
+                yield item
+                sep, i = after(ws(text, i).end(), ",]")
+        else:
+            rest[key], i = _DECODE(text, i)
+        sep, i = after(ws(text, i).end(), ",}")
+    if i != len(text):
+        raise ValueError("extra data after the list")
 
 
 def classify(exc: BaseException) -> tuple[str, str]:
@@ -429,16 +477,13 @@ class Informer:
                     return None, 0
                 await self._check_status(resp, "list")
                 async with asyncio.timeout(self.settings.list_timeout * 4):
-                    page = await resp.json(content_type=None)
+                    # read, not resp.json(): the response would keep its body while the
+                    # next page is fetched
+                    text = (await resp.content.read()).decode()
             finally:
                 resp.release()
-            if not isinstance(page, dict):
-                raise WatchFailed("decode", "list body is not an object")
-            items = page.get("items")
-            meta = page.get("metadata")
-            if not isinstance(items, list | None) or not isinstance(meta, dict | None):
-                raise WatchFailed("decode", "list items or metadata of the wrong type")
-            for obj in items or ():
+            page: dict[str, Any] = {}
+            for obj in list_items(text, page):
                 if not isinstance(obj, dict):
                     self.metrics.skip(self.source, "malformed")
                     continue
@@ -450,7 +495,10 @@ class Informer:
                     seen.add(key)
                 if LOOP_SHARE.due():  # a page of 500 large objects is tens of ms
                     await LOOP_SHARE.take_turn()
-            del page, items  # the next page is fetched and parsed without this one held
+            del text  # the next page is fetched and parsed without this one held
+            items, meta = page.get("items"), page.get("metadata")
+            if not isinstance(items, list | None) or not isinstance(meta, dict | None):
+                raise WatchFailed("decode", "list items or metadata of the wrong type")
             meta = meta or {}
             token = meta.get("continue") or ""
             if not isinstance(token, str):

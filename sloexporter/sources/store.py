@@ -2,8 +2,8 @@
 
 Each watch event re-renders only the lines of the object it concerns, as bytes, keyed
 by the object's UID (kube-state-metrics' metrics store). The keys of a family are spread
-over buckets whose joined bytes are cached, so a scrape concatenates a few cached chunks
-per family instead of walking objects or lines (docs/benchmarks.md says why). The key may
+over buckets, each kept as its joined bytes, so a scrape concatenates a few chunks per
+family instead of walking objects or lines (docs/benchmarks.md says why). The key may
 also name an aggregate (e.g. the Jobs of one CronJob), so sharding by key keeps every
 series in exactly one shard.
 """
@@ -11,7 +11,9 @@ series in exactly one shard.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
+import itertools
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -83,61 +85,113 @@ def _release(chunk: bytes) -> None:
     PACKED.pop(id(chunk), None)
 
 
+#: changed lines a bucket keeps aside before they are copied into its chunk (a scrape
+#: copies them in sooner): bounds both the copying per event and the lines held twice
+PENDING_MAX = 8
+
+
 class _FamilyLines:
-    """One family's lines: key -> bytes, spread over buckets, each cached as one chunk.
+    """One family's lines: key -> bytes, spread over buckets, each held as one chunk.
 
-    A watch event dirties one bucket; a scrape re-joins only the dirty buckets and hands
-    out the same bytes objects for the others, so a scrape of 100,000 objects under
-    churn joins a few hundred small buckets instead of half a million lines, and the
-    gzip cache (server side) recompresses only the chunks that changed.
+    A bucket keeps its joined bytes, where each key's line is in it (key -> index, in
+    the order of the lines) and each line's length. A changed or new line waits beside
+    its bucket until the next scrape, or until PENDING_MAX of them wait; then the bucket
+    is re-joined once, if any of them changed, from the slices of the old chunk between
+    them and the new lines, in one `bytes.join`. A scrape hands out the same bytes
+    objects for buckets that did not change, so the gzip cache (server side) recompresses
+    only the chunks that changed.
 
-    Each key keeps its own bytes, so re-joining a bucket is one `bytes.join` over the
-    dict's values, in C (about 2 us for 64 lines). Keeping only offsets into the joined
-    chunk instead halves this memory, but re-joining then walks every key in Python
-    (about 30 us a bucket): at 1,000 events/s that was most of a scrape's time.
+    Each key's line is held once, in its chunk. Keeping every line also as its own bytes,
+    to re-join a changed bucket from them, held every line twice (about 7 MB per 10,000
+    objects); copying each change into the chunk at once took a few KB of copying per
+    line, 10 to 15 us more per event.
     """
 
-    __slots__ = ("buckets", "chunks", "dirty", "mask", "size")
+    __slots__ = ("chunks", "index", "lengths", "mask", "pending", "size")
 
     def __init__(self, buckets: int) -> None:
         self.mask = buckets - 1
-        self.buckets: list[dict[str, bytes]] = [{} for _ in range(buckets)]
+        self.index: list[dict[str, int]] = [{} for _ in range(buckets)]
+        self.lengths: list[array[int]] = [array("I") for _ in range(buckets)]
         self.chunks: list[bytes] = [b""] * buckets
-        self.dirty: set[int] = set()
+        #: bucket -> {index of a key in it: its new line}
+        self.pending: dict[int, dict[int, bytes]] = {}
         self.size = 0
+
+    def _replace(self, i: int, chunk: bytes) -> None:
+        _release(self.chunks[i])
+        self.chunks[i] = chunk
+        _hold(chunk)
+
+    def _join(self, i: int) -> None:
+        """Copy bucket `i`'s pending lines into its chunk: a new chunk only if one of them
+        differs from the line it replaces (a re-list or a status-only update costs none,
+        and the gzip cache keeps the chunk's piece)."""
+        pending = self.pending.pop(i, None)
+        if not pending:
+            return
+        lengths, chunk = self.lengths[i], self.chunks[i]
+        view = memoryview(chunk)
+        pieces: list[bytes | memoryview] = []
+        # the keys before index `done` end at `offset` in the old chunk, whose bytes from
+        # `kept` on are not in `pieces` yet
+        done = offset = kept = 0
+        for at in sorted(pending):
+            start = offset + sum(lengths[done:at])
+            line, length = pending[at], lengths[at]
+            offset, done = start + length, at + 1
+            if length == len(line) and chunk.startswith(line, start):
+                continue
+            pieces += (view[kept:start], line)
+            kept = offset
+            lengths[at] = len(line)
+        if pieces:
+            pieces.append(view[kept:])
+            self._replace(i, b"".join(pieces))
 
     def set(self, key: str, line: bytes) -> None:
         i = hash(key) & self.mask
-        bucket = self.buckets[i]
-        old = bucket.get(key)
-        if old is None:
+        index = self.index[i]
+        at = index.get(key)
+        if at is None:
+            at = index[key] = len(index)
+            self.lengths[i].append(0)  # nothing in the chunk yet: the line is pending
             self.size += 1
-        elif old == line:
-            return  # an unchanged object (a re-list, a status-only update) costs nothing
-        bucket[key] = line
-        self.dirty.add(i)
+        pending = self.pending.get(i)
+        if pending is None:
+            pending = self.pending[i] = {}
+        pending[at] = line
+        if len(pending) >= PENDING_MAX:
+            self._join(i)
 
     def pop(self, key: str) -> None:
         i = hash(key) & self.mask
-        if self.buckets[i].pop(key, None) is not None:
-            self.size -= 1
-            self.dirty.add(i)
+        index = self.index[i]
+        at = index.pop(key, None)
+        if at is None:
+            return
+        self._join(i)  # the keys after it move up: their pending lines go in first
+        for later in itertools.islice(index, at, None):
+            index[later] -= 1
+        lengths, view = self.lengths[i], memoryview(self.chunks[i])
+        start = sum(lengths[:at])
+        end = start + lengths.pop(at)
+        self.size -= 1
+        self._replace(i, b"".join((view[:start], view[end:])))
 
     def render(self) -> list[bytes]:
-        chunks, buckets, join, drop = self.chunks, self.buckets, b"".join, PACKED.pop
-        for i in self.dirty:  # _release and _hold inlined: this loop is most of a scrape
-            drop(id(chunks[i]), None)
-            chunk = chunks[i] = join(buckets[i].values())
-            if chunk:
-                PACKED[id(chunk)] = None
-        self.dirty.clear()
-        return [c for c in chunks if c]
+        for i in list(self.pending):
+            self._join(i)
+        return [c for c in self.chunks if c]
 
-    def release(self) -> None:
-        """Let the cached chunks go before this is dropped (its lines moved elsewhere, where
-        a one-line bucket's chunk may be the same object, held anew)."""
-        for chunk in self.chunks:
-            _release(chunk)
+    def move_to(self, other: _FamilyLines) -> None:
+        """Every line into `other`, a bucket at a time, each chunk let go once its lines
+        are out (a one-line bucket's chunk may be the very object `other` then holds)."""
+        for i in range(len(self.chunks)):
+            moved = list(self._bucket(i))
+            self._replace(i, b"")
+            for key, line in moved:
+                other.set(key, line)
         self.chunks = []
 
     def __del__(self, _drop: Callable[..., object] = PACKED.pop) -> None:
@@ -145,9 +199,16 @@ class _FamilyLines:
         for chunk in self.chunks:
             _drop(id(chunk), None)
 
+    def _bucket(self, i: int) -> Iterator[tuple[str, bytes]]:
+        self._join(i)
+        start, chunk = 0, self.chunks[i]
+        for key, length in zip(self.index[i], self.lengths[i], strict=True):
+            yield key, chunk[start:start + length]
+            start += length
+
     def items(self) -> Iterable[tuple[str, bytes]]:
-        for bucket in self.buckets:
-            yield from bucket.items()
+        for i in range(len(self.chunks)):
+            yield from self._bucket(i)
 
 
 @dataclass
@@ -171,19 +232,17 @@ class Store:
                 _drop(id(header), None)
 
     def _grow(self, lines: _FamilyLines) -> _FamilyLines:
-        if lines.size <= len(lines.buckets) * BUCKET_TARGET:
+        if lines.size <= len(lines.index) * BUCKET_TARGET:
             return lines
-        bigger = _FamilyLines(len(lines.buckets) * 4)  # amortised: a handful of times
-        for key, line in lines.items():
-            bigger.set(key, line)
-        lines.release()
+        bigger = _FamilyLines(len(lines.index) * 4)  # amortised: a handful of times
+        lines.move_to(bigger)
         return bigger
 
     def _set(self, name: str, key: str, text: str) -> None:
         lines = self._lines[name]
         if text:
             lines.set(key, text.encode())
-            if lines.size > len(lines.buckets) * BUCKET_TARGET:
+            if lines.size > len(lines.index) * BUCKET_TARGET:
                 self._lines[name] = self._grow(lines)
         else:
             lines.pop(key)
