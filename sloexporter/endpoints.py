@@ -105,6 +105,12 @@ def wants_openmetrics(header: str) -> bool:
                for media, q in _weighted(header))
 
 
+try:  # ISA-L's deflate: at level 1 twice zlib's speed for the same size, and a CRC-32
+    # three times as fast (wheels for x86-64 and arm64, see pyproject.toml; zlib elsewhere)
+    from isal import isal_zlib as deflate_lib
+except ImportError:  # tests/test_gzip_cache.py runs both
+    deflate_lib = zlib
+
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no mtime
 #: the last, empty deflate block that ends the stream
 _FINAL_BLOCK = zlib.compressobj(1, zlib.DEFLATED, -15).flush(zlib.Z_FINISH)
@@ -116,18 +122,18 @@ def _deflate(chunks: list[bytes]) -> list[bytes]:
     Such pieces concatenate into one valid deflate stream (pigz does the same), so a
     chunk compressed for one scrape is reused by the next as long as it is unchanged.
     """
-    out = []
+    lib, out = deflate_lib, []
     for chunk in chunks:
-        z = zlib.compressobj(1, zlib.DEFLATED, -15)
-        out.append(z.compress(chunk) + z.flush(zlib.Z_FULL_FLUSH))
+        z = lib.compressobj(1, lib.DEFLATED, -15)
+        out.append(z.compress(chunk) + z.flush(lib.Z_FULL_FLUSH))
     return out
 
 
 def _gzip(chunks: list[bytes], misses: list[bytes]) -> tuple[list[bytes], int]:
     """(deflate pieces of `misses`, CRC-32 of every chunk): one trip to a thread."""
-    crc = 0
+    crc, crc32 = 0, deflate_lib.crc32
     for chunk in chunks:
-        crc = zlib.crc32(chunk, crc)
+        crc = crc32(chunk, crc)
     return _deflate(misses), crc
 
 

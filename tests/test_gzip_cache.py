@@ -1,6 +1,7 @@
 """The gzip path's per-chunk cache: right bytes under any churn, and no chunk kept alive.
 
-Real stores, real zlib, decoded with the standard library's gzip: what a scraper reads.
+Real stores, real ISA-L and zlib (each test runs with both), decoded with the standard
+library's gzip: what a scraper reads.
 """
 
 from __future__ import annotations
@@ -8,15 +9,55 @@ from __future__ import annotations
 import asyncio
 import gc
 import gzip
+import platform
 import sys
+import zlib
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sloexporter import endpoints
 from sloexporter.endpoints import GzipCache
 from sloexporter.sources.store import BUCKET_TARGET, MIN_BUCKETS, PACKED, Family, Store
 
 FAMILIES = (Family("demo_up", "Up.", "gauge"), Family("demo_age_seconds", "Age.", "gauge"))
+#: where pyproject.toml installs isal (wheels); elsewhere the gzip path uses zlib
+ISAL_MACHINES = ("x86_64", "AMD64", "aarch64", "arm64")
+
+
+@pytest.fixture(autouse=True, params=["isal", "zlib"])
+def deflate_lib(request, monkeypatch):
+    """Each test with ISA-L's deflate (where it is installed) and with zlib's."""
+    if request.param == "zlib":
+        monkeypatch.setattr(endpoints, "deflate_lib", zlib)
+    elif platform.machine() not in ISAL_MACHINES:
+        pytest.skip("isal has no wheel for this machine: the zlib run covers it")
+    return endpoints.deflate_lib
+
+
+def test_isal_is_used_where_it_is_installed(request):
+    """The isal runs above test ISA-L, not zlib twice: where pyproject.toml installs it,
+    the gzip path uses it."""
+    if request.node.callspec.params["deflate_lib"] == "isal":
+        from isal import isal_zlib
+        assert endpoints.deflate_lib is isal_zlib
+
+
+def test_pieces_of_either_library_make_one_stream():
+    """A full-flushed raw deflate piece needs nothing before it: pieces from ISA-L and
+    zlib, in any order, with zlib's final block, are one valid stream."""
+    if platform.machine() not in ISAL_MACHINES:
+        pytest.skip("isal has no wheel for this machine")
+    from isal import isal_zlib
+    data = [b"demo_up{key=\"%d\"} 1\n" % i * 50 for i in range(6)]
+    pieces = []
+    for n, chunk in enumerate(data):
+        lib = isal_zlib if n % 2 else zlib
+        z = lib.compressobj(1, lib.DEFLATED, -15)
+        pieces.append(z.compress(chunk) + z.flush(lib.Z_FULL_FLUSH))
+    stream = b"".join(pieces) + endpoints._FINAL_BLOCK
+    assert zlib.decompress(stream, -15) == b"".join(data)
 
 
 def put(store: Store, key: str, value: int) -> None:
