@@ -214,7 +214,8 @@ def test_an_11_mb_manifest_blocks_neither_metrics_nor_sigterm(spawn, tmp_path):
         status, _, body = get(server.url + "/metrics")
         worst = max(worst, time.monotonic() - started)
         assert status == 200 and names.SOURCE_UP.encode() in body
-    assert worst < 1.0, f"a scrape took {worst:.2f} s during the parse"
+    # 0.15 s at most on 2 cores; up to 1 s with the default 5 ms GIL switch interval
+    assert worst < 0.5, f"a scrape took {worst:.2f} s during the parse"
     assert "loaded " not in server.log  # the parse was still running during the scrapes
     assert server.sigterm() < 2.0
 
