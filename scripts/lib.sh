@@ -29,11 +29,13 @@ compile_package() {
 # distribution's python3, the one the image is built on, when it is 3.11+ with venv; else
 # python3 on PATH. A distribution's build is optimised (PGO and LTO) where a self-built one
 # (pyenv's default) is not: on the same machine the short commands start 25 % slower.
+python_ok() {  # PY is Python 3.11+ with venv and ensurepip
+  "$1" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null
+}
 venv_python() {
   local py
   for py in ${SLOEXPORTER_PYTHON:-/usr/bin/python3 python3}; do
-    if "$py" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' \
-        2>/dev/null; then
+    if python_ok "$py"; then
       "$py" -c 'import os, sys; print(os.path.realpath(sys.executable))'
       return 0
     fi
