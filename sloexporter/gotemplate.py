@@ -42,6 +42,8 @@ class TemplateError(Exception):
 
 @dataclass
 class _Item:
+    """A lexed token: its type, text and line."""
+
     typ: str
     val: str
     line: int

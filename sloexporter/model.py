@@ -203,6 +203,8 @@ def lowest_firing_objective(tier: Tier) -> Decimal:
 
 @dataclass(frozen=True)
 class AlertSettings:
+    """How one severity (page or ticket) is routed, labelled and held before it fires."""
+
     disabled: bool = False
     labels: tuple[tuple[str, str], ...] = ()
     annotations: tuple[tuple[str, str], ...] = ()
@@ -213,6 +215,8 @@ class AlertSettings:
 
 @dataclass(frozen=True)
 class Alerting:
+    """An SLO's burn-rate alerts: their name, tiers and settings per severity."""
+
     name: str = "ErrorBudgetBurn"
     page: AlertSettings = AlertSettings()
     ticket: AlertSettings = AlertSettings()
@@ -310,6 +314,8 @@ class SLI:
 
 @dataclass(frozen=True)
 class SLO:
+    """One SLO of a service, from any input format: what every generator reads."""
+
     service: str
     name: str
     objective: Decimal
@@ -368,6 +374,8 @@ class SLO:
 
 @dataclass(frozen=True)
 class Service:
+    """A service and its SLOs: one rules file, one dashboard."""
+
     name: str
     slos: tuple[SLO, ...]
     labels: tuple[tuple[str, str], ...] = ()

@@ -10,14 +10,50 @@ print `FILE:LINE: message`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path as FsPath
 from typing import Any, BinaryIO
 
-import yaml
+#: PyYAML's pure-Python reader checks text against this at import: compiled, the largest
+#: regex `validate` meets (4 ms of it), and never used when libyaml parses
+_NON_PRINTABLE = ("[^\x09\x0A\x0D\x20-\x7E\x85\xA0-\uD7FF\uE000-\uFFFD"
+                  "\U00010000-\U0010ffff]")
+
+
+class _CompiledOnUse:
+    """A pattern that compiles when first used (`re` caches it)."""
+
+    def __init__(self, pattern: str, flags: int) -> None:
+        self.pattern, self.flags = pattern, flags
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(re.compile(self.pattern, self.flags), name)
+
+
+@contextlib.contextmanager
+def _reader_check_compiled_on_use() -> Iterator[None]:
+    """While `yaml` is first imported: its pure reader's check compiles once it runs."""
+    real = re.compile
+
+    def compile_(pattern: Any, flags: int = 0) -> Any:
+        if pattern == _NON_PRINTABLE:
+            return _CompiledOnUse(pattern, flags)
+        return real(pattern, flags)
+
+    re.compile = compile_  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        re.compile = real
+
+
+with _reader_check_compiled_on_use():
+    import yaml
 
 Path = tuple[str | int, ...]
 
@@ -346,7 +382,10 @@ def load_all(text: str, file: str, *, limits: Limits = LIMITS, lines: bool = Tru
     if size > limits.max_bytes:
         raise YAMLProblem(file, 1, f"file larger than {limits.max_bytes:,} bytes",
                           "too_large")
-    loader = (_ExactLoader if exact_numbers else _Loader)(text)
+    try:  # the pure reader checks the whole text for control characters here
+        loader = (_ExactLoader if exact_numbers else _Loader)(text)
+    except yaml.YAMLError as exc:
+        raise _problem_of(exc, text, file) from None
     out: list[Loaded] = []
     # no `&` in the text: no anchors, so no aliases, and every node is reached once
     anchors = "&" in text

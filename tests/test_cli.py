@@ -81,6 +81,81 @@ def test_only_serve_loads_the_server_stack(args):
     assert "LOADED []" in result.stderr, result.stderr
 
 
+@pytest.mark.parametrize("args", [("--version",), ("validate", "examples/slos")])
+def test_validate_and_version_do_not_import_shutil(args):
+    """argparse's formatter would import shutil (with bz2 and lzma) for the width."""
+    code = ("import sys\nfrom sloexporter.cli import main\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print('LOADED', sorted({'shutil', 'bz2', 'lzma'} & set(sys.modules)), "
+            "file=sys.stderr)\n")
+    result = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert "LOADED []" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("columns", [None, "57", "200", "0", "-3", "wide"])
+def test_the_help_is_as_wide_as_shutil_would_make_it(monkeypatch, columns):
+    import shutil
+
+    from sloexporter import cli
+
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    assert cli._columns() == shutil.get_terminal_size().columns
+    width = cli._columns() - 2
+    assert cli._Formatter("p")._width == argparse.HelpFormatter("p")._width == width
+
+
+ARGVS = {"init": ["init", "shop", "--job", "shop", "--objective", "99.5"],
+         "validate": ["validate", "a", "b/"],
+         "generate": ["generate", "x", "-o", "out", "--with-tests"],
+         "convert": ["convert", "x", "--to", "sloth", "-o", "o"],
+         "serve": ["serve", "--manifests", "m", "--listen", "127.0.0.1:9469"],
+         "report": ["report", "--prometheus-url", "http://p:9090", "--period", "2026-11"]}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_the_parser_of_one_command_parses_as_the_whole_one(command):
+    """`main` builds only the parser of the command it is given first."""
+    argv = ARGVS[command]
+    alone = build_parser(with_serve_options=True, only=command)
+    [sub] = [a for a in alone._actions if isinstance(a, argparse._SubParsersAction)]
+    assert set(sub.choices) == {command}
+    assert vars(alone.parse_args(argv)) == vars(build_parser().parse_args(argv))
+
+
+def test_help_before_a_command_and_a_misspelt_command_name_every_command():
+    listed = run_cli("-h", "validate")
+    assert listed.returncode == 0
+    for command in COMMANDS:
+        assert f"    {command} " in listed.stdout
+    wrong = run_cli("valdate", "x")
+    assert wrong.returncode == 2
+    assert "invalid choice: 'valdate'" in wrong.stderr
+    assert all(f"'{command}'" in wrong.stderr for command in COMMANDS)
+
+
+@pytest.mark.parametrize("args", [("validate", "examples/slos"), ("--version",)])
+def test_a_batch_command_runs_without_garbage_collection(args):
+    """From its imports on, a batch command's heap is kept, not walked by the collector;
+    in process, the collector is on again afterwards. `--version` is not a batch command:
+    the proof that the probe sees collections."""
+    code = ("import gc, sys\nfrom sloexporter.cli import main\nseen = []\n"
+            "gc.callbacks.append(lambda phase, info: seen.append(phase))\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "import pydantic.main\n"
+            "print('COLLECTIONS', len(seen), gc.isenabled(), file=sys.stderr)\n")
+    result = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    counts = result.stderr.split("COLLECTIONS ")[-1].split()
+    if args[0] == "validate":
+        assert counts == ["0", "True"], result.stderr
+    else:
+        assert int(counts[0]) > 0 and counts[1] == "True", result.stderr
+
+
 def test_serve_loads_its_options_only_when_it_runs():
     """The proof the test above can fail: serve's own options come with the server."""
     code = ("import sys\nfrom sloexporter.cli import build_parser\n"

@@ -220,3 +220,30 @@ def test_the_pure_python_loader_refuses_depth_too():
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("f:1: nested deeper")
+
+
+def test_the_pure_readers_check_still_refuses_control_characters():
+    """yamlsafe imports PyYAML with its pure reader's check (a 4 ms regex) compiled on
+    first use: without libyaml that reader runs, and a control character is still
+    refused in one line at its line (the reader checks the text as the loader is made,
+    which had escaped as a traceback). With libyaml the check is never compiled."""
+    script = (
+        "import re, sys\n"
+        "sys.modules['yaml._yaml'] = None  # no libyaml: the pure reader parses\n"
+        "from sloexporter import yamlsafe\n"
+        "import yaml\n"
+        "assert yamlsafe._BASE_LOADER is yaml.SafeLoader\n"
+        "assert type(yaml.reader.Reader.NON_PRINTABLE).__name__ == '_CompiledOnUse', \\\n"
+        "    'PyYAML changed the pattern: update yamlsafe._NON_PRINTABLE'\n"
+        "assert re.compile.__module__ == 're'\n"
+        "try:\n"
+        "    yamlsafe.load_all('a: 1\\nb: x\\x07y\\n', 'f')\n"
+        "except yamlsafe.YAMLProblem as e:\n"
+        "    print(e)\n"
+        "print(yamlsafe.load_all('a: caf\\u00e9 \\U0001F600\\n', 'g')[0].data)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("f:2: control character U+0007 is not allowed"), out.stdout
+    assert lines[1] == "{'a': 'caf\u00e9 \U0001F600'}"

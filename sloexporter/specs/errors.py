@@ -22,6 +22,8 @@ Path = tuple[str | int, ...]
 
 @dataclass(frozen=True, order=True)
 class SpecError:
+    """One problem in a spec, printed `FILE:LINE: field.path: message`."""
+
     file: str
     line: int
     path: str
