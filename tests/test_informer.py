@@ -479,6 +479,25 @@ def test_a_list_body_that_is_no_object_is_refused_before_any_item(text):
         next(list_items(text, {}))
 
 
+@pytest.mark.parametrize("text", ['{"items": [{"a": 1}], "items": [{"b": 2}]}',
+                                  '{"items": null, "metadata": {}, "items": [{"b": 2}]}',
+                                  '{"items": [], "items": []}'])
+def test_a_list_body_with_two_items_members_is_refused(text):
+    """json.loads keeps the last array; items of the first are applied as they are read,
+    so such a body (no API server sends one) fails the LIST instead of mixing both."""
+    with pytest.raises(WatchFailed, match="two items members"):
+        list(list_items(text, {}))
+
+
+async def test_a_list_with_two_items_members_fails_and_is_retried(seeded, api_client):
+    body = (b'{"kind": "List", "metadata": {"resourceVersion": "5"}, '
+            b'"items": [], "items": []}')
+    seeded["list", km.resource(KEY)][:1] << 200 << body
+    async with running(api_client) as (inf, rec, metrics):
+        await until(lambda: metrics.restarts.get((APPS.name, "decode"), 0) >= 1, "decode")
+        await until(lambda: inf.up, "recovery")
+
+
 async def test_garbage_in_the_watch_stream_is_a_decode_failure_not_a_crash(seeded, api_client):
     seeded["watch", km.resource(KEY)][:1] << b'{"type": "ADDED", "object": {tru\n'
     seeded["watch", km.resource(KEY)][1:2] << ({"type": "ADDED", "object": "a string"},)

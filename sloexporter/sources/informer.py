@@ -147,7 +147,8 @@ _DECODE = json.JSONDecoder().raw_decode
 
 def list_items(text: str, rest: dict[str, Any]) -> Iterator[Any]:
     """The elements of a LIST body's `items` array, parsed one at a time; its other members
-    go into `rest`. ValueError where `text` is not JSON, WatchFailed where it is no object.
+    go into `rest`. ValueError where `text` is not JSON, WatchFailed where it is no object
+    or has two `items` members.
 
     Parsing a page of 500 Applications at once held all their dicts and strings together,
     and the pools they left half-used among the rendered lines stayed in the RSS.
@@ -172,6 +173,10 @@ def list_items(text: str, rest: dict[str, Any]) -> Iterator[Any]:
         if not isinstance(key, str):
             raise ValueError("a member name is not a string")
         _, i = after(ws(text, i).end(), ":")
+        if key == "items" and key in rest:
+            # json.loads would keep the last array, but the first one's objects are
+            # applied already: a body no API server sends, failed as undecodable
+            raise WatchFailed("decode", "the list body has two items members")
         if key == "items" and text[i:i + 1] == "[":
             rest[key] = []
             sep, i = after(i, "[")
