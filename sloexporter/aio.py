@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -43,6 +44,29 @@ async def in_thread(fn: Callable[..., T], *args: Any) -> T:
 
     threading.Thread(target=work, name=getattr(fn, "__name__", "work"), daemon=True).start()
     return await future
+
+
+#: the interval before the first holder of `short_switch_interval`, one per holder inside
+_switch_holders: list[float] = []
+
+
+@contextlib.contextmanager
+def short_switch_interval(seconds: float) -> Iterator[None]:
+    """The GIL switch interval at most `seconds` while any holder is inside.
+
+    A thread doing long work (a parse) makes the event loop wait up to the interval each
+    time it wants the GIL back. The interval is process-wide: the first holder saves it
+    and the last one out restores it, in whatever order holders leave (on the loop's
+    thread)."""
+    _switch_holders.append(sys.getswitchinterval())
+    sys.setswitchinterval(min(sys.getswitchinterval(), seconds))
+    try:
+        yield
+    finally:
+        saved = _switch_holders[0]
+        _switch_holders.pop()
+        if not _switch_holders:
+            sys.setswitchinterval(saved)
 
 
 async def supervise(name: str, factory: Callable[[], Awaitable[None]],

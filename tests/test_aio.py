@@ -112,3 +112,34 @@ async def test_a_scrape_that_never_ends_cannot_stop_the_watches():
                 turns += 1
         await asyncio.wait_for(worker(), 30)
         assert turns == 200
+
+
+async def test_the_short_switch_interval_lasts_while_any_holder_is_inside():
+    """Two parses at once, leaving in the other order than they came: the interval stays
+    short until the last leaves, then it is the process's own again."""
+    import sys
+
+    original = sys.getswitchinterval()
+    first_in, second_in, release_first = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    seen: list[float] = []
+
+    async def parse(entered: asyncio.Event, leave: asyncio.Event | None,
+                    seconds: float) -> None:
+        with aio.short_switch_interval(seconds):
+            entered.set()
+            if leave is not None:
+                await leave.wait()
+            seen.append(sys.getswitchinterval())
+
+    first = asyncio.create_task(parse(first_in, release_first, 0.002))
+    await first_in.wait()
+    second = asyncio.create_task(parse(second_in, None, 0.001))
+    await second
+    assert sys.getswitchinterval() == pytest.approx(0.001)  # the first is still inside
+    release_first.set()
+    await first
+    assert seen == [pytest.approx(0.001), pytest.approx(0.001)]
+    assert sys.getswitchinterval() == original
+    with pytest.raises(RuntimeError), aio.short_switch_interval(0.001):
+        raise RuntimeError
+    assert sys.getswitchinterval() == original

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sloexporter import yamlsafe
-from sloexporter.aio import in_thread
+from sloexporter.aio import in_thread, short_switch_interval
 from sloexporter.model import parse_duration
 from sloexporter.sources.base import Source, identity, object_key
 from sloexporter.sources.informer import Resource, SelfMetrics
@@ -108,12 +107,8 @@ async def _parse_beside_the_loop(path: Path, now: datetime) -> list[Any]:
     """parse_file in a thread. The event loop waits for the GIL each time it comes back
     from the network, by default up to 5 ms behind the parse: a scrape during an 11 MB
     file's parse took up to a second; 1 ms a time while the parse runs, 0.2 s."""
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(min(previous, PARSE_SWITCH_INTERVAL))
-    try:
+    with short_switch_interval(PARSE_SWITCH_INTERVAL):
         return await in_thread(parse_file, path, now)
-    finally:
-        sys.setswitchinterval(previous)
 
 
 def not_objects(path: Path, objects: list[Any]) -> tuple[list[dict[str, Any]], int]:
