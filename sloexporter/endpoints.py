@@ -18,7 +18,7 @@ import html
 import re
 import struct
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -122,11 +122,7 @@ def _deflate(chunks: list[bytes]) -> list[bytes]:
     Such pieces concatenate into one valid deflate stream (pigz does the same), so a
     chunk compressed for one scrape is reused by the next as long as it is unchanged.
     """
-    lib, out = deflate_lib, []
-    for chunk in chunks:
-        z = lib.compressobj(1, lib.DEFLATED, -15)
-        out.append(z.compress(chunk) + z.flush(lib.Z_FULL_FLUSH))
-    return out
+    return _deflate_runs([[chunk] for chunk in chunks])
 
 
 #: misses next to each other from this many on are deflated as one piece, not cached, and
@@ -148,18 +144,24 @@ def _deflate_runs(runs: list[list[bytes]]) -> list[bytes]:
     lib, out = deflate_lib, []
     for run in runs:
         z = lib.compressobj(1, lib.DEFLATED, -15)
-        parts: list[bytes] = []
-        group: list[bytes] = []
-        size = 0
-        for chunk in run:
-            group.append(chunk)
-            size += len(chunk)
-            if size >= RUN_JOIN:
-                parts.append(z.compress(b"".join(group)))
-                group, size = [], 0
-        parts += (z.compress(b"".join(group)), z.flush(lib.Z_FULL_FLUSH))
+        parts = [z.compress(joined) for joined in _joined(run, RUN_JOIN)]
+        parts.append(z.flush(lib.Z_FULL_FLUSH))
         out.append(b"".join(parts))
     return out
+
+
+def _joined(chunks: list[bytes], size: int) -> Iterator[bytes]:
+    """`chunks` joined about `size` bytes at a time (a single chunk is not copied)."""
+    group: list[bytes] = []
+    held = 0
+    for chunk in chunks:
+        group.append(chunk)
+        held += len(chunk)
+        if held >= size:
+            yield b"".join(group)
+            group, held = [], 0
+    if group:
+        yield b"".join(group)
 
 
 def _gzip(chunks: list[bytes], misses: list[bytes],
@@ -273,16 +275,8 @@ async def write_pieces(resp: web.StreamResponse, chunks: list[bytes]) -> None:
     Joining the whole body first held it twice over (the join, and the transport's copy
     of what the socket did not take at once): 130 MB per scrape at 100,000 objects.
     """
-    piece: list[bytes] = []
-    size = 0
-    for chunk in chunks:
-        piece.append(chunk)
-        size += len(chunk)
-        if size >= WRITE_PIECE:
-            await resp.write(b"".join(piece))
-            piece, size = [], 0
-    if piece:
-        await resp.write(b"".join(piece))
+    for piece in _joined(chunks, WRITE_PIECE):
+        await resp.write(piece)
 
 
 def gzip_stats(stats: dict[str, int], openmetrics: bool) -> bytes:
