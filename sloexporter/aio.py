@@ -46,8 +46,11 @@ async def in_thread(fn: Callable[..., T], *args: Any) -> T:
     return await future
 
 
-#: the interval before the first holder of `short_switch_interval`, one per holder inside
-_switch_holders: list[float] = []
+class _Switch:
+    """The process's own interval, saved by the first holder, and the holders inside."""
+
+    saved = 0.0
+    holders = 0
 
 
 @contextlib.contextmanager
@@ -58,15 +61,16 @@ def short_switch_interval(seconds: float) -> Iterator[None]:
     time it wants the GIL back. The interval is process-wide: the first holder saves it
     and the last one out restores it, in whatever order holders leave (on the loop's
     thread)."""
-    _switch_holders.append(sys.getswitchinterval())
+    if not _Switch.holders:
+        _Switch.saved = sys.getswitchinterval()
+    _Switch.holders += 1
     sys.setswitchinterval(min(sys.getswitchinterval(), seconds))
     try:
         yield
     finally:
-        saved = _switch_holders[0]
-        _switch_holders.pop()
-        if not _switch_holders:
-            sys.setswitchinterval(saved)
+        _Switch.holders -= 1
+        if not _Switch.holders:
+            sys.setswitchinterval(_Switch.saved)
 
 
 async def supervise(name: str, factory: Callable[[], Awaitable[None]],

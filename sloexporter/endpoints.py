@@ -216,8 +216,7 @@ class GzipCache:
         # `chunks` holds every chunk until the end, so no id() here can be reused
         for i, piece in zip(own, packed, strict=True):
             pieces[i] = piece
-            if id(chunks[i]) in PACKED:  # still held by its store: keep the piece beside it
-                PACKED[id(chunks[i])] = piece
+            _keep(chunks[i], piece)
         for run, piece in zip(runs, run_packed, strict=True):
             pieces[run[0]] = piece
             for i in run[1:]:
@@ -236,11 +235,17 @@ class GzipCache:
             while batch := _unpacked_batch(self._unpacked):
                 packed = await loop.run_in_executor(self._thread, _deflate, batch)
                 for chunk, piece in zip(batch, packed, strict=True):
-                    if PACKED.get(id(chunk), b"") is None:
-                        PACKED[id(chunk)] = piece
+                    _keep(chunk, piece)
         except asyncio.CancelledError:  # the loop is closing: hold no chunk past it
             self._unpacked.clear()
             raise
+
+
+def _keep(chunk: bytes, piece: bytes) -> None:
+    """`piece` beside `chunk` for later scrapes, while a store holds the chunk (a chunk it
+    let go meanwhile gets no entry: the cache never keeps one alive)."""
+    if id(chunk) in PACKED:
+        PACKED[id(chunk)] = piece
 
 
 def _neighbours(indices: list[int]) -> list[list[int]]:

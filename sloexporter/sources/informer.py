@@ -177,7 +177,7 @@ def list_items(text: str, rest: dict[str, Any]) -> Iterator[Any]:
             # json.loads would keep the last array, but the first one's objects are
             # applied already: a body no API server sends, failed as undecodable
             raise WatchFailed("decode", "the list body has two items members")
-        if key == "items" and text[i:i + 1] == "[":
+        if key == "items" and text[i:i + 1] == "[":  # else a null or wrong type, checked later
             rest[key] = []
             sep, i = after(i, "[")
             if text[i:i + 1] == "]":
