@@ -250,3 +250,21 @@ def test_pieces_made_after_responses_under_churn(ops, run_min):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(endpoints, "RUN_MIN", run_min)
         asyncio.run(run())
+
+
+def test_an_empty_body_repeated_chunks_and_huge_ones(monkeypatch):
+    """What a scrape's chunk list may hold that churn does not make: nothing at all, one
+    chunk object twice (scattered and in a run), and chunks above a run's join size."""
+    cache = GzipCache()
+    assert one_member(compressed(cache, [])) == b""
+    store = Store(FAMILIES)
+    for i in range(MIN_BUCKETS * BUCKET_TARGET):
+        put(store, f"k{i}", i)
+    held, _ = body(store)
+    chunk = held[1]
+    for chunks in ([chunk, b"# a\n", chunk],  # twice, apart: each its own piece
+                   [chunk] * (2 * endpoints.RUN_MIN)):  # twice and more in one run
+        assert one_member(compressed(GzipCache(), chunks)) == b"".join(chunks)
+    huge = [bytes([65 + n]) * (endpoints.RUN_JOIN + 1000) + b"\n" for n in range(3)]
+    monkeypatch.setattr(endpoints, "RUN_MIN", 2)
+    assert one_member(compressed(GzipCache(), huge)) == b"".join(huge)
